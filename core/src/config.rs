@@ -1,0 +1,354 @@
+//! The one typed configuration of the server.
+//!
+//! Defaults run out of the box; a TOML file overrides them; environment variables override the file.
+//! An environment variable `OEE_SECTION__KEY` sets `[section] key` (double underscore between levels,
+//! case-insensitive), e.g. `OEE_HTTP__LISTEN=0.0.0.0:80` or `OEE_DATABASE__URL=postgres://…`.
+//! `config/oee-server.toml` documents every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "OEE_";
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the server's own files (the embedded PostgreSQL cluster lives below it).
+    pub data_dir: PathBuf,
+    /// The plant's wall clock: shift boundaries and the times people see.
+    pub plant: PlantConfig,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    pub broker: BrokerConfig,
+    pub database: DatabaseConfig,
+    pub ingest: IngestConfig,
+    pub bridge: BridgeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            plant: PlantConfig::default(),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            broker: BrokerConfig::default(),
+            database: DatabaseConfig::default(),
+            ingest: IngestConfig::default(),
+            bridge: BridgeConfig::default(),
+        }
+    }
+}
+
+/// Where the plant is in time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlantConfig {
+    /// IANA time zone name ("Europe/London"). Empty: the machine's own zone (`TZ`, `/etc/timezone`,
+    /// `/etc/localtime`), or UTC when none is set.
+    pub timezone: String,
+}
+
+/// The HTTP listener shared by the device bridge and the web pages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+    }
+}
+
+/// How ingest and the bridge reach *a* broker (the embedded one by default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// Optional credentials for an external broker.
+    pub username: String,
+    pub password: String,
+    /// Prefix of every client id this server uses (ingest, bridge).
+    pub client_id_prefix: String,
+    /// Largest MQTT packet accepted or sent, in bytes.
+    pub max_packet_size: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            username: String::new(),
+            password: String::new(),
+            client_id_prefix: "oee".into(),
+            max_packet_size: 256 * 1024,
+        }
+    }
+}
+
+/// The embedded rumqttd broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_payload_size: usize,
+    /// Bytes of one commit-log segment per topic filter, and how many segments are kept.
+    pub max_segment_size: usize,
+    pub max_segment_count: usize,
+    pub connection_timeout_ms: u16,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            max_connections: 10_000,
+            max_payload_size: 256 * 1024,
+            max_segment_size: 4 * 1024 * 1024,
+            max_segment_count: 4,
+            connection_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// PostgreSQL: an external server (`url`) or the embedded private cluster (empty `url`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:pass@host:5432/db`. Empty: run a private cluster under `data_dir`.
+    pub url: String,
+    pub max_connections: u32,
+    /// `auto`: use TimescaleDB hypertables when the extension can be created; `off`: never.
+    pub timescaledb: TimescaleMode,
+    pub embedded: EmbeddedDatabaseConfig,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            max_connections: 16,
+            timescaledb: TimescaleMode::Auto,
+            embedded: EmbeddedDatabaseConfig::default(),
+        }
+    }
+}
+
+/// Whether to turn time-series tables into TimescaleDB hypertables.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TimescaleMode {
+    Auto,
+    Off,
+}
+
+/// The private PostgreSQL cluster used when no `database.url` is given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedDatabaseConfig {
+    /// Cluster directory. Empty: `<data_dir>/postgres`.
+    pub dir: PathBuf,
+    /// Directory holding `initdb`, `pg_ctl` and `postgres`. Empty: the newest `/usr/lib/postgresql/*/bin`.
+    pub bin_dir: PathBuf,
+    /// PostgreSQL refuses to run as root: when this server runs as root, the cluster runs as this user.
+    pub run_as: String,
+    /// Extra `postgresql.conf` settings, e.g. `{ shared_buffers = "1GB" }`.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for EmbeddedDatabaseConfig {
+    fn default() -> Self {
+        EmbeddedDatabaseConfig {
+            dir: PathBuf::new(),
+            bin_dir: PathBuf::new(),
+            run_as: "postgres".into(),
+            settings: Default::default(),
+        }
+    }
+}
+
+/// The ingest service: the one writer of machine state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Most commands applied in one database transaction.
+    pub batch_max: usize,
+    /// Non-empty: subscribe through the MQTT shared subscription `$share/<group>/…`, so several ingest
+    /// workers split the load.
+    pub shared_group: String,
+    /// A command's `timestamp` may be at most this far in the future (clock skew allowance).
+    pub max_future_skew_s: u64,
+    /// Days a `request_id` is remembered for idempotent redelivery.
+    pub request_id_retention_days: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: 2_000,
+            shared_group: String::new(),
+            max_future_skew_s: 300,
+            request_id_retention_days: 7,
+        }
+    }
+}
+
+/// The HTTP device bridge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// How long an HTTP request waits for ingest's verdict before answering 503.
+    pub reply_timeout_ms: u64,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig { reply_timeout_ms: 5_000 }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file at `path` (if given), then `OEE_…` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
+        let file = match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| Error::ConfigRead {
+                path: p.to_path_buf(),
+                source,
+            })?),
+            None => None,
+        };
+        Self::from_sources(file.as_deref(), std::env::vars())
+    }
+
+    /// Builds a config from an optional TOML text and a set of environment variables.
+    pub fn from_sources(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let mut table = match toml_text {
+            Some(text) => toml::from_str::<toml::Table>(text).map_err(|e| Error::ConfigParse(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(Error::ConfigEnv { var: key.clone(), reason: "empty key segment".into() });
+            }
+            set_path(&mut table, &path, env_value(&value)).map_err(|reason| Error::ConfigEnv { var: key.clone(), reason })?;
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| Error::ConfigParse(e.to_string()))
+    }
+
+    /// The directory of the embedded cluster.
+    pub fn embedded_db_dir(&self) -> PathBuf {
+        if self.database.embedded.dir.as_os_str().is_empty() {
+            self.data_dir.join("postgres")
+        } else {
+            self.database.embedded.dir.clone()
+        }
+    }
+
+    /// The plant's time zone, resolved.
+    pub fn plant_timezone(&self) -> Result<chrono_tz::Tz, Error> {
+        crate::shift::resolve_timezone(&self.plant.timezone)
+    }
+}
+
+/// An environment value as TOML: numbers and booleans typed, anything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>()
+        && raw.contains('.')
+        && !raw.contains(':')
+    {
+        return toml::Value::Float(f);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut cur = table;
+    for p in parents {
+        let entry = cur.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_8080_and_1883_with_embedded_database() {
+        let c = Config::from_sources(None, env(&[])).unwrap();
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.broker.listen.port(), 1883);
+        assert!(c.database.url.is_empty());
+        assert_eq!(c.embedded_db_dir(), PathBuf::from("data/postgres"));
+    }
+
+    #[test]
+    fn env_overrides_file_which_overrides_defaults() {
+        let file = "[http]\nlisten = \"127.0.0.1:9000\"\n[ingest]\nbatch_max = 10\n";
+        let c = Config::from_sources(
+            Some(file),
+            env(&[("OEE_HTTP__LISTEN", "127.0.0.1:9100"), ("OEE_DATABASE__MAX_CONNECTIONS", "3"), ("HOME", "/x")]),
+        )
+        .unwrap();
+        assert_eq!(c.http.listen.port(), 9100);
+        assert_eq!(c.ingest.batch_max, 10);
+        assert_eq!(c.database.max_connections, 3);
+    }
+
+    #[test]
+    fn env_reaches_nested_tables_and_top_level_keys() {
+        let c = Config::from_sources(
+            None,
+            env(&[("OEE_DATA_DIR", "/var/lib/oee"), ("OEE_DATABASE__EMBEDDED__RUN_AS", "nobody")]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/oee"));
+        assert_eq!(c.database.embedded.run_as, "nobody");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Config::from_sources(Some("[http]\nlisten_port = 1\n"), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = Config::from_sources(None, env(&[("OEE_HTTP__PORT", "80")])).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_file_parses_to_the_defaults() {
+        let text = include_str!("../../config/oee-server.toml");
+        let c = Config::from_sources(Some(text), env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

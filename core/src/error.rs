@@ -1,0 +1,31 @@
+//! The one error type of `oee-core`.
+
+use std::path::PathBuf;
+
+/// What went wrong in configuration, the database or the embedded cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the config file {path}: {source}")]
+    ConfigRead { path: PathBuf, source: std::io::Error },
+    #[error("configuration: {0}")]
+    ConfigParse(String),
+    #[error("environment variable {var}: {reason}")]
+    ConfigEnv { var: String, reason: String },
+    #[error(
+        "{0}. Install them (Debian/Ubuntu: sudo apt-get install postgresql), set database.embedded.bin_dir, \
+         or set database.url to an existing PostgreSQL server"
+    )]
+    PostgresMissing(String),
+    #[error("embedded PostgreSQL cluster in {dir}: {reason}")]
+    Cluster { dir: PathBuf, reason: String },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,15 @@
+//! The OEE platform's domain: configuration, the activity state machine, the shift calendar, MQTT topic
+//! and payload types, command verdicts, and the database access layer shared by every service.
+
+pub mod activity;
+pub mod config;
+pub mod error;
+pub mod password;
+pub mod payload;
+pub mod shift;
+pub mod store;
+pub mod topic;
+pub mod verdict;
+
+pub use config::Config;
+pub use error::Error;

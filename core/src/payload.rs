@@ -1,0 +1,176 @@
+//! Command payloads carried on the MQTT topics (and built by the HTTP bridge from its requests).
+//! Parsing is lenient the way the reference's devices need: integers may arrive as JSON numbers or as
+//! numeric strings.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::verdict::Refusal;
+
+/// Routing fields any command may carry so that ingest can answer it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    /// Makes the command idempotent: a redelivered command with a known id is answered, not re-applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Topic on which ingest publishes the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// A request to change a machine's activity (`oee/v1/machines/{m}/state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCommand {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_state: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_code_id: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
+    /// When the change happened; default: when ingest received it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl StateCommand {
+    /// Parses a state command from raw bytes.
+    pub fn parse(bytes: &[u8]) -> Result<StateCommand, Refusal> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Refusal::Malformed("payload must be a JSON object".into()))?;
+        Self::from_object(obj)
+    }
+
+    /// Reads the command's fields from a JSON object, ignoring fields it does not know.
+    pub fn from_object(obj: &Map<String, Value>) -> Result<StateCommand, Refusal> {
+        Ok(StateCommand {
+            machine_state: lenient_int(obj, "machine_state")?,
+            activity_code_id: lenient_i32(obj, "activity_code_id")?,
+            user_id: lenient_i32(obj, "user_id")?,
+            timestamp: timestamp(obj, "timestamp")?,
+            reply: ReplyTo {
+                request_id: optional_string(obj, "request_id")?,
+                reply_to: optional_string(obj, "reply_to")?,
+            },
+        })
+    }
+}
+
+/// An integer field that may be a JSON integer, a whole float, or a numeric string; `null` is absent.
+pub fn lenient_int(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, Refusal> {
+    let bad = |v: &Value| Refusal::Malformed(format!("`{field}` must be an integer, not {v}"));
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+                    _ => Err(bad(v)),
+                }
+            }
+        }
+        Some(v @ Value::String(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| bad(v)),
+        Some(v) => Err(bad(v)),
+    }
+}
+
+/// As [`lenient_int`], within the range of an id.
+pub fn lenient_i32(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i32>, Refusal> {
+    match lenient_int(obj, field)? {
+        None => Ok(None),
+        Some(i) => i32::try_from(i)
+            .map(Some)
+            .map_err(|_| Refusal::Malformed(format!("`{field}` is out of range: {i}"))),
+    }
+}
+
+fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, Refusal> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(Refusal::Malformed(format!("`{field}` is longer than 256 characters"))),
+        Some(v) => Err(Refusal::Malformed(format!("`{field}` must be a string, not {v}"))),
+    }
+}
+
+fn timestamp(obj: &Map<String, Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, Refusal> {
+    match optional_string(obj, field)? {
+        None => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(|e| {
+            Refusal::Malformed(format!("`{field}` must be an RFC 3339 time like 2026-01-05T09:00:00Z: {e}"))
+        }),
+    }
+}
+
+/// A machine's current status, published retained on `oee/v1/machines/{m}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct MachineStatus {
+    pub machine_id: i32,
+    pub machine_name: String,
+    pub topic_name: Option<String>,
+    pub activity_code_id: i32,
+    pub activity_code: String,
+    pub colour: String,
+    /// 1 uptime, 2 unplanned downtime, 3 planned downtime, 4 overtime.
+    pub machine_state: i16,
+    /// 1 in shift, 3 out of shift.
+    pub schedule_state: i16,
+    pub job_id: Option<i64>,
+    pub job_number: Option<String>,
+    pub user_id: Option<i32>,
+    /// Start of the current activity.
+    pub since: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_be_numbers_or_numeric_strings() {
+        let c = StateCommand::parse(br#"{"machine_state":"1","activity_code_id":3.0,"user_id":" 2 "}"#).unwrap();
+        assert_eq!((c.machine_state, c.activity_code_id, c.user_id), (Some(1), Some(3), Some(2)));
+    }
+
+    #[test]
+    fn null_fields_are_absent_and_unknown_fields_ignored() {
+        let c = StateCommand::parse(br#"{"machine_state":null,"colour":"red"}"#).unwrap();
+        assert_eq!(c.machine_state, None);
+    }
+
+    #[test]
+    fn bad_payloads_say_what_is_wrong() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"not json", "not valid JSON"),
+            (b"[1]", "JSON object"),
+            (br#"{"machine_state":"up"}"#, "`machine_state` must be an integer"),
+            (br#"{"machine_state":1.5}"#, "`machine_state` must be an integer"),
+            (br#"{"activity_code_id":99999999999}"#, "out of range"),
+            (br#"{"timestamp":"yesterday"}"#, "RFC 3339"),
+            (br#"{"request_id":7}"#, "must be a string"),
+        ];
+        for (bytes, want) in cases {
+            let err = StateCommand::parse(bytes).unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert!(err.to_string().contains(want), "{err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn a_command_round_trips_through_json() {
+        let c = StateCommand::parse(
+            br#"{"activity_code_id":2,"timestamp":"2026-01-05T09:00:00+01:00","request_id":"r1","reply_to":"x/y"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.timestamp.unwrap().to_rfc3339(), "2026-01-05T08:00:00+00:00");
+        let again = StateCommand::parse(&serde_json::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(again, c);
+    }
+}

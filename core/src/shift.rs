@@ -1,0 +1,174 @@
+//! Shift calendar: which schedule state a shift pattern gives at an instant, in the plant's time zone.
+
+use chrono::{DateTime, Datelike, Duration, NaiveTime, Timelike, Utc};
+use chrono_tz::Tz;
+
+use crate::activity::ScheduleState;
+use crate::error::Error;
+
+/// One period of a shift pattern: from `start_minute` on `day` the schedule is `state`, until the next
+/// period begins (possibly on a later day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// 0 = Monday … 6 = Sunday.
+    pub day: u8,
+    /// Minutes after local midnight, 0..1440.
+    pub start_minute: u16,
+    pub state: ScheduleState,
+}
+
+/// The periods of a standard day: closed from midnight, open from `start` to `end` (reference §2).
+pub fn standard_day(day: u8, start_minute: u16, end_minute: u16) -> [Period; 3] {
+    [
+        Period { day, start_minute: 0, state: ScheduleState::OutOfShift },
+        Period { day, start_minute, state: ScheduleState::InShift },
+        Period { day, start_minute: end_minute, state: ScheduleState::OutOfShift },
+    ]
+}
+
+/// The schedule state in force at `at`: the latest period starting at or before the local time, looking
+/// back across earlier days (a day with no periods inherits the previous day's last state). A pattern
+/// with no periods at all is out of shift.
+pub fn schedule_at(periods: &[Period], tz: Tz, at: DateTime<Utc>) -> ScheduleState {
+    let local = at.with_timezone(&tz);
+    let today = local.weekday().num_days_from_monday() as u8;
+    let minute = (local.hour() * 60 + local.minute()) as u16;
+    for back in 0..8u8 {
+        let day = (today + 7 - back % 7) % 7;
+        let latest = periods
+            .iter()
+            .filter(|p| p.day == day && (back > 0 || p.start_minute <= minute))
+            .max_by_key(|p| p.start_minute);
+        if let Some(p) = latest {
+            return p.state;
+        }
+    }
+    ScheduleState::OutOfShift
+}
+
+/// Resolves the plant's time zone: an IANA name, or empty for the machine's own zone (`TZ`,
+/// `/etc/timezone`, the `/etc/localtime` link), falling back to UTC.
+pub fn resolve_timezone(name: &str) -> Result<Tz, Error> {
+    let name = name.trim();
+    if !name.is_empty() {
+        return name.parse::<Tz>().map_err(|_| Error::ConfigParse(format!(
+            "plant.timezone `{name}` is not an IANA time zone name (like Europe/London)"
+        )));
+    }
+    Ok(system_timezone().unwrap_or(Tz::UTC))
+}
+
+fn system_timezone() -> Option<Tz> {
+    if let Ok(tz) = std::env::var("TZ")
+        && let Ok(z) = tz.trim_start_matches(':').parse::<Tz>()
+    {
+        return Some(z);
+    }
+    if let Ok(text) = std::fs::read_to_string("/etc/timezone")
+        && let Ok(z) = text.trim().parse::<Tz>()
+    {
+        return Some(z);
+    }
+    let link = std::fs::read_link("/etc/localtime").ok()?;
+    let link = link.to_string_lossy();
+    let name = link.split("zoneinfo/").nth(1)?;
+    name.parse::<Tz>().ok()
+}
+
+/// Parses a reference-style `HHMM` period start.
+pub fn parse_hhmm(s: &str) -> Option<u16> {
+    let t = NaiveTime::parse_from_str(s, "%H%M").ok()?;
+    Some((t.hour() * 60 + t.minute()) as u16)
+}
+
+/// Local midnight at the start of the plant day containing `at`, in UTC.
+pub fn local_day_start(tz: Tz, at: DateTime<Utc>) -> DateTime<Utc> {
+    let local = at.with_timezone(&tz).date_naive();
+    // A day whose midnight does not exist (DST gap) starts at the first instant that does.
+    (0..180)
+        .find_map(|m| {
+            let naive = local.and_hms_opt(0, 0, 0)? + Duration::minutes(m);
+            naive.and_local_timezone(tz).earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use ScheduleState::*;
+
+    fn nine_to_five_weekdays() -> Vec<Period> {
+        (0..5).flat_map(|d| standard_day(d, 9 * 60, 17 * 60)).collect()
+    }
+
+    #[test]
+    fn a_standard_day_is_open_from_start_to_end() {
+        let p = nine_to_five_weekdays();
+        let tz = Tz::UTC;
+        // 2026-01-05 is a Monday
+        let cases = [
+            ((5, 0, 0), OutOfShift),
+            ((5, 8, 59), OutOfShift),
+            ((5, 9, 0), InShift),
+            ((5, 16, 59), InShift),
+            ((5, 17, 0), OutOfShift),
+            ((9, 12, 0), InShift),
+            // Saturday and Sunday have no periods: the state carries over from Friday 17:00
+            ((10, 12, 0), OutOfShift),
+            ((11, 23, 0), OutOfShift),
+        ];
+        for ((d, h, m), want) in cases {
+            let at = Utc.with_ymd_and_hms(2026, 1, d, h, m, 0).unwrap();
+            assert_eq!(schedule_at(&p, tz, at), want, "{at}");
+        }
+    }
+
+    #[test]
+    fn a_night_shift_crosses_midnight_through_the_previous_day() {
+        // Monday 22:00 on, Tuesday 06:00 off; nothing else.
+        let p = vec![Period { day: 0, start_minute: 22 * 60, state: InShift }, Period {
+            day: 1,
+            start_minute: 6 * 60,
+            state: OutOfShift,
+        }];
+        let at = |d, h| Utc.with_ymd_and_hms(2026, 1, d, h, 0, 0).unwrap();
+        assert_eq!(schedule_at(&p, Tz::UTC, at(5, 23)), InShift);
+        assert_eq!(schedule_at(&p, Tz::UTC, at(6, 3)), InShift);
+        assert_eq!(schedule_at(&p, Tz::UTC, at(6, 7)), OutOfShift);
+        assert_eq!(schedule_at(&p, Tz::UTC, at(5, 21)), OutOfShift, "before Monday's period: last week's Tuesday 06:00");
+    }
+
+    #[test]
+    fn an_empty_pattern_is_out_of_shift() {
+        assert_eq!(schedule_at(&[], Tz::UTC, Utc::now()), OutOfShift);
+    }
+
+    #[test]
+    fn shift_times_are_plant_local() {
+        let p = nine_to_five_weekdays();
+        let tz: Tz = "America/New_York".parse().unwrap();
+        // 13:30 UTC on Monday is 08:30 in New York (EST, UTC-5)
+        let at = Utc.with_ymd_and_hms(2026, 1, 5, 13, 30, 0).unwrap();
+        assert_eq!(schedule_at(&p, tz, at), OutOfShift);
+        assert_eq!(schedule_at(&p, tz, at + Duration::hours(1)), InShift);
+    }
+
+    #[test]
+    fn timezone_names_are_checked() {
+        assert_eq!(resolve_timezone("Europe/London").unwrap(), chrono_tz::Europe::London);
+        assert!(resolve_timezone("Mars/Olympus").unwrap_err().to_string().contains("Mars/Olympus"));
+        assert!(resolve_timezone("").is_ok());
+    }
+
+    #[test]
+    fn hhmm_and_local_midnight() {
+        assert_eq!(parse_hhmm("0900"), Some(540));
+        assert_eq!(parse_hhmm("2460"), None);
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap();
+        assert_eq!(local_day_start(tz, at), Utc.with_ymd_and_hms(2026, 1, 4, 23, 0, 0).unwrap());
+    }
+}

@@ -1,0 +1,142 @@
+//! The database access layer: connecting (to a configured server or the embedded cluster), migrations,
+//! first-run seeding, and one function per query, named for what it answers.
+
+pub mod cluster;
+pub mod command;
+pub mod machine;
+pub mod seed;
+pub mod user;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::{Config, TimescaleMode};
+use crate::error::Error;
+use cluster::{ClusterOptions, EmbeddedCluster};
+
+/// Name of the database the server uses on the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "oee";
+
+/// The migrations under `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// An open database: the pool, and the embedded cluster behind it when there is one.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub pool: PgPool,
+    cluster: Option<Arc<Mutex<EmbeddedCluster>>>,
+}
+
+impl Database {
+    /// Opens the configured database (starting the embedded cluster when `database.url` is empty),
+    /// creates the database if needed, runs migrations and the TimescaleDB step.
+    pub async fn open(config: &Config) -> Result<Database, Error> {
+        let (options, cluster) = if config.database.url.trim().is_empty() {
+            let opts = ClusterOptions {
+                dir: config.embedded_db_dir(),
+                bin_dir: config.database.embedded.bin_dir.clone(),
+                run_as: config.database.embedded.run_as.clone(),
+                settings: config.database.embedded.settings.clone().into_iter().collect(),
+                disposable: false,
+            };
+            let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&opts))
+                .await
+                .map_err(|e| Error::Cluster { dir: config.embedded_db_dir(), reason: e.to_string() })??;
+            let options = cluster.connect_options(EMBEDDED_DATABASE);
+            (options, Some(Arc::new(Mutex::new(cluster))))
+        } else {
+            let options = PgConnectOptions::from_str(&config.database.url)
+                .map_err(|e| Error::ConfigParse(format!("database.url is not a PostgreSQL URL: {e}")))?;
+            (options, None)
+        };
+        create_database_if_missing(&options).await?;
+        let pool = connect(options, config.database.max_connections).await?;
+        prepare(&pool, config.database.timescaledb).await?;
+        Ok(Database { pool, cluster })
+    }
+
+    /// Wraps an existing pool (tests, tools).
+    pub fn from_pool(pool: PgPool) -> Database {
+        Database { pool, cluster: None }
+    }
+
+    /// Closes the pool, then stops the embedded cluster if this process started it.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster
+            && let Ok(cluster) = Arc::try_unwrap(cluster)
+        {
+            let mut cluster = cluster.into_inner().unwrap_or_else(|p| p.into_inner());
+            let _ = tokio::task::spawn_blocking(move || cluster.stop()).await;
+        }
+    }
+}
+
+/// A pool over `options`.
+pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(Error::Database)
+}
+
+/// Runs migrations and, when wanted and possible, turns time-series tables into hypertables.
+pub async fn prepare(pool: &PgPool, timescale: TimescaleMode) -> Result<(), Error> {
+    MIGRATOR.run(pool).await.map_err(|e| Error::Migrate(e.to_string()))?;
+    if timescale == TimescaleMode::Auto {
+        enable_timescale(pool).await?;
+    }
+    Ok(())
+}
+
+/// Creates the target database through the maintenance database when it does not exist yet.
+async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Error> {
+    let Some(name) = options.get_database().map(str::to_string) else { return Ok(()) };
+    match options.connect().await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            let mut admin = options.clone().database("postgres").connect().await.map_err(Error::Database)?;
+            let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.map_err(Error::Database)?;
+            let _ = admin.close().await;
+            tracing::info!(database = %name, "created the database");
+            Ok(())
+        }
+        Err(e) => Err(Error::Database(e)),
+    }
+}
+
+/// Whether TimescaleDB hypertables are in use. When the extension cannot be created (not installed, or
+/// not preloaded), the plain tables with their indexes are used and everything works the same.
+pub async fn enable_timescale(pool: &PgPool) -> Result<bool, Error> {
+    let available: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')")
+            .fetch_one(pool)
+            .await?;
+    if !available {
+        tracing::info!("TimescaleDB is not installed: time-series tables stay plain PostgreSQL tables");
+        return Ok(false);
+    }
+    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb").execute(pool).await {
+        tracing::warn!("TimescaleDB is installed but cannot be enabled ({e}): using plain tables");
+        return Ok(false);
+    }
+    for (table, column) in [("telemetry", "ts"), ("raw_event", "received_at")] {
+        sqlx::query("SELECT create_hypertable($1::regclass, $2::name, if_not_exists => true, migrate_data => true)")
+            .bind(table)
+            .bind(column)
+            .execute(pool)
+            .await?;
+    }
+    tracing::info!("TimescaleDB enabled: telemetry and raw_event are hypertables");
+    Ok(true)
+}

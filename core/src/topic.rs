@@ -1,0 +1,118 @@
+//! The MQTT topics of API v1. `{m}` is a machine's numeric id or its topic name (slug).
+
+/// Root of every machine topic.
+pub const MACHINES: &str = "oee/v1/machines";
+/// Root of reply topics the bridge listens on.
+pub const REPLIES: &str = "oee/v1/replies";
+
+/// How a topic names its machine.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MachineRef {
+    Id(i32),
+    Slug(String),
+}
+
+impl std::fmt::Display for MachineRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MachineRef::Id(id) => write!(f, "{id}"),
+            MachineRef::Slug(s) => write!(f, "`{s}`"),
+        }
+    }
+}
+
+/// What a command topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    State,
+}
+
+impl CommandKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            CommandKind::State => "state",
+        }
+    }
+}
+
+/// The command topics ingest subscribes to.
+pub fn command_filters() -> Vec<String> {
+    [CommandKind::State].iter().map(|k| format!("{MACHINES}/+/{}", k.suffix())).collect()
+}
+
+/// The topic on which a machine's activity change is requested.
+pub fn state(machine: &str) -> String {
+    format!("{MACHINES}/{machine}/state")
+}
+
+/// The retained topic on which a machine's current status is published.
+pub fn status(machine: &str) -> String {
+    format!("{MACHINES}/{machine}/status")
+}
+
+/// Reads a command topic: which machine, which command. `None` for anything else.
+pub fn parse_command(topic: &str) -> Option<(MachineRef, CommandKind)> {
+    let rest = topic.strip_prefix(MACHINES)?.strip_prefix('/')?;
+    let (machine, kind) = rest.split_once('/')?;
+    let kind = match kind {
+        "state" => CommandKind::State,
+        _ => return None,
+    };
+    Some((machine_ref(machine)?, kind))
+}
+
+/// A machine segment of a topic: digits are an id, anything else a slug.
+pub fn machine_ref(segment: &str) -> Option<MachineRef> {
+    if segment.is_empty() {
+        return None;
+    }
+    if segment.bytes().all(|b| b.is_ascii_digit()) {
+        segment.parse().ok().map(MachineRef::Id)
+    } else {
+        Some(MachineRef::Slug(segment.to_string()))
+    }
+}
+
+/// A topic-safe name from a machine's name: lowercase ASCII letters and digits joined by `-`, never all
+/// digits (those would read as an id).
+pub fn slugify(name: &str) -> String {
+    let mut out = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() || out.bytes().all(|b| b.is_ascii_digit()) { format!("m-{out}") } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_topics_name_machines_by_id_or_slug() {
+        assert_eq!(parse_command("oee/v1/machines/12/state"), Some((MachineRef::Id(12), CommandKind::State)));
+        assert_eq!(
+            parse_command("oee/v1/machines/press-3/state"),
+            Some((MachineRef::Slug("press-3".into()), CommandKind::State))
+        );
+        for bad in ["oee/v1/machines//state", "oee/v1/machines/1/status", "oee/v1/machines/1", "x/1/state"] {
+            assert_eq!(parse_command(bad), None, "{bad}");
+        }
+        // an id too large for the database is not a slug either
+        assert_eq!(parse_command("oee/v1/machines/99999999999/state"), None);
+    }
+
+    #[test]
+    fn slugs_are_topic_safe_and_never_look_like_ids() {
+        assert_eq!(slugify("Machine 1"), "machine-1");
+        assert_eq!(slugify("  CNC / Lathe #2 "), "cnc-lathe-2");
+        assert_eq!(slugify("42"), "m-42");
+        assert_eq!(slugify("ÄÖ"), "m-");
+        assert_eq!(state("3"), "oee/v1/machines/3/state");
+        assert_eq!(status("3"), "oee/v1/machines/3/status");
+    }
+}

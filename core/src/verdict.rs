@@ -1,0 +1,86 @@
+//! Why a command was refused, and the verdict ingest sends back. One place decides each refusal's
+//! status, so MQTT devices and HTTP clients get the same answer for the same mistake.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The exact body the reference answers for an up-state code other than "Up" with no job (contract C37).
+pub const UPTIME_WITHOUT_JOB_409_BODY: &str = "Cannot set a machine to up when there is no active job";
+
+/// A command that cannot be applied, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    #[error("machine {0} does not exist: check the machine id (oee-server machine list)")]
+    UnknownMachine(String),
+    #[error("activity code {0} does not exist: GET /api/activity-codes lists the codes")]
+    UnknownCode(i32),
+    #[error("give `machine_state` or `activity_code_id` to say what the machine is doing")]
+    NoCodeGiven,
+    #[error("machine {machine_id} has no active job: start a job before setting it to an up state (code {code_id})")]
+    UptimeWithoutJob { machine_id: i32, code_id: i32 },
+    #[error(
+        "machine {machine_id}'s current activity began at {since}, after this change's timestamp {at}: \
+         changes must arrive in time order (edit history to change the past)"
+    )]
+    BeforeCurrentActivity { machine_id: i32, since: DateTime<Utc>, at: DateTime<Utc> },
+    #[error("timestamp {at} is more than {skew_s} s in the future: check the device's clock")]
+    InFuture { at: DateTime<Utc>, skew_s: u64 },
+    #[error("the change could not be stored: {0}")]
+    Storage(String),
+}
+
+impl Refusal {
+    /// The HTTP status for this refusal, also carried in MQTT verdicts.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Malformed(_) | Refusal::InFuture { .. } => 400,
+            Refusal::MissingField(_) => 422,
+            Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::NoCodeGiven => 404,
+            // The reference answers 400 when the resolved code is "Up" itself and 409 for other up codes.
+            Refusal::UptimeWithoutJob { code_id, .. } => {
+                if *code_id == crate::activity::UP_CODE_ID {
+                    400
+                } else {
+                    409
+                }
+            }
+            Refusal::BeforeCurrentActivity { .. } => 409,
+            Refusal::Storage(_) => 500,
+        }
+    }
+}
+
+/// Ingest's answer to one command, published on the command's `reply_to` topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// 200 when applied; otherwise the refusal's status.
+    pub status: u16,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The code stored (after schedule coercion), when applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_code_id: Option<i32>,
+}
+
+impl Verdict {
+    pub fn applied(request_id: Option<String>, activity_code_id: Option<i32>) -> Verdict {
+        Verdict { request_id, status: 200, ok: true, message: None, activity_code_id }
+    }
+
+    pub fn refused(request_id: Option<String>, refusal: &Refusal) -> Verdict {
+        Verdict {
+            request_id,
+            status: refusal.status(),
+            ok: false,
+            message: Some(refusal.to_string()),
+            activity_code_id: None,
+        }
+    }
+}
