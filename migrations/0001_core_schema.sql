@@ -149,6 +149,7 @@ CREATE TABLE command_log (
     request_id text PRIMARY KEY,
     machine_id integer,
     status     smallint NOT NULL,
+    reason     text,
     message    text,
     code_id    integer,
     handled_at timestamptz NOT NULL DEFAULT now()

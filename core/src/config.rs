@@ -183,6 +183,9 @@ impl Default for EmbeddedDatabaseConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
+    /// MQTT client id of this ingest worker; its persistent session holds unacknowledged commands across
+    /// restarts, so keep it stable. Empty: `<mqtt.client_id_prefix>-ingest`. Give each worker its own.
+    pub client_id: String,
     /// Most commands applied in one database transaction.
     pub batch_max: usize,
     /// Non-empty: subscribe through the MQTT shared subscription `$share/<group>/…`, so several ingest
@@ -197,6 +200,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
+            client_id: String::new(),
             batch_max: 2_000,
             shared_group: String::new(),
             max_future_skew_s: 300,

@@ -18,6 +18,8 @@ pub enum Refusal {
     UnknownMachine(String),
     #[error("activity code {0} does not exist: GET /api/activity-codes lists the codes")]
     UnknownCode(i32),
+    #[error("user {0} does not exist: GET /api/users lists the users")]
+    UnknownUser(i32),
     #[error("give `machine_state` or `activity_code_id` to say what the machine is doing")]
     NoCodeGiven,
     #[error("machine {machine_id} has no active job: start a job before setting it to an up state (code {code_id})")]
@@ -29,17 +31,33 @@ pub enum Refusal {
     BeforeCurrentActivity { machine_id: i32, since: DateTime<Utc>, at: DateTime<Utc> },
     #[error("timestamp {at} is more than {skew_s} s in the future: check the device's clock")]
     InFuture { at: DateTime<Utc>, skew_s: u64 },
-    #[error("the change could not be stored: {0}")]
+    #[error("the change could not be stored ({0}): try again later")]
     Storage(String),
 }
 
 impl Refusal {
+    /// A stable, machine-readable name of the refusal, carried in verdicts.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::MissingField(_) => "missing_field",
+            Refusal::UnknownMachine(_) => "unknown_machine",
+            Refusal::UnknownCode(_) => "unknown_code",
+            Refusal::UnknownUser(_) => "unknown_user",
+            Refusal::NoCodeGiven => "no_code_given",
+            Refusal::UptimeWithoutJob { .. } => "uptime_without_job",
+            Refusal::BeforeCurrentActivity { .. } => "out_of_order",
+            Refusal::InFuture { .. } => "in_future",
+            Refusal::Storage(_) => "storage",
+        }
+    }
+
     /// The HTTP status for this refusal, also carried in MQTT verdicts.
     pub fn status(&self) -> u16 {
         match self {
             Refusal::Malformed(_) | Refusal::InFuture { .. } => 400,
             Refusal::MissingField(_) => 422,
-            Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::NoCodeGiven => 404,
+            Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::UnknownUser(_) | Refusal::NoCodeGiven => 404,
             // The reference answers 400 when the resolved code is "Up" itself and 409 for other up codes.
             Refusal::UptimeWithoutJob { code_id, .. } => {
                 if *code_id == crate::activity::UP_CODE_ID {
@@ -49,7 +67,7 @@ impl Refusal {
                 }
             }
             Refusal::BeforeCurrentActivity { .. } => 409,
-            Refusal::Storage(_) => 500,
+            Refusal::Storage(_) => 503,
         }
     }
 }
@@ -62,6 +80,9 @@ pub struct Verdict {
     /// 200 when applied; otherwise the refusal's status.
     pub status: u16,
     pub ok: bool,
+    /// Why it was refused, as a stable name (see [`Refusal::reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The code stored (after schedule coercion), when applied.
@@ -71,7 +92,7 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn applied(request_id: Option<String>, activity_code_id: Option<i32>) -> Verdict {
-        Verdict { request_id, status: 200, ok: true, message: None, activity_code_id }
+        Verdict { request_id, status: 200, ok: true, reason: None, message: None, activity_code_id }
     }
 
     pub fn refused(request_id: Option<String>, refusal: &Refusal) -> Verdict {
@@ -79,6 +100,7 @@ impl Verdict {
             request_id,
             status: refusal.status(),
             ok: false,
+            reason: Some(refusal.reason().to_string()),
             message: Some(refusal.to_string()),
             activity_code_id: None,
         }

@@ -1,1 +1,35 @@
-//! placeholder
+//! The web service. For now: a health page that says whether the server can reach its database.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use sqlx::PgPool;
+
+/// The web routes.
+pub fn router(pool: PgPool) -> Router {
+    Router::new().route("/health", get(health)).route("/", get(home)).with_state(pool)
+}
+
+/// `GET /health`: 200 `{"status":"ok","database":"ok"}` when the database answers, 503 otherwise.
+async fn health(State(pool): State<PgPool>) -> Response {
+    match oee_core::store::ping(&pool).await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ok", "database": "ok" })).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "degraded", "database": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn home() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>OEE server</title></head><body>",
+        "<h1>OEE server</h1><p>Version ",
+        env!("CARGO_PKG_VERSION"),
+        ". Devices post to <code>/api/machine-state-change</code> or publish to ",
+        "<code>oee/v1/machines/{id}/state</code>. <a href=\"/health\">Health</a>.</p></body></html>"
+    ))
+}

@@ -40,7 +40,9 @@ pub struct EmbeddedCluster {
     dir: PathBuf,
     socket_dir: PathBuf,
     pid: i32,
-    exited: mpsc::Receiver<()>,
+    /// Signalled when the server this process started exits; `None` when attached to a server that
+    /// another process (a running oee-server) started.
+    exited: Option<mpsc::Receiver<()>>,
     stopped: bool,
 }
 
@@ -55,8 +57,14 @@ impl EmbeddedCluster {
         if !dir.join("PG_VERSION").exists() {
             init_cluster(&bin, &dir, owner, opts.disposable)?;
         }
-        clear_stale_pid(&dir)?;
         let socket_dir = socket_dir_for(&dir, owner)?;
+        if let Some(pid) = clear_stale_pid(&dir)? {
+            // Another oee-server process runs this cluster (e.g. `oee-server machine add` beside a running
+            // server): use it, and leave it running.
+            let mut cluster = EmbeddedCluster { dir, socket_dir, pid, exited: None, stopped: true };
+            cluster.wait_ready(Duration::from_secs(120))?;
+            return Ok(cluster);
+        }
 
         let mut cmd = Command::new(bin.join("postgres"));
         cmd.arg("-D").arg(&dir).args(["-c", "listen_addresses="]);
@@ -101,7 +109,7 @@ impl EmbeddedCluster {
             .map_err(|_| cluster_err(&dir, "the postgres keeper thread died".into()))?
             .map_err(|e| cluster_err(&dir, format!("cannot run {}: {e}", bin.join("postgres").display())))?;
 
-        let mut cluster = EmbeddedCluster { dir, socket_dir, pid, exited: exit_rx, stopped: false };
+        let mut cluster = EmbeddedCluster { dir, socket_dir, pid, exited: Some(exit_rx), stopped: false };
         cluster.wait_ready(Duration::from_secs(120))?;
         Ok(cluster)
     }
@@ -122,12 +130,13 @@ impl EmbeddedCluster {
 
     /// Stops the server (fast shutdown: open transactions are rolled back, committed data is kept).
     pub fn stop(&mut self) -> Result<(), Error> {
+        let Some(exited) = &self.exited else { return Ok(()) };
         if self.stopped {
             return Ok(());
         }
         self.stopped = true;
         signal(self.pid, libc::SIGINT);
-        match self.exited.recv_timeout(Duration::from_secs(60)) {
+        match exited.recv_timeout(Duration::from_secs(60)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 signal(self.pid, libc::SIGQUIT);
@@ -140,7 +149,11 @@ impl EmbeddedCluster {
         let deadline = Instant::now() + limit;
         let pid_file = self.dir.join("postmaster.pid");
         loop {
-            if self.exited.try_recv().is_ok() {
+            let died = match &self.exited {
+                Some(rx) => rx.try_recv().is_ok(),
+                None => !is_our_postgres(self.pid, &self.dir),
+            };
+            if died {
                 self.stopped = true;
                 return Err(cluster_err(
                     &self.dir,
@@ -325,33 +338,27 @@ fn init_cluster(bin: &Path, dir: &Path, owner: Owner, disposable: bool) -> Resul
     Ok(())
 }
 
-/// After a crash, `postmaster.pid` may name a process that is gone (remove the file) or an orphaned
-/// server of this same directory (stop it, then start afresh).
-fn clear_stale_pid(dir: &Path) -> Result<(), Error> {
+/// `postmaster.pid` names either a live server of this directory (its pid is returned) or, after a
+/// crash, a process that is gone: then the stale file is removed so the server can start.
+fn clear_stale_pid(dir: &Path) -> Result<Option<i32>, Error> {
     let pid_file = dir.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(()) };
+    let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(None) };
     let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    if pid > 0 && is_postgres(pid) {
-        tracing::warn!(pid, "stopping a PostgreSQL server left running on the embedded cluster");
-        signal(pid, libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while is_postgres(pid) {
-            if Instant::now() > deadline {
-                return Err(cluster_err(dir, format!("an old postgres (pid {pid}) does not stop")));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    if pid > 0 && is_our_postgres(pid, dir) {
+        return Ok(Some(pid));
     }
-    if pid_file.exists() {
-        tracing::warn!("removing a stale postmaster.pid left by a crash");
-        fs::remove_file(&pid_file).map_err(|e| cluster_err(dir, format!("cannot remove stale postmaster.pid: {e}")))?;
-    }
-    Ok(())
+    tracing::warn!("removing a stale postmaster.pid left by a crash");
+    fs::remove_file(&pid_file).map_err(|e| cluster_err(dir, format!("cannot remove stale postmaster.pid: {e}")))?;
+    Ok(None)
 }
 
-fn is_postgres(pid: i32) -> bool {
+/// Whether `pid` is a postgres server of the cluster in `dir` (a reused pid belongs to something else).
+fn is_our_postgres(pid: i32, dir: &Path) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmd| String::from_utf8_lossy(&cmd).contains("postgres"))
+        .map(|cmd| {
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("postgres") && cmd.contains(&*dir.to_string_lossy())
+        })
         .unwrap_or(false)
 }
 

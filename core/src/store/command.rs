@@ -60,12 +60,21 @@ pub async fn codes(tx: &mut Transaction<'_, Postgres>, ids: &[i32]) -> Result<Ha
         .collect()
 }
 
+/// The users among `ids` that exist.
+pub async fn existing_users(tx: &mut Transaction<'_, Postgres>, ids: &[i32]) -> Result<Vec<i32>, Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT id FROM app_user WHERE id = ANY($1)").bind(ids).fetch_all(&mut **tx).await?)
+}
+
 /// A verdict remembered for a request id.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RememberedVerdict {
     pub request_id: String,
     pub machine_id: Option<i32>,
     pub status: i16,
+    pub reason: Option<String>,
     pub message: Option<String>,
     pub code_id: Option<i32>,
 }
@@ -79,7 +88,7 @@ pub async fn remembered_verdicts(
         return Ok(Vec::new());
     }
     Ok(sqlx::query_as(
-        "SELECT request_id, machine_id, status, message, code_id FROM command_log WHERE request_id = ANY($1)",
+        "SELECT request_id, machine_id, status, reason, message, code_id FROM command_log WHERE request_id = ANY($1)",
     )
     .bind(request_ids)
     .fetch_all(&mut **tx)
@@ -92,13 +101,14 @@ pub async fn remember_verdicts(tx: &mut Transaction<'_, Postgres>, rows: &[Remem
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO command_log (request_id, machine_id, status, message, code_id) \
-         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int2[], $4::text[], $5::int4[]) \
+        "INSERT INTO command_log (request_id, machine_id, status, reason, message, code_id) \
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int2[], $4::text[], $5::text[], $6::int4[]) \
          ON CONFLICT (request_id) DO NOTHING",
     )
     .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.code_id).collect::<Vec<_>>())
     .execute(&mut **tx)

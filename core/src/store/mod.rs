@@ -2,6 +2,7 @@
 //! first-run seeding, and one function per query, named for what it answers.
 
 pub mod cluster;
+pub mod code;
 pub mod command;
 pub mod machine;
 pub mod seed;
@@ -139,4 +140,10 @@ pub async fn enable_timescale(pool: &PgPool) -> Result<bool, Error> {
     }
     tracing::info!("TimescaleDB enabled: telemetry and raw_event are hypertables");
     Ok(true)
+}
+
+/// Whether the database answers.
+pub async fn ping(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
 }

@@ -1,0 +1,52 @@
+//! Every HTTP answer of the device API that is not a plain success, decided in one place.
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use oee_core::verdict::{Refusal, UPTIME_WITHOUT_JOB_409_BODY, Verdict};
+
+use crate::replies::SendError;
+
+/// An error answer of the device API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not declared as JSON (the reference answers 415).
+    #[error("send the body as JSON with the header Content-Type: application/json")]
+    NotJson,
+    /// A refusal decided before or by ingest.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// Ingest's verdict, passed through.
+    #[error("{}", .0.message.as_deref().unwrap_or("refused"))]
+    Verdict(Verdict),
+    /// No verdict in time: nothing was acknowledged, the client should retry.
+    #[error("the change was not confirmed ({0}): try again")]
+    Unavailable(#[from] SendError),
+    #[error("database: {0}")]
+    Database(#[from] oee_core::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, reason) = match &self {
+            ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json".to_string()),
+            ApiError::Refused(r) => (status_code(r.status()), r.reason().to_string()),
+            ApiError::Verdict(v) => (status_code(v.status), v.reason.clone().unwrap_or_default()),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string()),
+            ApiError::Database(e) => {
+                tracing::error!("device API database error: {e}");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string())
+            }
+        };
+        // The reference's exact body for an up-state code other than Up with no job (contract C37).
+        if status == StatusCode::CONFLICT && reason == "uptime_without_job" {
+            return (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], UPTIME_WITHOUT_JOB_409_BODY)
+                .into_response();
+        }
+        let body = serde_json::json!({ "error": self.to_string(), "reason": reason });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+fn status_code(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+}

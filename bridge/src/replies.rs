@@ -1,0 +1,112 @@
+//! Commands out, verdicts back: the bridge's MQTT client publishes each command with a fresh request id
+//! and its own reply topic, and hands the verdict that comes back to the waiting request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use oee_core::config::MqttConfig;
+use oee_core::mqtt::{self, Incoming};
+use oee_core::payload::ReplyTo;
+use oee_core::topic;
+use oee_core::verdict::Verdict;
+use rumqttc::{AsyncClient, QoS};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Why a command got no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the message broker is not reachable")]
+    NotConnected,
+    #[error("ingest did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot publish the command: {0}")]
+    Publish(String),
+}
+
+pub(crate) struct Replies {
+    client: AsyncClient,
+    reply_topic: String,
+    pending: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    connected: watch::Receiver<bool>,
+}
+
+impl Replies {
+    pub(crate) fn start(cfg: &MqttConfig) -> (Arc<Replies>, Vec<JoinHandle<()>>) {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        let client_id = format!("{}-bridge-{}", cfg.client_id_prefix, &instance[..12]);
+        let reply_topic = format!("{}/{client_id}", topic::REPLIES);
+        let (client, eventloop) = AsyncClient::new(mqtt::client_options(cfg, &client_id, true), 20_000);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = watch::channel(false);
+        let replies = Arc::new(Replies {
+            client: client.clone(),
+            reply_topic: reply_topic.clone(),
+            pending: Mutex::new(HashMap::new()),
+            connected,
+        });
+        let driver = tokio::spawn(mqtt::drive(eventloop, client, vec![reply_topic], tx));
+        let me = replies.clone();
+        let receiver = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Incoming::Connected { .. } => {
+                        let _ = connected_tx.send(true);
+                    }
+                    Incoming::Publish(p) => match serde_json::from_slice::<Verdict>(&p.payload) {
+                        Ok(v) => me.deliver(v),
+                        Err(e) => tracing::warn!("unreadable verdict on {}: {e}", p.topic),
+                    },
+                }
+            }
+        });
+        (replies, vec![driver, receiver])
+    }
+
+    fn deliver(&self, verdict: Verdict) {
+        let Some(id) = verdict.request_id.clone() else { return };
+        let waiter = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(w) = waiter {
+            let _ = w.send(verdict);
+        }
+    }
+
+    /// Publishes `command` (any serialisable command payload) to `topic` and waits for its verdict.
+    pub(crate) async fn send<C: Serialize>(&self, topic: String, command: C, timeout: Duration) -> Result<Verdict, SendError> {
+        self.wait_connected(timeout).await?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut body = serde_json::to_value(command).map_err(|e| SendError::Publish(e.to_string()))?;
+        let reply = ReplyTo { request_id: Some(request_id.clone()), reply_to: Some(self.reply_topic.clone()) };
+        if let (Some(obj), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(reply)) {
+            obj.extend(extra);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id.clone(), tx);
+        let payload = serde_json::to_vec(&body).map_err(|e| SendError::Publish(e.to_string()))?;
+        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            self.forget(&request_id);
+            return Err(SendError::Publish(e.to_string()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            _ => {
+                self.forget(&request_id);
+                Err(SendError::Timeout(timeout))
+            }
+        }
+    }
+
+    fn forget(&self, request_id: &str) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id);
+    }
+
+    async fn wait_connected(&self, timeout: Duration) -> Result<(), SendError> {
+        let mut rx = self.connected.clone();
+        match tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(SendError::NotConnected),
+        }
+    }
+}

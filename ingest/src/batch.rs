@@ -1,0 +1,404 @@
+//! Applying a batch of commands: parse, judge in arrival order against locked machine rows, write in one
+//! transaction, then acknowledge, answer and publish status.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use oee_core::activity::{self, Change, MachineSnapshot};
+use oee_core::config::IngestConfig;
+use oee_core::payload::StateCommand;
+use oee_core::store::command::{self as store, RawEvent, RememberedVerdict};
+use oee_core::topic::{self, CommandKind, MachineRef};
+use oee_core::verdict::{Refusal, Verdict};
+use rumqttc::{AsyncClient, Publish, QoS};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+
+use crate::{Stats, status};
+
+/// A message as it arrived.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub publish: Publish,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One command of a batch on its way to a verdict.
+struct Item {
+    received: Received,
+    machine: Option<MachineRef>,
+    command: Result<StateCommand, Refusal>,
+    reply_to: Option<String>,
+    request_id: Option<String>,
+    verdict: Option<Verdict>,
+    /// Refused with this; kept as a raw event.
+    refusal: Option<Refusal>,
+}
+
+impl Item {
+    fn new(received: Received) -> Item {
+        let parsed = topic::parse_command(&received.publish.topic);
+        let (machine, command) = match parsed {
+            Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(&received.publish.payload)),
+            None => (
+                None,
+                Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic))),
+            ),
+        };
+        // Even a command that fails to parse is answered when its reply topic can be read.
+        let (request_id, reply_to) = match &command {
+            Ok(c) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
+            Err(_) => serde_json::from_slice::<oee_core::payload::ReplyTo>(&received.publish.payload)
+                .map(|r| (r.request_id, r.reply_to))
+                .unwrap_or((None, None)),
+        };
+        Item { received, machine, command, reply_to, request_id, verdict: None, refusal: None }
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        self.verdict = Some(Verdict::refused(self.request_id.clone(), &refusal));
+        self.refusal = Some(refusal);
+    }
+}
+
+/// What a committed batch changed.
+struct Outcome {
+    changed_machines: Vec<i32>,
+}
+
+/// The batch processor.
+pub(crate) struct Worker {
+    pool: PgPool,
+    client: AsyncClient,
+    cfg: IngestConfig,
+    stats: Arc<Stats>,
+}
+
+impl Worker {
+    pub(crate) fn new(pool: PgPool, client: AsyncClient, cfg: IngestConfig, stats: Arc<Stats>) -> Worker {
+        Worker { pool, client, cfg, stats }
+    }
+
+    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
+        let max = self.cfg.batch_max.max(1);
+        let mut republish = false;
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            let batch = crate::next_batch(&mut rx, max, &mut |_| republish = true).await;
+            if republish {
+                // The broker may have restarted and lost its retained messages: publish every status again.
+                republish = false;
+                status::publish_all(&self.pool, &self.client).await;
+            }
+            let Some(batch) = batch else { return };
+            if batch.is_empty() {
+                continue;
+            }
+            self.process(batch).await;
+            if last_prune.elapsed() > Duration::from_secs(3600) {
+                last_prune = std::time::Instant::now();
+                if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
+                    tracing::warn!("cannot prune old request ids: {e}");
+                }
+            }
+        }
+    }
+
+    async fn process(&self, batch: Vec<Received>) {
+        Stats::add(&self.stats.received, batch.len() as u64);
+        Stats::add(&self.stats.batches, 1);
+        let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
+        for item in &mut items {
+            if let Err(r) = &item.command {
+                let r = r.clone();
+                Stats::add(&self.stats.malformed, 1);
+                item.refuse(r);
+            }
+        }
+        let outcome = self.commit_with_retry(&mut items).await;
+        self.finish(items, outcome).await;
+    }
+
+    /// Commits the batch; transient database failures are retried (the messages stay unacknowledged, so
+    /// nothing is lost meanwhile). A batch that fails for another reason is applied command by command,
+    /// so one bad command cannot block the others.
+    async fn commit_with_retry(&self, items: &mut [Item]) -> Outcome {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match apply(&self.pool, items, &self.cfg).await {
+                Ok(outcome) => return outcome,
+                Err(e) if is_transient(&e) => {
+                    Stats::add(&self.stats.database_retries, 1);
+                    tracing::warn!("database unavailable ({e}); retrying the batch in {backoff:?}");
+                    reset_verdicts(items);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!("a batch of {} commands failed ({e}); applying them one by one", items.len());
+                    reset_verdicts(items);
+                    return self.commit_one_by_one(items).await;
+                }
+            }
+        }
+    }
+
+    async fn commit_one_by_one(&self, items: &mut [Item]) -> Outcome {
+        let mut changed = Vec::new();
+        for item in items.iter_mut() {
+            let one = std::slice::from_mut(item);
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match apply(&self.pool, one, &self.cfg).await {
+                    Ok(o) => {
+                        changed.extend(o.changed_machines);
+                        break;
+                    }
+                    Err(e) if is_transient(&e) => {
+                        reset_verdicts(one);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %one[0].received.publish.topic, "command cannot be stored: {e}");
+                        one[0].refuse(Refusal::Storage(e.to_string()));
+                        keep_refusals(&self.pool, one).await;
+                        break;
+                    }
+                }
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        Outcome { changed_machines: changed }
+    }
+
+    /// After the commit: acknowledge every message, answer where asked, publish changed statuses.
+    async fn finish(&self, items: Vec<Item>, outcome: Outcome) {
+        for item in &items {
+            match &item.verdict {
+                Some(v) if v.ok => Stats::add(&self.stats.applied, 1),
+                _ => Stats::add(&self.stats.refused, 1),
+            }
+            if let Err(e) = self.client.ack(&item.received.publish).await {
+                tracing::warn!("cannot acknowledge a command: {e}");
+            }
+            if let (Some(topic), Some(verdict)) = (&item.reply_to, &item.verdict)
+                && let Ok(body) = serde_json::to_vec(verdict)
+                && let Err(e) = self.client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await
+            {
+                tracing::warn!("cannot send a verdict to {topic}: {e}");
+            }
+        }
+        if !outcome.changed_machines.is_empty() {
+            status::publish(&self.pool, &self.client, Some(&outcome.changed_machines)).await;
+        }
+    }
+}
+
+fn reset_verdicts(items: &mut [Item]) {
+    for item in items.iter_mut() {
+        if item.command.is_ok() {
+            item.verdict = None;
+            item.refusal = None;
+        }
+    }
+}
+
+/// Best effort: keep refused messages even when the batch could not be written.
+async fn keep_refusals(pool: &PgPool, items: &[Item]) {
+    let events = raw_events(items);
+    if events.is_empty() {
+        return;
+    }
+    let result = async {
+        let mut tx = pool.begin().await?;
+        store::record_raw_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok::<_, oee_core::Error>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!("cannot keep {} refused messages: {e}", events.len());
+    }
+}
+
+fn raw_events(items: &[Item]) -> Vec<RawEvent> {
+    items
+        .iter()
+        .filter_map(|i| {
+            let r = i.refusal.as_ref()?;
+            Some(RawEvent {
+                received_at: i.received.received_at,
+                topic: i.received.publish.topic.clone(),
+                payload: i.received.publish.payload.to_vec(),
+                status: r.status() as i16,
+                error: r.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Whether a database error may pass by itself (connection lost, server restarting, overload).
+fn is_transient(e: &oee_core::Error) -> bool {
+    match e {
+        oee_core::Error::Database(db) => match db {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c == "40001" || c == "40P01"
+            }),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Judges and writes `items` in one transaction. Items that already have a verdict (unreadable ones)
+/// are only recorded.
+async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<Outcome, oee_core::Error> {
+    let now = Utc::now();
+    let mut tx = pool.begin().await?;
+
+    // Request ids answered before (a redelivery) get the same answer and are not applied again.
+    let ids: Vec<String> = items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.request_id.clone()).collect();
+    let remembered: HashMap<String, RememberedVerdict> = store::remembered_verdicts(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.request_id.clone(), r))
+        .collect();
+
+    let mut machine_ids = Vec::new();
+    let mut slugs = Vec::new();
+    let mut code_ids = Vec::new();
+    let mut user_ids = Vec::new();
+    for item in items.iter().filter(|i| i.verdict.is_none()) {
+        match &item.machine {
+            Some(MachineRef::Id(id)) => machine_ids.push(*id),
+            Some(MachineRef::Slug(s)) => slugs.push(s.clone()),
+            None => {}
+        }
+        if let Ok(c) = &item.command {
+            user_ids.extend(c.user_id);
+        }
+        if let Ok(c) = &item.command
+            && let Some(code) = activity::requested_code(c.machine_state, c.activity_code_id)
+        {
+            code_ids.push(code);
+        }
+    }
+    machine_ids.sort_unstable();
+    machine_ids.dedup();
+    code_ids.sort_unstable();
+    code_ids.dedup();
+    let locked = store::lock_machines(&mut tx, &machine_ids, &slugs).await?;
+    let codes = store::codes(&mut tx, &code_ids).await?;
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let users: HashSet<i32> = store::existing_users(&mut tx, &user_ids).await?.into_iter().collect();
+
+    let mut machines: HashMap<i32, MachineSnapshot> = HashMap::new();
+    let mut by_slug: HashMap<String, i32> = HashMap::new();
+    for m in locked {
+        if let Some(s) = &m.topic_name {
+            by_slug.insert(s.clone(), m.snapshot.id);
+        }
+        machines.insert(m.snapshot.id, m.snapshot);
+    }
+
+    let skew = chrono::Duration::seconds(cfg.max_future_skew_s as i64);
+    let mut changes: Vec<Change> = Vec::new();
+    let mut to_remember: Vec<RememberedVerdict> = Vec::new();
+    let mut answered_here: HashMap<String, Verdict> = HashMap::new();
+    for item in items.iter_mut().filter(|i| i.verdict.is_none()) {
+        if let Some(id) = &item.request_id {
+            if let Some(r) = remembered.get(id) {
+                item.verdict = Some(remembered_verdict(r));
+                continue;
+            }
+            if let Some(v) = answered_here.get(id) {
+                item.verdict = Some(v.clone());
+                continue;
+            }
+        }
+        let Ok(command) = &item.command else { continue };
+        let machine_id = match &item.machine {
+            Some(MachineRef::Id(id)) => machines.contains_key(id).then_some(*id),
+            Some(MachineRef::Slug(s)) => by_slug.get(s).copied(),
+            None => None,
+        };
+        let result = judge(command, item.machine.as_ref(), machine_id, &mut machines, &codes, &users, item.received.received_at, now, skew);
+        match result {
+            Ok(change) => {
+                item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                changes.push(change);
+            }
+            Err(refusal) => item.refuse(refusal),
+        }
+        if let (Some(id), Some(v)) = (&item.request_id, &item.verdict) {
+            answered_here.insert(id.clone(), v.clone());
+            to_remember.push(RememberedVerdict {
+                request_id: id.clone(),
+                machine_id,
+                status: v.status as i16,
+                reason: v.reason.clone(),
+                message: v.message.clone(),
+                code_id: v.activity_code_id,
+            });
+        }
+    }
+
+    store::apply_changes(&mut tx, &changes).await?;
+    store::remember_verdicts(&mut tx, &to_remember).await?;
+    store::record_raw_events(&mut tx, &raw_events(items)).await?;
+    tx.commit().await?;
+
+    let changed: HashSet<i32> = changes.iter().map(|c| c.machine_id).collect();
+    let mut changed_machines: Vec<i32> = changed.into_iter().collect();
+    changed_machines.sort_unstable();
+    Ok(Outcome { changed_machines })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    command: &StateCommand,
+    named: Option<&MachineRef>,
+    machine_id: Option<i32>,
+    machines: &mut HashMap<i32, MachineSnapshot>,
+    codes: &HashMap<i32, activity::Code>,
+    users: &HashSet<i32>,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<Change, Refusal> {
+    let snapshot = machine_id
+        .and_then(|id| machines.get_mut(&id))
+        .ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
+    let code_id = activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven)?;
+    let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
+    if let Some(user) = command.user_id
+        && !users.contains(&user)
+    {
+        return Err(Refusal::UnknownUser(user));
+    }
+    let at = command.timestamp.unwrap_or(received_at);
+    if at > now + skew {
+        return Err(Refusal::InFuture { at, skew_s: skew.num_seconds() as u64 });
+    }
+    let change = activity::judge(snapshot, code, at, command.user_id)?;
+    snapshot.apply(&change);
+    Ok(change)
+}
+
+fn remembered_verdict(r: &RememberedVerdict) -> Verdict {
+    Verdict {
+        request_id: Some(r.request_id.clone()),
+        status: r.status as u16,
+        ok: r.status == 200,
+        reason: r.reason.clone(),
+        message: r.message.clone(),
+        activity_code_id: r.code_id,
+    }
+}

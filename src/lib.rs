@@ -1,0 +1,168 @@
+//! Wiring of the `oee-server` binary: config → database → services → shutdown. The services themselves
+//! live in their crates; this only starts the chosen subset in one process.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use oee_core::Config;
+use oee_core::store::{Database, seed};
+
+/// The services one process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Services {
+    pub broker: bool,
+    pub ingest: bool,
+    pub bridge: bool,
+    pub web: bool,
+}
+
+impl Services {
+    /// Every service: what `serve` runs by default.
+    pub const ALL: Services = Services { broker: true, ingest: true, bridge: true, web: true };
+
+    fn needs_http(&self) -> bool {
+        self.bridge || self.web
+    }
+}
+
+impl FromStr for Services {
+    type Err = String;
+    /// A comma-separated list such as `ingest,bridge`.
+    fn from_str(s: &str) -> Result<Services, String> {
+        let mut out = Services { broker: false, ingest: false, bridge: false, web: false };
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "broker" => out.broker = true,
+                "ingest" => out.ingest = true,
+                "bridge" => out.bridge = true,
+                "web" => out.web = true,
+                "all" => out = Services::ALL,
+                other => return Err(format!("unknown service `{other}`: choose from broker, ingest, bridge, web")),
+            }
+        }
+        if out == (Services { broker: false, ingest: false, bridge: false, web: false }) {
+            return Err("name at least one service: broker, ingest, bridge, web".into());
+        }
+        Ok(out)
+    }
+}
+
+/// A running server.
+pub struct App {
+    /// Where HTTP is served, when the bridge or web runs.
+    pub http_addr: Option<SocketAddr>,
+    /// Where the embedded broker listens, when it runs.
+    pub mqtt_addr: Option<SocketAddr>,
+    pub db: Database,
+    pub ingest_stats: Option<std::sync::Arc<oee_ingest::Stats>>,
+    broker: Option<oee_broker::Broker>,
+    ingest: Option<oee_ingest::Ingest>,
+    bridge: Option<oee_bridge::Bridge>,
+    http: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl App {
+    /// Opens the database (seeding it on first run) and starts the chosen services.
+    pub async fn start(config: &Config, services: Services) -> anyhow::Result<App> {
+        let tz = config.plant_timezone()?;
+        // Bind HTTP first: a taken port is the commonest start-up failure and should not wait for the
+        // database.
+        let http_listener = if services.needs_http() {
+            Some(tokio::net::TcpListener::bind(config.http.listen).await.with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {}: is another server using the port? Set http.listen (OEE_HTTP__LISTEN)",
+                    config.http.listen
+                )
+            })?)
+        } else {
+            None
+        };
+        let db = Database::open(config).await?;
+        let report = seed::seed_first_run(&db.pool, chrono::Utc::now()).await?;
+        if report.first_run {
+            tracing::info!(timezone = %tz, "first start: seeded activity codes 1-4, Group 1 and the 9-5 shift");
+        }
+        if report.created_admin {
+            tracing::warn!(
+                "created the administrator `{}` with the default password `{}`: change it now with `oee-server user passwd {}`",
+                seed::DEFAULT_ADMIN,
+                seed::DEFAULT_ADMIN_PASSWORD,
+                seed::DEFAULT_ADMIN
+            );
+        }
+
+        let broker = if services.broker { Some(oee_broker::Broker::start(&config.broker).await?) } else { None };
+        let ingest = services.ingest.then(|| oee_ingest::start(db.pool.clone(), &config.mqtt, &config.ingest));
+        let bridge = services.bridge.then(|| oee_bridge::start(db.pool.clone(), &config.mqtt, &config.bridge));
+
+        let mut http = None;
+        let mut http_addr = None;
+        if let Some(listener) = http_listener {
+            let mut router = axum::Router::new();
+            if let Some(b) = &bridge {
+                router = router.merge(b.router.clone());
+            }
+            if services.web {
+                router = router.merge(oee_web::router(db.pool.clone()));
+            }
+            http_addr = Some(listener.local_addr()?);
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let server = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                });
+                if let Err(e) = server.await {
+                    tracing::error!("HTTP server stopped: {e}");
+                }
+            });
+            tracing::info!("HTTP listening on {}", http_addr.unwrap_or(config.http.listen));
+            http = Some((stop_tx, task));
+        }
+        if !services.broker && (services.ingest || services.bridge) {
+            tracing::info!("using the MQTT broker at {}:{}", config.mqtt.host, config.mqtt.port);
+        }
+        Ok(App {
+            http_addr,
+            mqtt_addr: broker.as_ref().map(|b| b.listen),
+            ingest_stats: ingest.as_ref().map(|i| i.stats.clone()),
+            db,
+            broker,
+            ingest,
+            bridge,
+            http,
+        })
+    }
+
+    /// Stops HTTP (finishing requests in flight), then ingest, the broker and the database.
+    pub async fn stop(mut self) {
+        if let Some((stop, task)) = self.http.take() {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+        }
+        drop(self.bridge.take());
+        drop(self.ingest.take());
+        if let Some(b) = self.broker.take() {
+            b.stop();
+        }
+        self.db.close().await;
+    }
+}
+
+/// Opens the configured database for a one-off command (machine/user administration).
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    let db = Database::open(config).await?;
+    seed::seed_first_run(&db.pool, chrono::Utc::now()).await?;
+    Ok(db)
+}
+
+/// Reads a password from standard input (one line), for `user add` and `user passwd`.
+pub fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        bail!("no password given: pass --password or type it on standard input");
+    }
+    Ok(pw)
+}
