@@ -1,0 +1,341 @@
+//! The end-to-end test harness: one real PostgreSQL cluster per test binary (started on first use, in a
+//! temporary directory, stopped when the test process exits), a template database migrated and seeded
+//! once and cloned for each test, and the real server started on free ports.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use oee_core::Config;
+use oee_core::store::cluster::{ClusterOptions, EmbeddedCluster};
+use oee_server::{App, Services};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+const TEMPLATE: &str = "oee_template";
+
+struct Shared {
+    /// Kept for the life of the process; the server stops with it.
+    _cluster: Mutex<EmbeddedCluster>,
+    socket_dir: PathBuf,
+    base: PgConnectOptions,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// A scratch directory for this test process, removed from earlier runs whose process is gone.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let root = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if let Some(pid) = n.strip_prefix("oee-test-").and_then(|p| p.parse::<u32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = root.join(format!("oee-test-{}", std::process::id())).join(name);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    // The cluster may run as an unprivileged user (when tests run as root): let it pass through.
+    for d in [root.join(format!("oee-test-{}", std::process::id())), dir.clone()] {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755));
+    }
+    dir
+}
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let opts = ClusterOptions {
+            dir: scratch_dir("cluster").join("pg"),
+            bin_dir: PathBuf::new(),
+            run_as: "postgres".into(),
+            settings: vec![],
+            disposable: true,
+        };
+        let cluster = EmbeddedCluster::start(&opts).expect("start the test PostgreSQL cluster");
+        let base = cluster.connect_options("postgres");
+        let socket_dir = base.get_socket().expect("unix socket").to_path_buf();
+        // The template is built on a runtime of its own: pools belong to the runtime that made them.
+        let base2 = base.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let mut admin = base2.connect().await.expect("connect to the test cluster");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create template");
+                admin.close().await.ok();
+                let pool = oee_core::store::connect(base2.clone().database(TEMPLATE), 2).await.unwrap();
+                oee_core::store::prepare(&pool, oee_core::config::TimescaleMode::Auto).await.expect("migrate");
+                oee_core::store::seed::seed_first_run(&pool, chrono::Utc::now()).await.expect("seed");
+                pool.close().await;
+            })
+        })
+        .join()
+        .expect("template thread");
+        Shared { _cluster: Mutex::new(cluster), socket_dir, base }
+    })
+}
+
+/// A database of its own for one test.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub options: PgConnectOptions,
+}
+
+impl TestDb {
+    /// A URL for `database.url`.
+    pub fn url(&self) -> String {
+        format!("postgres://{}@localhost:5432/{}?host={}", oee_core::store::cluster::SUPERUSER, self.name, shared().socket_dir.display())
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        oee_core::store::connect(self.options.clone(), 4).await.expect("connect to the test database")
+    }
+}
+
+async fn create_database(template: Option<&str>) -> TestDb {
+    let s = shared();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let sql = match template {
+        Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+        None => format!("CREATE DATABASE {name}"),
+    };
+    let mut admin = s.base.connect().await.expect("connect to the test cluster");
+    // Copies of one template are serialised by PostgreSQL; retry if it is busy.
+    for attempt in 0.. {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&mut admin).await {
+            Ok(_) => break,
+            Err(e) if attempt < 50 && e.to_string().contains("being accessed") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    admin.close().await.ok();
+    TestDb { options: s.base.clone().database(&name), name }
+}
+
+/// A migrated and seeded database (a copy of the template).
+pub async fn seeded_db() -> TestDb {
+    create_database(Some(TEMPLATE)).await
+}
+
+/// An empty database, as on a first start.
+pub async fn empty_db() -> TestDb {
+    create_database(None).await
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A config for a server on free loopback ports against `db`.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut c = Config::default();
+    c.data_dir = scratch_dir(&db.name);
+    c.plant.timezone = "UTC".into();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    let mqtt_port = free_port();
+    c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
+    c.mqtt.port = mqtt_port;
+    c.database.url = db.url();
+    c.database.max_connections = 8;
+    c.bridge.reply_timeout_ms = 10_000;
+    c
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub app: App,
+    pub db: TestDb,
+    pub pool: PgPool,
+    pub http: String,
+    pub mqtt_port: u16,
+    pub client: reqwest::Client,
+}
+
+/// Starts every service against a fresh seeded database.
+pub async fn spawn_app() -> TestApp {
+    let db = seeded_db().await;
+    spawn_app_with(test_config(&db), db, Services::ALL).await
+}
+
+/// Starts `services` with `config` against `db`.
+pub async fn spawn_app_with(config: Config, db: TestDb, services: Services) -> TestApp {
+    let mqtt_port = config.mqtt.port;
+    let app = App::start(&config, services).await.expect("start the server");
+    let http = app.http_addr.map(|a| format!("http://{a}")).unwrap_or_default();
+    let pool = db.pool().await;
+    TestApp { app, db, pool, http, mqtt_port, client: reqwest::Client::new() }
+}
+
+impl TestApp {
+    /// Adds a machine the way `oee-server machine add` does; returns its id.
+    pub async fn add_machine(&self, name: &str) -> i32 {
+        oee_core::store::machine::add_machine(&self.pool, name, chrono_tz::Tz::UTC, chrono::Utc::now())
+            .await
+            .expect("add machine")
+            .id
+    }
+
+    /// Puts the machine in or out of shift directly (the shift scheduler's job).
+    pub async fn set_schedule(&self, machine: i32, in_shift: bool) {
+        sqlx::query("UPDATE machine SET schedule_state = $2 WHERE id = $1")
+            .bind(machine)
+            .bind(if in_shift { 1i16 } else { 3i16 })
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// Gives the machine a running job directly (job commands are not part of this path).
+    pub async fn start_job(&self, machine: i32) -> i64 {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time) VALUES ($1, 'J1', 10, now()) RETURNING id",
+        )
+        .bind(machine)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE machine SET active_job_id = $2 WHERE id = $1").bind(machine).bind(id).execute(&self.pool).await.unwrap();
+        id
+    }
+
+    /// The machine's current code, from its row.
+    pub async fn current_code(&self, machine: i32) -> i32 {
+        sqlx::query_scalar("SELECT current_code_id FROM machine WHERE id = $1").bind(machine).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Codes of the machine's activities in time order, and how many are open.
+    pub async fn activities(&self, machine: i32) -> (Vec<i32>, i64) {
+        let codes: Vec<i32> = sqlx::query_scalar("SELECT activity_code_id FROM activity WHERE machine_id = $1 ORDER BY start_time, id")
+            .bind(machine)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap();
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM activity WHERE machine_id = $1 AND end_time IS NULL")
+            .bind(machine)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        (codes, open)
+    }
+
+    /// `POST /api/machine-state-change` with a JSON body.
+    pub async fn post_state(&self, body: serde_json::Value) -> (u16, String, String) {
+        let r = self.client.post(format!("{}/api/machine-state-change", self.http)).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (status, ctype, r.text().await.unwrap())
+    }
+
+    /// An MQTT client on this server's broker, with its event loop driven in the background; received
+    /// publishes arrive on the returned channel.
+    pub async fn mqtt_client(&self, id: &str) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+        mqtt_client(self.mqtt_port, id).await
+    }
+}
+
+/// A rumqttc client of the broker on `port`.
+pub async fn mqtt_client(port: u16, id: &str) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    if tx.send(p).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("MQTT connect").unwrap();
+    (client, rx)
+}
+
+/// Waits for the next publish on `rx` whose topic is `topic`.
+pub async fn next_on(rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>, topic: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_else(|_| panic!("nothing on {topic}")).unwrap();
+        if p.topic == topic {
+            return serde_json::from_slice(&p.payload).unwrap();
+        }
+    }
+}
+
+/// Polls `check` until it returns true (10 s at most).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs an outside MQTT client tool (`mosquitto_pub`, `mosquitto_sub`) from Debian's mosquitto-clients.
+pub fn mosquitto_tool(tool: &str) -> Command {
+    let found = std::env::var("PATH").unwrap_or_default().split(':').any(|d| Path::new(d).join(tool).is_file());
+    assert!(found, "{tool} is not installed: run deploy/install-deps.sh (Debian package mosquitto-clients)");
+    Command::new(tool)
+}
+
+/// A Mosquitto broker on a free loopback port, stopped on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("mosquitto is not installed: run deploy/install-deps.sh (Debian package mosquitto)");
+        let port = free_port();
+        let dir = scratch_dir(&format!("mosquitto-{port}"));
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")).unwrap();
+        let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mosquitto");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "mosquitto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { port, child }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
