@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::json;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_codes_list_the_four_seeded_codes_exactly() {
     let t = spawn_app().await;
     let r = t.client.get(format!("{}/api/activity-codes", t.http)).send().await.unwrap();
@@ -24,7 +24,7 @@ async fn activity_codes_list_the_four_seeded_codes_exactly() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_form_encoded_body_is_refused_with_415() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -42,7 +42,7 @@ async fn a_form_encoded_body_is_refused_with_415() {
     assert_eq!(t.activities(m).await.0.len(), 1, "nothing was stored");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_machine_is_404() {
     let t = spawn_app().await;
     let (status, _, body) = t.post_state(json!({"machine_id": 99, "machine_state": 0})).await;
@@ -52,7 +52,7 @@ async fn an_unknown_machine_is_404() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_without_a_job_is_400_for_code_1_and_409_with_the_reference_body_for_other_up_codes() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -68,7 +68,7 @@ async fn up_without_a_job_is_400_for_code_1_and_409_with_the_reference_body_for_
     assert_eq!(t.activities(m).await.0.len(), 1, "refused changes store nothing");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_state_0_is_down_with_an_empty_200() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -82,7 +82,7 @@ async fn machine_state_0_is_down_with_an_empty_200() {
     assert_eq!(open, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_state_other_than_1_is_down_and_activity_code_id_wins() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -98,7 +98,7 @@ async fn any_state_other_than_1_is_down_and_activity_code_id_wins() {
     assert_eq!(t.current_code(m).await, 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_with_a_job_is_coerced_by_the_schedule() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -116,7 +116,7 @@ async fn up_with_a_job_is_coerced_by_the_schedule() {
     assert_eq!(open, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_machine_id_is_422_naming_the_field() {
     let t = spawn_app().await;
     let (status, ctype, body) = t.post_state(json!({"machine_state": 0})).await;
@@ -126,7 +126,7 @@ async fn a_missing_machine_id_is_422_naming_the_field() {
     assert!(v["error"].as_str().unwrap().contains("machine_id"), "{body}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_get_clear_4xx_errors() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -155,7 +155,7 @@ async fn bad_bodies_get_clear_4xx_errors() {
     assert_eq!(t.activities(m).await.0.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_change_with_a_known_user_records_the_user() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
@@ -165,14 +165,14 @@ async fn a_state_change_with_a_known_user_records_the_user() {
     assert_eq!(user, Some(1));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_on_the_state_change_endpoint_is_405() {
     let t = spawn_app().await;
     let r = t.client.get(format!("{}/api/machine-state-change", t.http)).send().await.unwrap();
     assert_eq!(r.status(), 405);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_page_reports_the_database() {
     let t = spawn_app().await;
     let v: serde_json::Value = t.client.get(format!("{}/health", t.http)).send().await.unwrap().json().await.unwrap();

@@ -61,6 +61,47 @@ impl StateCommand {
     }
 }
 
+/// Readings from a machine (`oee/v1/machines/{m}/telemetry`): a JSON object of numbers, plus the
+/// optional `timestamp`, `request_id` and `reply_to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryCommand {
+    /// The readings, name → number.
+    pub values: Map<String, Value>,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub reply: ReplyTo,
+}
+
+/// Most readings one telemetry message may carry.
+pub const MAX_TELEMETRY_VALUES: usize = 256;
+
+impl TelemetryCommand {
+    /// Parses a telemetry message from raw bytes.
+    pub fn parse(bytes: &[u8]) -> Result<TelemetryCommand, Refusal> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
+        let Value::Object(mut obj) = value else {
+            return Err(Refusal::Malformed("telemetry must be a JSON object of numbers".into()));
+        };
+        let timestamp = timestamp(&obj, "timestamp")?;
+        let reply = ReplyTo { request_id: optional_string(&obj, "request_id")?, reply_to: optional_string(&obj, "reply_to")? };
+        for key in ["timestamp", "request_id", "reply_to"] {
+            obj.remove(key);
+        }
+        if obj.is_empty() {
+            return Err(Refusal::Malformed("telemetry carries no readings: send e.g. {\"temperature\": 71.5}".into()));
+        }
+        if obj.len() > MAX_TELEMETRY_VALUES {
+            return Err(Refusal::Malformed(format!("telemetry carries more than {MAX_TELEMETRY_VALUES} readings")));
+        }
+        if let Some((k, v)) = obj.iter().find(|(k, v)| !v.is_number() || k.is_empty() || k.len() > 100) {
+            return Err(Refusal::Malformed(format!(
+                "telemetry reading `{k}` must be a number under a name of 1 to 100 characters, not {v}"
+            )));
+        }
+        Ok(TelemetryCommand { values: obj, timestamp, reply })
+    }
+}
+
 /// An integer field that may be a JSON integer, a whole float, or a numeric string; `null` is absent.
 pub fn lenient_int(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, Refusal> {
     let bad = |v: &Value| Refusal::Malformed(format!("`{field}` must be an integer, not {v}"));
@@ -160,6 +201,22 @@ mod tests {
             let err = StateCommand::parse(bytes).unwrap_err();
             assert_eq!(err.status(), 400);
             assert!(err.to_string().contains(want), "{err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn telemetry_is_an_object_of_numbers() {
+        let t = TelemetryCommand::parse(br#"{"temp":71.5,"rpm":1200,"timestamp":"2026-01-05T09:00:00Z","request_id":"a"}"#).unwrap();
+        assert_eq!(t.values.len(), 2);
+        assert_eq!(t.reply.request_id.as_deref(), Some("a"));
+        for (bad, want) in [
+            (&br#"{"temp":"hot"}"#[..], "`temp` must be a number"),
+            (br#"{}"#, "no readings"),
+            (br#"{"timestamp":"2026-01-05T09:00:00Z"}"#, "no readings"),
+            (br#"[1]"#, "JSON object"),
+        ] {
+            let e = TelemetryCommand::parse(bad).unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
         }
     }
 

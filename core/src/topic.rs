@@ -24,20 +24,31 @@ impl std::fmt::Display for MachineRef {
 /// What a command topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {
+    /// A change of activity (`…/state`).
     State,
+    /// Readings to store (`…/telemetry`).
+    Telemetry,
 }
 
 impl CommandKind {
+    const ALL: [CommandKind; 2] = [CommandKind::State, CommandKind::Telemetry];
+
     fn suffix(self) -> &'static str {
         match self {
             CommandKind::State => "state",
+            CommandKind::Telemetry => "telemetry",
         }
     }
 }
 
 /// The command topics ingest subscribes to.
 pub fn command_filters() -> Vec<String> {
-    [CommandKind::State].iter().map(|k| format!("{MACHINES}/+/{}", k.suffix())).collect()
+    CommandKind::ALL.iter().map(|k| format!("{MACHINES}/+/{}", k.suffix())).collect()
+}
+
+/// The topic on which a machine's telemetry is published.
+pub fn telemetry(machine: &str) -> String {
+    format!("{MACHINES}/{machine}/telemetry")
 }
 
 /// The topic on which a machine's activity change is requested.
@@ -54,10 +65,7 @@ pub fn status(machine: &str) -> String {
 pub fn parse_command(topic: &str) -> Option<(MachineRef, CommandKind)> {
     let rest = topic.strip_prefix(MACHINES)?.strip_prefix('/')?;
     let (machine, kind) = rest.split_once('/')?;
-    let kind = match kind {
-        "state" => CommandKind::State,
-        _ => return None,
-    };
+    let kind = CommandKind::ALL.into_iter().find(|k| k.suffix() == kind)?;
     Some((machine_ref(machine)?, kind))
 }
 
@@ -99,6 +107,7 @@ mod tests {
             parse_command("oee/v1/machines/press-3/state"),
             Some((MachineRef::Slug("press-3".into()), CommandKind::State))
         );
+        assert_eq!(parse_command("oee/v1/machines/3/telemetry"), Some((MachineRef::Id(3), CommandKind::Telemetry)));
         for bad in ["oee/v1/machines//state", "oee/v1/machines/1/status", "oee/v1/machines/1", "x/1/state"] {
             assert_eq!(parse_command(bad), None, "{bad}");
         }

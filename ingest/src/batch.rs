@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use oee_core::activity::{self, Change, MachineSnapshot};
 use oee_core::config::IngestConfig;
-use oee_core::payload::StateCommand;
-use oee_core::store::command::{self as store, RawEvent, RememberedVerdict};
+use oee_core::payload::{StateCommand, TelemetryCommand};
+use oee_core::store::command::{self as store, RawEvent, RememberedVerdict, TelemetryRow};
 use oee_core::topic::{self, CommandKind, MachineRef};
 use oee_core::verdict::{Refusal, Verdict};
 use rumqttc::{AsyncClient, Publish, QoS};
@@ -25,11 +25,17 @@ pub struct Received {
     pub received_at: DateTime<Utc>,
 }
 
+/// A command read from its topic and payload.
+enum Command {
+    State(StateCommand),
+    Telemetry(TelemetryCommand),
+}
+
 /// One command of a batch on its way to a verdict.
 struct Item {
     received: Received,
     machine: Option<MachineRef>,
-    command: Result<StateCommand, Refusal>,
+    command: Result<Command, Refusal>,
     reply_to: Option<String>,
     request_id: Option<String>,
     verdict: Option<Verdict>,
@@ -40,8 +46,10 @@ struct Item {
 impl Item {
     fn new(received: Received) -> Item {
         let parsed = topic::parse_command(&received.publish.topic);
+        let payload = &received.publish.payload;
         let (machine, command) = match parsed {
-            Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(&received.publish.payload)),
+            Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(payload).map(Command::State)),
+            Some((m, CommandKind::Telemetry)) => (Some(m), TelemetryCommand::parse(payload).map(Command::Telemetry)),
             None => (
                 None,
                 Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic))),
@@ -49,7 +57,8 @@ impl Item {
         };
         // Even a command that fails to parse is answered when its reply topic can be read.
         let (request_id, reply_to) = match &command {
-            Ok(c) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
+            Ok(Command::State(c)) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
+            Ok(Command::Telemetry(c)) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
             Err(_) => serde_json::from_slice::<oee_core::payload::ReplyTo>(&received.publish.payload)
                 .map(|r| (r.request_id, r.reply_to))
                 .unwrap_or((None, None)),
@@ -270,30 +279,39 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
         .map(|r| (r.request_id.clone(), r))
         .collect();
 
-    let mut machine_ids = Vec::new();
-    let mut slugs = Vec::new();
+    // Machines whose state may change are locked; machines that only get readings are just looked up.
+    let (mut lock_ids, mut lock_slugs, mut read_ids, mut read_slugs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut code_ids = Vec::new();
     let mut user_ids = Vec::new();
     for item in items.iter().filter(|i| i.verdict.is_none()) {
+        let (ids, slugs) = match &item.command {
+            Ok(Command::State(c)) => {
+                user_ids.extend(c.user_id);
+                code_ids.extend(activity::requested_code(c.machine_state, c.activity_code_id));
+                (&mut lock_ids, &mut lock_slugs)
+            }
+            _ => (&mut read_ids, &mut read_slugs),
+        };
         match &item.machine {
-            Some(MachineRef::Id(id)) => machine_ids.push(*id),
+            Some(MachineRef::Id(id)) => ids.push(*id),
             Some(MachineRef::Slug(s)) => slugs.push(s.clone()),
             None => {}
         }
-        if let Ok(c) = &item.command {
-            user_ids.extend(c.user_id);
-        }
-        if let Ok(c) = &item.command
-            && let Some(code) = activity::requested_code(c.machine_state, c.activity_code_id)
-        {
-            code_ids.push(code);
-        }
     }
-    machine_ids.sort_unstable();
-    machine_ids.dedup();
-    code_ids.sort_unstable();
-    code_ids.dedup();
-    let locked = store::lock_machines(&mut tx, &machine_ids, &slugs).await?;
+    for v in [&mut lock_ids, &mut read_ids, &mut code_ids] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    let locked = if lock_ids.is_empty() && lock_slugs.is_empty() {
+        Vec::new()
+    } else {
+        store::lock_machines(&mut tx, &lock_ids, &lock_slugs).await?
+    };
+    let read = if read_ids.is_empty() && read_slugs.is_empty() {
+        Vec::new()
+    } else {
+        store::find_machines(&mut tx, &read_ids, &read_slugs).await?
+    };
     let codes = store::codes(&mut tx, &code_ids).await?;
     user_ids.sort_unstable();
     user_ids.dedup();
@@ -301,7 +319,15 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
 
     let mut machines: HashMap<i32, MachineSnapshot> = HashMap::new();
     let mut by_slug: HashMap<String, i32> = HashMap::new();
+    let mut known: HashSet<i32> = HashSet::new();
+    for (id, slug) in read {
+        known.insert(id);
+        if let Some(s) = slug {
+            by_slug.insert(s, id);
+        }
+    }
     for m in locked {
+        known.insert(m.snapshot.id);
         if let Some(s) = &m.topic_name {
             by_slug.insert(s.clone(), m.snapshot.id);
         }
@@ -310,6 +336,7 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
 
     let skew = chrono::Duration::seconds(cfg.max_future_skew_s as i64);
     let mut changes: Vec<Change> = Vec::new();
+    let mut readings: Vec<TelemetryRow> = Vec::new();
     let mut to_remember: Vec<RememberedVerdict> = Vec::new();
     let mut answered_here: HashMap<String, Verdict> = HashMap::new();
     for item in items.iter_mut().filter(|i| i.verdict.is_none()) {
@@ -325,17 +352,29 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
         }
         let Ok(command) = &item.command else { continue };
         let machine_id = match &item.machine {
-            Some(MachineRef::Id(id)) => machines.contains_key(id).then_some(*id),
+            Some(MachineRef::Id(id)) => known.contains(id).then_some(*id),
             Some(MachineRef::Slug(s)) => by_slug.get(s).copied(),
             None => None,
         };
-        let result = judge(command, item.machine.as_ref(), machine_id, &mut machines, &codes, &users, item.received.received_at, now, skew);
-        match result {
-            Ok(change) => {
-                item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
-                changes.push(change);
+        let named = item.machine.as_ref();
+        let received_at = item.received.received_at;
+        match command {
+            Command::State(c) => {
+                match judge(c, named, machine_id, &mut machines, &codes, &users, received_at, now, skew) {
+                    Ok(change) => {
+                        item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                        changes.push(change);
+                    }
+                    Err(refusal) => item.refuse(refusal),
+                }
             }
-            Err(refusal) => item.refuse(refusal),
+            Command::Telemetry(t) => match reading(t, named, machine_id, received_at, now, skew) {
+                Ok(row) => {
+                    item.verdict = Some(Verdict::applied(item.request_id.clone(), None));
+                    readings.push(row);
+                }
+                Err(refusal) => item.refuse(refusal),
+            },
         }
         if let (Some(id), Some(v)) = (&item.request_id, &item.verdict) {
             answered_here.insert(id.clone(), v.clone());
@@ -351,6 +390,7 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
     }
 
     store::apply_changes(&mut tx, &changes).await?;
+    store::insert_telemetry(&mut tx, &readings).await?;
     store::remember_verdicts(&mut tx, &to_remember).await?;
     store::record_raw_events(&mut tx, &raw_events(items)).await?;
     tx.commit().await?;
@@ -383,13 +423,37 @@ fn judge(
     {
         return Err(Refusal::UnknownUser(user));
     }
-    let at = command.timestamp.unwrap_or(received_at);
-    if at > now + skew {
-        return Err(Refusal::InFuture { at, skew_s: skew.num_seconds() as u64 });
-    }
+    let at = stamp(command.timestamp, received_at, now, skew)?;
     let change = activity::judge(snapshot, code, at, command.user_id)?;
     snapshot.apply(&change);
     Ok(change)
+}
+
+/// When a command happened: its own timestamp, or when it arrived; never too far in the future.
+fn stamp(
+    timestamp: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<DateTime<Utc>, Refusal> {
+    let at = timestamp.unwrap_or(received_at);
+    if at > now + skew {
+        return Err(Refusal::InFuture { at, skew_s: skew.num_seconds() as u64 });
+    }
+    Ok(at)
+}
+
+fn reading(
+    t: &TelemetryCommand,
+    named: Option<&MachineRef>,
+    machine_id: Option<i32>,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<TelemetryRow, Refusal> {
+    let machine_id = machine_id.ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
+    let ts = stamp(t.timestamp, received_at, now, skew)?;
+    Ok(TelemetryRow { machine_id, ts, data: serde_json::Value::Object(t.values.clone()) })
 }
 
 fn remembered_verdict(r: &RememberedVerdict) -> Verdict {

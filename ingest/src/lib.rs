@@ -101,10 +101,9 @@ pub(crate) async fn next_batch(
         };
         match first {
             Incoming::Connected { session_present } => {
+                // Return at once so the caller can act on the new connection.
                 on_connect(session_present);
-                if !batch.is_empty() {
-                    return Some(batch);
-                }
+                return Some(batch);
             }
             Incoming::Publish(p) => {
                 batch.push(Received { publish: p, received_at: chrono::Utc::now() });

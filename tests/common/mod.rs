@@ -301,10 +301,13 @@ where
 }
 
 /// Runs an outside MQTT client tool (`mosquitto_pub`, `mosquitto_sub`) from Debian's mosquitto-clients.
-pub fn mosquitto_tool(tool: &str) -> Command {
+/// Asynchronous, so the broker on this test's runtime keeps running meanwhile.
+pub fn mosquitto_tool(tool: &str) -> tokio::process::Command {
     let found = std::env::var("PATH").unwrap_or_default().split(':').any(|d| Path::new(d).join(tool).is_file());
     assert!(found, "{tool} is not installed: run deploy/install-deps.sh (Debian package mosquitto-clients)");
-    Command::new(tool)
+    let mut cmd = tokio::process::Command::new(tool);
+    cmd.kill_on_drop(true);
+    cmd
 }
 
 /// A Mosquitto broker on a free loopback port, stopped on drop.

@@ -171,6 +171,42 @@ pub async fn apply_changes(tx: &mut Transaction<'_, Postgres>, changes: &[Change
     Ok(())
 }
 
+/// Resolves machines named by id or topic name without locking them (for commands that do not change
+/// machine state): `(id, topic_name)` of those that exist.
+pub async fn find_machines(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[i32],
+    slugs: &[String],
+) -> Result<Vec<(i32, Option<String>)>, Error> {
+    Ok(sqlx::query_as("SELECT id, topic_name FROM machine WHERE id = ANY($1) OR topic_name = ANY($2)")
+        .bind(ids)
+        .bind(slugs)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+/// One telemetry message to store.
+#[derive(Debug, Clone)]
+pub struct TelemetryRow {
+    pub machine_id: i32,
+    pub ts: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+/// Stores telemetry rows.
+pub async fn insert_telemetry(tx: &mut Transaction<'_, Postgres>, rows: &[TelemetryRow]) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO telemetry (machine_id, ts, data) SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::jsonb[])")
+        .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| sqlx::types::Json(&r.data)).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// A message ingest could not apply, kept for inspection.
 #[derive(Debug, Clone)]
 pub struct RawEvent {
