@@ -161,7 +161,11 @@ async fn a_state_change_with_a_known_user_records_the_user() {
     let m = t.add_machine("M").await;
     assert_eq!(t.post_state(json!({"machine_id": m, "machine_state": 0, "user_id": 1})).await.0, 200);
     let user: Option<i32> =
-        sqlx::query_scalar("SELECT user_id FROM activity WHERE machine_id = $1 AND end_time IS NULL").bind(m).fetch_one(&t.pool).await.unwrap();
+        sqlx::query_scalar("SELECT user_id FROM activity WHERE machine_id = $1 AND end_time IS NULL")
+            .bind(m)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
     assert_eq!(user, Some(1));
 }
 

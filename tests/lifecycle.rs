@@ -45,7 +45,8 @@ async fn first_run_seeds_the_reference_world_once() {
     t.app.stop().await;
     let again = spawn_app_with(config, db, Services::ALL).await;
     assert_eq!(world(&again.pool).await, first);
-    let groups: Vec<String> = sqlx::query_scalar("SELECT name FROM machine_group").fetch_all(&again.pool).await.unwrap();
+    let groups: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM machine_group").fetch_all(&again.pool).await.unwrap();
     assert_eq!(groups, vec!["Line A".to_string()]);
     again.app.stop().await;
 }
@@ -64,7 +65,9 @@ async fn the_embedded_cluster_keeps_data_across_restarts_and_after_a_crash() {
 
     let app = App::start(&config, Services::ALL).await.expect("start with the embedded database");
     let pid = postmaster_pid(&cluster_dir).expect("the cluster is running");
-    let m = oee_core::store::machine::add_machine(&app.db.pool, "Mill", chrono_tz::Tz::UTC, chrono::Utc::now()).await.unwrap();
+    let m = oee_core::store::machine::add_machine(&app.db.pool, "Mill", chrono_tz::Tz::UTC, chrono::Utc::now())
+        .await
+        .unwrap();
     let http = format!("http://{}", app.http_addr.unwrap());
     let r = reqwest::Client::new()
         .post(format!("{http}/api/machine-state-change"))
@@ -78,9 +81,13 @@ async fn the_embedded_cluster_keeps_data_across_restarts_and_after_a_crash() {
     assert!(postmaster_pid(&cluster_dir).is_none());
 
     // A crash leaves a pid file naming a process that is not this cluster's server.
-    std::fs::write(cluster_dir.join("postmaster.pid"), format!("{}\n{}\n", std::process::id(), cluster_dir.display())).unwrap();
+    std::fs::write(cluster_dir.join("postmaster.pid"), format!("{}\n{}\n", std::process::id(), cluster_dir.display()))
+        .unwrap();
     let app = App::start(&config, Services::ALL).await.expect("start after a crash");
-    let code: i32 = sqlx::query_scalar("SELECT current_code_id FROM machine WHERE name = 'Mill'").fetch_one(&app.db.pool).await.unwrap();
+    let code: i32 = sqlx::query_scalar("SELECT current_code_id FROM machine WHERE name = 'Mill'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
     assert_eq!(code, 3, "the committed change survived the restart");
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM app_user").fetch_one(&app.db.pool).await.unwrap();
     assert_eq!(users, 1, "no second seeding");
@@ -133,7 +140,8 @@ async fn commands_published_while_ingest_is_down_are_applied_when_it_returns() {
     let (client, mut rx) = b.mqtt_client("device").await;
     client.subscribe("test/replies/saw", QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/state");
-    let body = |code: i32| serde_json::to_vec(&json!({"activity_code_id": code, "reply_to": "test/replies/saw"})).unwrap();
+    let body =
+        |code: i32| serde_json::to_vec(&json!({"activity_code_id": code, "reply_to": "test/replies/saw"})).unwrap();
     // prove ingest's persistent session exists before it goes away
     client.publish(&topic, QoS::AtLeastOnce, false, body(3)).await.unwrap();
     assert_eq!(next_on(&mut rx, "test/replies/saw").await["status"], 200);

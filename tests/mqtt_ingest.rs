@@ -34,11 +34,13 @@ async fn mqtt_devices_get_the_same_verdicts_as_http() {
     send(&client, &topic, json!({"machine_state": 1, "request_id": "c", "reply_to": reply})).await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 400);
 
-    send(&client, "oee/v1/machines/9999/state", json!({"machine_state": 0, "request_id": "d", "reply_to": reply})).await;
+    send(&client, "oee/v1/machines/9999/state", json!({"machine_state": 0, "request_id": "d", "reply_to": reply}))
+        .await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 404);
 
     // the machine's topic name reaches the same machine
-    send(&client, "oee/v1/machines/lathe/state", json!({"activity_code_id": 3, "request_id": "e", "reply_to": reply})).await;
+    send(&client, "oee/v1/machines/lathe/state", json!({"activity_code_id": 3, "request_id": "e", "reply_to": reply}))
+        .await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 200);
     assert_eq!(t.current_code(m).await, 3);
     assert_eq!(&t.activities(m).await.0[1..], &[2, 3]);
@@ -67,10 +69,8 @@ async fn bad_payloads_are_answered_kept_and_do_not_stop_ingest() {
     send(&client, &topic, json!({"machine_state": 0, "reply_to": reply})).await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 200);
 
-    let kept: Vec<(String, i16)> = sqlx::query_as("SELECT topic, status FROM raw_event ORDER BY received_at")
-        .fetch_all(&t.pool)
-        .await
-        .unwrap();
+    let kept: Vec<(String, i16)> =
+        sqlx::query_as("SELECT topic, status FROM raw_event ORDER BY received_at").fetch_all(&t.pool).await.unwrap();
     assert_eq!(kept.len(), 3, "{kept:?}");
     assert!(kept.iter().all(|(tp, st)| tp == &topic && *st == 400));
     let stats = t.app.ingest_stats.as_ref().unwrap();
@@ -112,7 +112,8 @@ async fn many_quick_changes_keep_each_machines_order_and_leave_no_gaps() {
     for i in 0..n {
         for m in [a, b] {
             let code = if (i + m) % 2 == 0 { 2 } else { 3 };
-            send(&client, &format!("oee/v1/machines/{m}/state"), json!({"activity_code_id": code, "reply_to": reply})).await;
+            send(&client, &format!("oee/v1/machines/{m}/state"), json!({"activity_code_id": code, "reply_to": reply}))
+                .await;
         }
     }
     for _ in 0..2 * n {
@@ -199,7 +200,12 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     let reply = "test/replies/sensor";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/telemetry");
-    send(&client, &topic, json!({"temperature": 180.5, "fan_rpm": 900, "timestamp": "2026-01-05T09:00:00Z", "reply_to": reply})).await;
+    send(
+        &client,
+        &topic,
+        json!({"temperature": 180.5, "fan_rpm": 900, "timestamp": "2026-01-05T09:00:00Z", "reply_to": reply}),
+    )
+    .await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 200);
     send(&client, &topic, json!({"temperature": "hot", "reply_to": reply})).await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 400);
@@ -207,7 +213,11 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     send(&client, "oee/v1/machines/404/telemetry", json!({"temperature": 1, "reply_to": reply})).await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 404);
     eventually("both readings are stored", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry WHERE machine_id = $1").bind(m).fetch_one(&t.pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry WHERE machine_id = $1")
+            .bind(m)
+            .fetch_one(&t.pool)
+            .await
+            .unwrap();
         n == 2
     })
     .await;

@@ -74,7 +74,12 @@ impl Replies {
     }
 
     /// Publishes `command` (any serialisable command payload) to `topic` and waits for its verdict.
-    pub(crate) async fn send<C: Serialize>(&self, topic: String, command: C, timeout: Duration) -> Result<Verdict, SendError> {
+    pub(crate) async fn send<C: Serialize>(
+        &self,
+        topic: String,
+        command: C,
+        timeout: Duration,
+    ) -> Result<Verdict, SendError> {
         self.wait_connected(timeout).await?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut body = serde_json::to_value(command).map_err(|e| SendError::Publish(e.to_string()))?;

@@ -227,10 +227,9 @@ impl Config {
     /// Defaults, then the TOML file at `path` (if given), then `OEE_…` environment variables.
     pub fn load(path: Option<&Path>) -> Result<Config, Error> {
         let file = match path {
-            Some(p) => Some(std::fs::read_to_string(p).map_err(|source| Error::ConfigRead {
-                path: p.to_path_buf(),
-                source,
-            })?),
+            Some(p) => {
+                Some(std::fs::read_to_string(p).map_err(|source| Error::ConfigRead { path: p.to_path_buf(), source })?)
+            }
             None => None,
         };
         Self::from_sources(file.as_deref(), std::env::vars())
@@ -251,7 +250,8 @@ impl Config {
             if path.iter().any(|p| p.is_empty()) {
                 return Err(Error::ConfigEnv { var: key.clone(), reason: "empty key segment".into() });
             }
-            set_path(&mut table, &path, env_value(&value)).map_err(|reason| Error::ConfigEnv { var: key.clone(), reason })?;
+            set_path(&mut table, &path, env_value(&value))
+                .map_err(|reason| Error::ConfigEnv { var: key.clone(), reason })?;
         }
         Config::deserialize(toml::Value::Table(table)).map_err(|e| Error::ConfigParse(e.to_string()))
     }

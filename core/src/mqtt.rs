@@ -24,7 +24,9 @@ pub fn client_options(cfg: &MqttConfig, client_id: &str, clean_session: bool) ->
 #[derive(Debug)]
 pub enum Incoming {
     /// (Re)connected and subscribed; `session_present` says whether the broker kept our session.
-    Connected { session_present: bool },
+    Connected {
+        session_present: bool,
+    },
     Publish(Publish),
 }
 

@@ -38,11 +38,9 @@ pub struct StateCommand {
 impl StateCommand {
     /// Parses a state command from raw bytes.
     pub fn parse(bytes: &[u8]) -> Result<StateCommand, Refusal> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Refusal::Malformed("payload must be a JSON object".into()))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
+        let obj = value.as_object().ok_or_else(|| Refusal::Malformed("payload must be a JSON object".into()))?;
         Self::from_object(obj)
     }
 
@@ -77,13 +75,14 @@ pub const MAX_TELEMETRY_VALUES: usize = 256;
 impl TelemetryCommand {
     /// Parses a telemetry message from raw bytes.
     pub fn parse(bytes: &[u8]) -> Result<TelemetryCommand, Refusal> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
         let Value::Object(mut obj) = value else {
             return Err(Refusal::Malformed("telemetry must be a JSON object of numbers".into()));
         };
         let timestamp = timestamp(&obj, "timestamp")?;
-        let reply = ReplyTo { request_id: optional_string(&obj, "request_id")?, reply_to: optional_string(&obj, "reply_to")? };
+        let reply =
+            ReplyTo { request_id: optional_string(&obj, "request_id")?, reply_to: optional_string(&obj, "reply_to")? };
         for key in ["timestamp", "request_id", "reply_to"] {
             obj.remove(key);
         }
@@ -126,9 +125,9 @@ pub fn lenient_int(obj: &Map<String, Value>, field: &'static str) -> Result<Opti
 pub fn lenient_i32(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i32>, Refusal> {
     match lenient_int(obj, field)? {
         None => Ok(None),
-        Some(i) => i32::try_from(i)
-            .map(Some)
-            .map_err(|_| Refusal::Malformed(format!("`{field}` is out of range: {i}"))),
+        Some(i) => {
+            i32::try_from(i).map(Some).map_err(|_| Refusal::Malformed(format!("`{field}` is out of range: {i}")))
+        }
     }
 }
 
@@ -206,7 +205,9 @@ mod tests {
 
     #[test]
     fn telemetry_is_an_object_of_numbers() {
-        let t = TelemetryCommand::parse(br#"{"temp":71.5,"rpm":1200,"timestamp":"2026-01-05T09:00:00Z","request_id":"a"}"#).unwrap();
+        let t =
+            TelemetryCommand::parse(br#"{"temp":71.5,"rpm":1200,"timestamp":"2026-01-05T09:00:00Z","request_id":"a"}"#)
+                .unwrap();
         assert_eq!(t.values.len(), 2);
         assert_eq!(t.reply.request_id.as_deref(), Some("a"));
         for (bad, want) in [

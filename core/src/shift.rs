@@ -51,9 +51,9 @@ pub fn schedule_at(periods: &[Period], tz: Tz, at: DateTime<Utc>) -> ScheduleSta
 pub fn resolve_timezone(name: &str) -> Result<Tz, Error> {
     let name = name.trim();
     if !name.is_empty() {
-        return name.parse::<Tz>().map_err(|_| Error::ConfigParse(format!(
-            "plant.timezone `{name}` is not an IANA time zone name (like Europe/London)"
-        )));
+        return name.parse::<Tz>().map_err(|_| {
+            Error::ConfigParse(format!("plant.timezone `{name}` is not an IANA time zone name (like Europe/London)"))
+        });
     }
     Ok(system_timezone().unwrap_or(Tz::UTC))
 }
@@ -97,8 +97,8 @@ pub fn local_day_start(tz: Tz, at: DateTime<Utc>) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
     use ScheduleState::*;
+    use chrono::TimeZone;
 
     fn nine_to_five_weekdays() -> Vec<Period> {
         (0..5).flat_map(|d| standard_day(d, 9 * 60, 17 * 60)).collect()
@@ -129,16 +129,19 @@ mod tests {
     #[test]
     fn a_night_shift_crosses_midnight_through_the_previous_day() {
         // Monday 22:00 on, Tuesday 06:00 off; nothing else.
-        let p = vec![Period { day: 0, start_minute: 22 * 60, state: InShift }, Period {
-            day: 1,
-            start_minute: 6 * 60,
-            state: OutOfShift,
-        }];
+        let p = vec![
+            Period { day: 0, start_minute: 22 * 60, state: InShift },
+            Period { day: 1, start_minute: 6 * 60, state: OutOfShift },
+        ];
         let at = |d, h| Utc.with_ymd_and_hms(2026, 1, d, h, 0, 0).unwrap();
         assert_eq!(schedule_at(&p, Tz::UTC, at(5, 23)), InShift);
         assert_eq!(schedule_at(&p, Tz::UTC, at(6, 3)), InShift);
         assert_eq!(schedule_at(&p, Tz::UTC, at(6, 7)), OutOfShift);
-        assert_eq!(schedule_at(&p, Tz::UTC, at(5, 21)), OutOfShift, "before Monday's period: last week's Tuesday 06:00");
+        assert_eq!(
+            schedule_at(&p, Tz::UTC, at(5, 21)),
+            OutOfShift,
+            "before Monday's period: last week's Tuesday 06:00"
+        );
     }
 
     #[test]

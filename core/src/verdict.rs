@@ -57,7 +57,9 @@ impl Refusal {
         match self {
             Refusal::Malformed(_) | Refusal::InFuture { .. } => 400,
             Refusal::MissingField(_) => 422,
-            Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::UnknownUser(_) | Refusal::NoCodeGiven => 404,
+            Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::UnknownUser(_) | Refusal::NoCodeGiven => {
+                404
+            }
             // The reference answers 400 when the resolved code is "Up" itself and 409 for other up codes.
             Refusal::UptimeWithoutJob { code_id, .. } => {
                 if *code_id == crate::activity::UP_CODE_ID {

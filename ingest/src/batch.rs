@@ -50,10 +50,7 @@ impl Item {
         let (machine, command) = match parsed {
             Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(payload).map(Command::State)),
             Some((m, CommandKind::Telemetry)) => (Some(m), TelemetryCommand::parse(payload).map(Command::Telemetry)),
-            None => (
-                None,
-                Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic))),
-            ),
+            None => (None, Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic)))),
         };
         // Even a command that fails to parse is answered when its reply topic can be read.
         let (request_id, reply_to) = match &command {
@@ -273,11 +270,8 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
 
     // Request ids answered before (a redelivery) get the same answer and are not applied again.
     let ids: Vec<String> = items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.request_id.clone()).collect();
-    let remembered: HashMap<String, RememberedVerdict> = store::remembered_verdicts(&mut tx, &ids)
-        .await?
-        .into_iter()
-        .map(|r| (r.request_id.clone(), r))
-        .collect();
+    let remembered: HashMap<String, RememberedVerdict> =
+        store::remembered_verdicts(&mut tx, &ids).await?.into_iter().map(|r| (r.request_id.clone(), r)).collect();
 
     // Machines whose state may change are locked; machines that only get readings are just looked up.
     let (mut lock_ids, mut lock_slugs, mut read_ids, mut read_slugs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -416,7 +410,8 @@ fn judge(
     let snapshot = machine_id
         .and_then(|id| machines.get_mut(&id))
         .ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
-    let code_id = activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven)?;
+    let code_id =
+        activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven)?;
     let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
     if let Some(user) = command.user_id
         && !users.contains(&user)
@@ -451,7 +446,8 @@ fn reading(
     now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<TelemetryRow, Refusal> {
-    let machine_id = machine_id.ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
+    let machine_id =
+        machine_id.ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
     let ts = stamp(t.timestamp, received_at, now, skew)?;
     Ok(TelemetryRow { machine_id, ts, data: serde_json::Value::Object(t.values.clone()) })
 }

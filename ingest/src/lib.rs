@@ -61,11 +61,8 @@ impl Drop for Ingest {
 
 /// Starts ingest against the configured broker.
 pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest {
-    let client_id = if cfg.client_id.is_empty() {
-        format!("{}-ingest", mqtt_cfg.client_id_prefix)
-    } else {
-        cfg.client_id.clone()
-    };
+    let client_id =
+        if cfg.client_id.is_empty() { format!("{}-ingest", mqtt_cfg.client_id_prefix) } else { cfg.client_id.clone() };
     let mut options = mqtt::client_options(mqtt_cfg, &client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);

@@ -94,7 +94,12 @@ pub struct TestDb {
 impl TestDb {
     /// A URL for `database.url`.
     pub fn url(&self) -> String {
-        format!("postgres://{}@localhost:5432/{}?host={}", oee_core::store::cluster::SUPERUSER, self.name, shared().socket_dir.display())
+        format!(
+            "postgres://{}@localhost:5432/{}?host={}",
+            oee_core::store::cluster::SUPERUSER,
+            self.name,
+            shared().socket_dir.display()
+        )
     }
 
     pub async fn pool(&self) -> PgPool {
@@ -141,8 +146,7 @@ pub fn free_port() -> u16 {
 
 /// A config for a server on free loopback ports against `db`.
 pub fn test_config(db: &TestDb) -> Config {
-    let mut c = Config::default();
-    c.data_dir = scratch_dir(&db.name);
+    let mut c = Config { data_dir: scratch_dir(&db.name), ..Config::default() };
     c.plant.timezone = "UTC".into();
     c.http.listen = "127.0.0.1:0".parse().unwrap();
     let mqtt_port = free_port();
@@ -207,22 +211,32 @@ impl TestApp {
         .fetch_one(&self.pool)
         .await
         .unwrap();
-        sqlx::query("UPDATE machine SET active_job_id = $2 WHERE id = $1").bind(machine).bind(id).execute(&self.pool).await.unwrap();
+        sqlx::query("UPDATE machine SET active_job_id = $2 WHERE id = $1")
+            .bind(machine)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
         id
     }
 
     /// The machine's current code, from its row.
     pub async fn current_code(&self, machine: i32) -> i32 {
-        sqlx::query_scalar("SELECT current_code_id FROM machine WHERE id = $1").bind(machine).fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT current_code_id FROM machine WHERE id = $1")
+            .bind(machine)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Codes of the machine's activities in time order, and how many are open.
     pub async fn activities(&self, machine: i32) -> (Vec<i32>, i64) {
-        let codes: Vec<i32> = sqlx::query_scalar("SELECT activity_code_id FROM activity WHERE machine_id = $1 ORDER BY start_time, id")
-            .bind(machine)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap();
+        let codes: Vec<i32> =
+            sqlx::query_scalar("SELECT activity_code_id FROM activity WHERE machine_id = $1 ORDER BY start_time, id")
+                .bind(machine)
+                .fetch_all(&self.pool)
+                .await
+                .unwrap();
         let open: i64 = sqlx::query_scalar("SELECT count(*) FROM activity WHERE machine_id = $1 AND end_time IS NULL")
             .bind(machine)
             .fetch_one(&self.pool)
@@ -241,13 +255,19 @@ impl TestApp {
 
     /// An MQTT client on this server's broker, with its event loop driven in the background; received
     /// publishes arrive on the returned channel.
-    pub async fn mqtt_client(&self, id: &str) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    pub async fn mqtt_client(
+        &self,
+        id: &str,
+    ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
         mqtt_client(self.mqtt_port, id).await
     }
 }
 
 /// A rumqttc client of the broker on `port`.
-pub async fn mqtt_client(port: u16, id: &str) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+pub async fn mqtt_client(
+    port: u16,
+    id: &str,
+) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
@@ -277,10 +297,16 @@ pub async fn mqtt_client(port: u16, id: &str) -> (rumqttc::AsyncClient, tokio::s
 }
 
 /// Waits for the next publish on `rx` whose topic is `topic`.
-pub async fn next_on(rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>, topic: &str) -> serde_json::Value {
+pub async fn next_on(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    topic: &str,
+) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let p = tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or_else(|_| panic!("nothing on {topic}")).unwrap();
+        let p = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing on {topic}"))
+            .unwrap();
         if p.topic == topic {
             return serde_json::from_slice(&p.payload).unwrap();
         }
@@ -325,8 +351,18 @@ impl Mosquitto {
         let port = free_port();
         let dir = scratch_dir(&format!("mosquitto-{port}"));
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n")).unwrap();
-        let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start mosquitto");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "mosquitto did not start on port {port}");

@@ -116,11 +116,7 @@ impl EmbeddedCluster {
 
     /// Connection options for `database` on this cluster.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new()
-            .socket(&self.socket_dir)
-            .port(PORT)
-            .username(SUPERUSER)
-            .database(database)
+        PgConnectOptions::new().socket(&self.socket_dir).port(PORT).username(SUPERUSER).database(database)
     }
 
     /// The cluster's data directory.
@@ -267,13 +263,12 @@ fn child_setup(cmd: &mut Command, owner: Owner, die_with_parent: bool) {
     // The identity change comes first because changing it clears the parent-death signal.
     unsafe {
         cmd.pre_exec(move || {
-            if owner.switch {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if owner.switch
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(owner.gid) != 0
-                    || libc::setuid(owner.uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(owner.uid) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -382,7 +377,8 @@ fn socket_dir_for(dir: &Path, owner: Owner) -> Result<PathBuf, Error> {
     let short = std::env::temp_dir().join(format!("oee-pg-{:016x}", h.finish()));
     fs::create_dir_all(&short).map_err(|e| cluster_err(dir, format!("cannot create {}: {e}", short.display())))?;
     if owner.switch {
-        std::os::unix::fs::chown(&short, Some(owner.uid), Some(owner.gid)).map_err(|e| cluster_err(dir, e.to_string()))?;
+        std::os::unix::fs::chown(&short, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| cluster_err(dir, e.to_string()))?;
     }
     fs::set_permissions(&short, fs::Permissions::from_mode(0o700)).map_err(|e| cluster_err(dir, e.to_string()))?;
     Ok(short)

@@ -198,12 +198,14 @@ pub async fn insert_telemetry(tx: &mut Transaction<'_, Postgres>, rows: &[Teleme
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query("INSERT INTO telemetry (machine_id, ts, data) SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::jsonb[])")
-        .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| sqlx::types::Json(&r.data)).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO telemetry (machine_id, ts, data) SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::jsonb[])",
+    )
+    .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| sqlx::types::Json(&r.data)).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

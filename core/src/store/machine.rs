@@ -29,8 +29,7 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
         return Err(Error::Invalid("a machine name must have 1 to 100 characters".into()));
     }
     let mut tx = pool.begin().await?;
-    let group_id: Option<i32> =
-        sqlx::query_scalar("SELECT min(id) FROM machine_group").fetch_one(&mut *tx).await?;
+    let group_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM machine_group").fetch_one(&mut *tx).await?;
     let shift_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM shift").fetch_one(&mut *tx).await?;
     let schedule = match shift_id {
         Some(id) => schedule_at(&shift_periods(&mut tx, id).await?, tz, now),

@@ -20,18 +20,20 @@ pub async fn add_user(pool: &PgPool, username: &str, password: &str, admin: bool
         return Err(Error::Invalid("a user name must have 1 to 64 characters".into()));
     }
     let hash = password::hash(password)?;
-    sqlx::query_as("INSERT INTO app_user (username, password_hash, admin) VALUES ($1, $2, $3) RETURNING id, username, admin")
-        .bind(username)
-        .bind(hash)
-        .bind(admin)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                Error::Conflict(format!("a user named `{username}` already exists"))
-            }
-            _ => Error::Database(e),
-        })
+    sqlx::query_as(
+        "INSERT INTO app_user (username, password_hash, admin) VALUES ($1, $2, $3) RETURNING id, username, admin",
+    )
+    .bind(username)
+    .bind(hash)
+    .bind(admin)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            Error::Conflict(format!("a user named `{username}` already exists"))
+        }
+        _ => Error::Database(e),
+    })
 }
 
 /// Sets a user's password.

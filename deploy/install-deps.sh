@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what oee-server needs on Debian/Ubuntu and what its tests use:
+#   postgresql        server binaries for the embedded database (initdb, postgres)
+#   mosquitto-clients mosquitto_pub / mosquitto_sub, the outside MQTT client the tests drive
+#   mosquitto         a second broker the tests start on a free port (its system service is disabled so
+#                     it does not take port 1883 from the embedded broker)
+# Installs only what is missing; safe to run again.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+[ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${need[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Debian starts a cluster and a broker as services on install; oee-server runs its own.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    for svc in mosquitto postgresql; do
+      if printf '%s\n' "${need[@]}" | grep -qx "$svc"; then
+        $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
+fi
