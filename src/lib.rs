@@ -166,3 +166,17 @@ pub fn read_password_line() -> anyhow::Result<String> {
     }
     Ok(pw)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Services;
+
+    #[test]
+    fn only_takes_a_comma_separated_subset() {
+        let s: Services = "ingest, bridge".parse().unwrap();
+        assert_eq!(s, Services { broker: false, ingest: true, bridge: true, web: false });
+        assert_eq!("all".parse::<Services>().unwrap(), Services::ALL);
+        assert!("ingest,frontend".parse::<Services>().unwrap_err().contains("frontend"));
+        assert!("".parse::<Services>().is_err());
+    }
+}

@@ -389,3 +389,41 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_server_binaries_name_the_package_to_install() {
+        let empty = std::env::temp_dir().join(format!("oee-no-pg-{}", std::process::id()));
+        fs::create_dir_all(&empty).unwrap();
+        let err = find_bin_dir(&empty).unwrap_err().to_string();
+        assert!(err.contains("apt-get install postgresql"), "{err}");
+        assert!(err.contains(&*empty.to_string_lossy()), "{err}");
+        fs::remove_dir_all(&empty).ok();
+    }
+
+    #[test]
+    fn a_non_cluster_directory_is_not_overwritten() {
+        let dir = std::env::temp_dir().join(format!("oee-not-pg-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("precious.txt"), "keep me").unwrap();
+        let owner = Owner { uid: 0, gid: 0, switch: false };
+        let err = init_cluster(Path::new("/nonexistent"), &dir, owner, true).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
+        assert_eq!(fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn long_cluster_paths_get_a_short_socket_directory() {
+        let owner = Owner { uid: 0, gid: 0, switch: false };
+        let short = Path::new("/tmp/x/pg");
+        assert_eq!(socket_dir_for(short, owner).unwrap(), short);
+        let long = std::env::temp_dir().join("a".repeat(120));
+        let sock = socket_dir_for(&long, owner).unwrap();
+        assert!(sock.join(".s.PGSQL.5432").as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_eq!(sock, socket_dir_for(&long, owner).unwrap(), "the same cluster always gets the same socket");
+    }
+}
