@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use oee_core::config::BrokerConfig;
+mod nodelay;
+
 use rumqttd::{ConnectionSettings, Router, RouterConfig, Server, ServerSettings};
 
 /// Why the broker could not start.
@@ -79,6 +81,9 @@ impl Broker {
                 return Err(Error::Stopped { addr: listen, reason: "the listener could not start (see log)".into() });
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        if let Err(e) = nodelay::set_on_listener(listen) {
+            tracing::warn!("cannot turn off Nagle's algorithm on the MQTT listener ({e}): expect slower round trips");
         }
         tracing::info!("MQTT broker listening on {listen}");
         Ok(Broker { listen, task })

@@ -117,7 +117,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             max_payload_size: 256 * 1024,
             max_segment_size: 4 * 1024 * 1024,
-            max_segment_count: 4,
+            max_segment_count: 32,
             connection_timeout_ms: 10_000,
         }
     }

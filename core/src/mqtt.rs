@@ -30,6 +30,14 @@ pub enum Incoming {
     Publish(Publish),
 }
 
+/// Sends small MQTT packets (acks, verdicts, commands) at once instead of letting Nagle's algorithm
+/// hold them back for the peer's delayed acknowledgement (tens of milliseconds per round trip).
+pub fn no_delay(eventloop: &mut EventLoop) {
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+}
+
 /// Polls `eventloop` forever. On every CONNACK it subscribes to `filters` again (a clean session, or a
 /// broker restart, forgets subscriptions); on errors it waits with exponential backoff (50 ms to 10 s)
 /// instead of reconnecting in a hot loop. Incoming publishes go to `sink`; the driver stops when the
@@ -40,6 +48,7 @@ pub async fn drive(
     filters: Vec<String>,
     sink: tokio::sync::mpsc::UnboundedSender<Incoming>,
 ) {
+    no_delay(&mut eventloop);
     let mut backoff = Duration::from_millis(50);
     loop {
         match eventloop.poll().await {
