@@ -188,6 +188,11 @@ pub struct IngestConfig {
     pub client_id: String,
     /// Most commands applied in one database transaction.
     pub batch_max: usize,
+    /// Extra MQTT connections that share the telemetry topics between them (a broker lets each connection
+    /// have only so many unacknowledged messages, which bounds one connection's throughput). Telemetry
+    /// needs no ordering; state commands always use the one main connection, which keeps each machine's
+    /// order. 0: the main connection takes telemetry too.
+    pub telemetry_connections: usize,
     /// Non-empty: subscribe through the MQTT shared subscription `$share/<group>/…`, so several ingest
     /// workers split the load.
     pub shared_group: String,
@@ -202,6 +207,7 @@ impl Default for IngestConfig {
         IngestConfig {
             client_id: String::new(),
             batch_max: 2_000,
+            telemetry_connections: 3,
             shared_group: String::new(),
             max_future_skew_s: 300,
             request_id_retention_days: 7,

@@ -31,7 +31,7 @@ pub enum CommandKind {
 }
 
 impl CommandKind {
-    const ALL: [CommandKind; 2] = [CommandKind::State, CommandKind::Telemetry];
+    pub const ALL: [CommandKind; 2] = [CommandKind::State, CommandKind::Telemetry];
 
     fn suffix(self) -> &'static str {
         match self {
@@ -41,9 +41,9 @@ impl CommandKind {
     }
 }
 
-/// The command topics ingest subscribes to.
-pub fn command_filters() -> Vec<String> {
-    CommandKind::ALL.iter().map(|k| format!("{MACHINES}/+/{}", k.suffix())).collect()
+/// The topic filter of one kind of command, for all machines.
+pub fn command_filter(kind: CommandKind) -> String {
+    format!("{MACHINES}/+/{}", kind.suffix())
 }
 
 /// The topic on which a machine's telemetry is published.

@@ -80,11 +80,19 @@ pub(crate) struct Worker {
     client: AsyncClient,
     cfg: IngestConfig,
     stats: Arc<Stats>,
+    /// The worker of the main connection publishes every status again when it (re)connects.
+    publishes_status: bool,
 }
 
 impl Worker {
-    pub(crate) fn new(pool: PgPool, client: AsyncClient, cfg: IngestConfig, stats: Arc<Stats>) -> Worker {
-        Worker { pool, client, cfg, stats }
+    pub(crate) fn new(
+        pool: PgPool,
+        client: AsyncClient,
+        cfg: IngestConfig,
+        stats: Arc<Stats>,
+        publishes_status: bool,
+    ) -> Worker {
+        Worker { pool, client, cfg, stats, publishes_status }
     }
 
     pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
@@ -93,7 +101,7 @@ impl Worker {
         let mut last_prune = std::time::Instant::now();
         loop {
             let batch = crate::next_batch(&mut rx, max, &mut |_| republish = true).await;
-            if republish {
+            if republish && self.publishes_status {
                 // The broker may have restarted and lost its retained messages: publish every status again.
                 republish = false;
                 status::publish_all(&self.pool, &self.client).await;
@@ -103,7 +111,7 @@ impl Worker {
                 continue;
             }
             self.process(batch).await;
-            if last_prune.elapsed() > Duration::from_secs(3600) {
+            if self.publishes_status && last_prune.elapsed() > Duration::from_secs(3600) {
                 last_prune = std::time::Instant::now();
                 if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
                     tracing::warn!("cannot prune old request ids: {e}");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use oee_core::config::{IngestConfig, MqttConfig};
 use oee_core::mqtt::{self, Incoming};
-use oee_core::topic;
+use oee_core::topic::{self, CommandKind};
 use rumqttc::AsyncClient;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -59,25 +59,53 @@ impl Drop for Ingest {
     }
 }
 
-/// Starts ingest against the configured broker.
+/// Starts ingest against the configured broker: the main connection (state commands, and telemetry when
+/// `telemetry_connections` is 0) and the telemetry connections, each with its own batch worker.
 pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest {
     let client_id =
         if cfg.client_id.is_empty() { format!("{}-ingest", mqtt_cfg.client_id_prefix) } else { cfg.client_id.clone() };
-    let mut options = mqtt::client_options(mqtt_cfg, &client_id, false);
+    // Across processes, workers of one shared group split each topic; within a process the telemetry
+    // connections split the telemetry topic among themselves the same way.
+    let shared = |group: &str, kind: CommandKind| {
+        let f = topic::command_filter(kind);
+        if group.is_empty() { f } else { format!("$share/{group}/{f}") }
+    };
+    let stats = Arc::new(Stats::default());
+    let mut tasks = Vec::new();
+    let mut main_filters = vec![shared(&cfg.shared_group, CommandKind::State)];
+    if cfg.telemetry_connections == 0 {
+        main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
+    }
+    tasks.extend(connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats));
+    let telemetry_group =
+        if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
+    for i in 0..cfg.telemetry_connections {
+        let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
+        let id = format!("{client_id}-telemetry-{i}");
+        tasks.extend(connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats));
+    }
+    Ingest { stats, tasks }
+}
+
+/// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker.
+fn connection(
+    pool: &PgPool,
+    mqtt_cfg: &MqttConfig,
+    cfg: &IngestConfig,
+    client_id: &str,
+    filters: Vec<String>,
+    publishes_status: bool,
+    stats: &Arc<Stats>,
+) -> [JoinHandle<()>; 2] {
+    let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
-    let filters = topic::command_filters()
-        .into_iter()
-        .map(|f| if cfg.shared_group.is_empty() { f } else { format!("$share/{}/{f}", cfg.shared_group) })
-        .collect();
     // Unbounded is bounded in practice: the broker sends no more than its in-flight window of
     // unacknowledged messages, and nothing is acknowledged before it is committed.
     let (tx, rx) = mpsc::unbounded_channel();
-    let stats = Arc::new(Stats::default());
     let driver = tokio::spawn(mqtt::drive(eventloop, client.clone(), filters, tx));
-    let worker = batch::Worker::new(pool, client, cfg.clone(), stats.clone());
-    let processor = tokio::spawn(worker.run(rx));
-    Ingest { stats, tasks: vec![driver, processor] }
+    let worker = batch::Worker::new(pool.clone(), client, cfg.clone(), stats.clone(), publishes_status);
+    [driver, tokio::spawn(worker.run(rx))]
 }
 
 /// Receives from the driver: each publish stamped with when it arrived.

@@ -87,9 +87,12 @@ pub async fn remembered_verdicts(
     if request_ids.is_empty() {
         return Ok(Vec::new());
     }
+    // Not a cached prepared statement: a generic plan made while the table was empty would scan the whole
+    // table forever after; planned per call, the primary key is used.
     Ok(sqlx::query_as(
         "SELECT request_id, machine_id, status, reason, message, code_id FROM command_log WHERE request_id = ANY($1)",
     )
+    .persistent(false)
     .bind(request_ids)
     .fetch_all(&mut **tx)
     .await?)
