@@ -1026,7 +1026,10 @@ fn markdown(host: &HostInfo, pg_version: &str, outcomes: &[Outcome]) -> String {
          client; in C from the time each request was due in the open-loop schedule. Before B, C and D the bench \
          runs `VACUUM ANALYZE` and `CHECKPOINT`, so a scenario does not pay for the previous one's clean-up.\n"
     );
+    // The analysis is written by people after profiling, so it lives beside the bench and is carried over.
     let _ = writeln!(s, "## What bounds it\n");
-    let _ = writeln!(s, "TODO (a human, after profiling): which resource limits each scenario and why.");
+    let analysis = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/what-bounds-it.md"))
+        .unwrap_or_else(|_| "Not analysed yet: profile, then write benches/what-bounds-it.md.\n".to_string());
+    let _ = write!(s, "{analysis}");
     s
 }

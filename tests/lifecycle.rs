@@ -181,3 +181,59 @@ async fn taken_ports_are_clear_errors() {
     let msg = format!("{err:#}");
     assert!(msg.contains("already in use") && msg.contains("broker.listen"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_wait_out_a_database_outage_and_are_applied_after_it() {
+    use oee_core::store::cluster::{ClusterOptions, EmbeddedCluster};
+    // A database this test can stop and start, reached through database.url like an external server.
+    let opts = ClusterOptions {
+        dir: scratch_dir("outage").join("pg"),
+        bin_dir: Default::default(),
+        run_as: "postgres".into(),
+        settings: vec![],
+        disposable: true,
+    };
+    let start = |o: ClusterOptions| async move {
+        tokio::task::spawn_blocking(move || EmbeddedCluster::start(&o).unwrap()).await.unwrap()
+    };
+    let cluster = start(opts.clone()).await;
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.database.url = format!("postgres://oee@localhost:5432/oee?host={}", cluster.dir().display());
+    let app = App::start(&config, Services::ALL).await.unwrap();
+    let pool = app.db.pool.clone();
+    let m =
+        oee_core::store::machine::add_machine(&pool, "Kiln", chrono_tz::Tz::UTC, chrono::Utc::now()).await.unwrap().id;
+    let (client, mut rx) = mqtt_client(config.mqtt.port, "kiln-plc").await;
+    let reply = "test/replies/kiln";
+    client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
+    let topic = format!("oee/v1/machines/{m}/state");
+
+    tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
+    for code in [3, 2, 3] {
+        let body = json!({"activity_code_id": code, "reply_to": reply});
+        client.publish(&topic, QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap()).await.unwrap();
+    }
+    let stats = app.ingest_stats.clone().unwrap();
+    eventually("ingest notices the outage", || async {
+        stats.database_retries.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err(),
+        "no verdict while the database is down"
+    );
+
+    let _cluster = start(opts).await;
+    for _ in 0..3 {
+        assert_eq!(next_on(&mut rx, reply).await["status"], 200);
+    }
+    let codes: Vec<i32> =
+        sqlx::query_scalar("SELECT activity_code_id FROM activity WHERE machine_id = $1 ORDER BY start_time, id")
+            .bind(m)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(&codes[1..], &[3, 2, 3], "every command survived the outage, in order");
+    app.stop().await;
+}

@@ -82,6 +82,9 @@ pub(crate) struct Worker {
     stats: Arc<Stats>,
     /// The worker of the main connection publishes every status again when it (re)connects.
     publishes_status: bool,
+    /// Machine ids known to exist. Machines are never deleted, so an id seen once stays valid and
+    /// readings for it need no look-up.
+    known_ids: std::sync::Mutex<HashSet<i32>>,
 }
 
 impl Worker {
@@ -92,7 +95,7 @@ impl Worker {
         stats: Arc<Stats>,
         publishes_status: bool,
     ) -> Worker {
-        Worker { pool, client, cfg, stats, publishes_status }
+        Worker { pool, client, cfg, stats, publishes_status, known_ids: Default::default() }
     }
 
     pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
@@ -141,7 +144,7 @@ impl Worker {
     async fn commit_with_retry(&self, items: &mut [Item]) -> Outcome {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match apply(&self.pool, items, &self.cfg).await {
+            match apply(&self.pool, items, &self.cfg, &self.known_ids).await {
                 Ok(outcome) => return outcome,
                 Err(e) if is_transient(&e) => {
                     Stats::add(&self.stats.database_retries, 1);
@@ -165,7 +168,7 @@ impl Worker {
             let one = std::slice::from_mut(item);
             let mut backoff = Duration::from_millis(100);
             loop {
-                match apply(&self.pool, one, &self.cfg).await {
+                match apply(&self.pool, one, &self.cfg, &self.known_ids).await {
                     Ok(o) => {
                         changed.extend(o.changed_machines);
                         break;
@@ -272,7 +275,12 @@ fn is_transient(e: &oee_core::Error) -> bool {
 
 /// Judges and writes `items` in one transaction. Items that already have a verdict (unreadable ones)
 /// are only recorded.
-async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<Outcome, oee_core::Error> {
+async fn apply(
+    pool: &PgPool,
+    items: &mut [Item],
+    cfg: &IngestConfig,
+    known_ids: &std::sync::Mutex<HashSet<i32>>,
+) -> Result<Outcome, oee_core::Error> {
     let now = Utc::now();
     let mut tx = pool.begin().await?;
 
@@ -304,6 +312,17 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
         v.sort_unstable();
         v.dedup();
     }
+    let mut known: HashSet<i32> = HashSet::new();
+    {
+        let cache = known_ids.lock().unwrap_or_else(|p| p.into_inner());
+        read_ids.retain(|id| {
+            let cached = cache.contains(id);
+            if cached {
+                known.insert(*id);
+            }
+            !cached
+        });
+    }
     let locked = if lock_ids.is_empty() && lock_slugs.is_empty() {
         Vec::new()
     } else {
@@ -314,14 +333,13 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
     } else {
         store::find_machines(&mut tx, &read_ids, &read_slugs).await?
     };
-    let codes = store::codes(&mut tx, &code_ids).await?;
+    let codes = if code_ids.is_empty() { HashMap::new() } else { store::codes(&mut tx, &code_ids).await? };
     user_ids.sort_unstable();
     user_ids.dedup();
     let users: HashSet<i32> = store::existing_users(&mut tx, &user_ids).await?.into_iter().collect();
 
     let mut machines: HashMap<i32, MachineSnapshot> = HashMap::new();
     let mut by_slug: HashMap<String, i32> = HashMap::new();
-    let mut known: HashSet<i32> = HashSet::new();
     for (id, slug) in read {
         known.insert(id);
         if let Some(s) = slug {
@@ -336,6 +354,7 @@ async fn apply(pool: &PgPool, items: &mut [Item], cfg: &IngestConfig) -> Result<
         machines.insert(m.snapshot.id, m.snapshot);
     }
 
+    known_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(known.iter().copied());
     let skew = chrono::Duration::seconds(cfg.max_future_skew_s as i64);
     let mut changes: Vec<Change> = Vec::new();
     let mut readings: Vec<TelemetryRow> = Vec::new();
