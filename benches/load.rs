@@ -37,6 +37,9 @@ const PUBLISH_WINDOW: Duration = Duration::from_secs(20);
 const DRAIN_MAX: Duration = Duration::from_secs(45);
 /// ...or after this long without a single new row (e.g. a topic ingest does not handle yet).
 const DRAIN_STALL: Duration = Duration::from_secs(5);
+/// Offered load and length of the fixed-rate MQTT scenario.
+const MQTT_RATE: u32 = 10_000;
+const FIXED_RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Offered load of the fixed-rate HTTP scenario.
 const HTTP_RATE: u32 = 2_000;
 const HTTP_WINDOW: Duration = Duration::from_secs(10);
@@ -97,16 +100,20 @@ async fn main() {
 
     let mut outcomes = Vec::new();
     eprintln!("scenario A: MQTT state changes");
-    outcomes.push(mqtt_scenario(&app, &pool, mqtt_port, &machines, Flood::State).await);
+    outcomes.push(mqtt_scenario(&app, &pool, mqtt_port, &machines, Flood::State, None).await);
     settle(&pool).await;
     eprintln!("scenario B: MQTT telemetry");
-    outcomes.push(mqtt_scenario(&app, &pool, mqtt_port, &machines, Flood::Telemetry).await);
+    outcomes.push(mqtt_scenario(&app, &pool, mqtt_port, &machines, Flood::Telemetry, None).await);
     settle(&pool).await;
     eprintln!("scenario C: HTTP state changes at {HTTP_RATE} req/s");
     outcomes.push(http_fixed_rate(&app, &client, &http, &pool, &machines).await);
     settle(&pool).await;
     eprintln!("scenario D: HTTP state changes, {HTTP_WORKERS} closed-loop workers");
     outcomes.push(http_closed_loop(&app, &client, &http, &pool, &machines).await);
+
+    settle(&pool).await;
+    eprintln!("scenario E: MQTT state changes at {MQTT_RATE}/s");
+    outcomes.push(mqtt_scenario(&app, &pool, mqtt_port, &machines, Flood::State, Some(MQTT_RATE)).await);
 
     eprintln!("stopping the server");
     app.stop().await;
@@ -346,14 +353,22 @@ fn ingest_counts(app: &App) -> IngestCounts {
         .unwrap_or_default()
 }
 
-async fn mqtt_scenario(app: &App, pool: &PgPool, port: u16, machines: &[i32], kind: Flood) -> Outcome {
+async fn mqtt_scenario(
+    app: &App,
+    pool: &PgPool,
+    port: u16,
+    machines: &[i32],
+    kind: Flood,
+    offered: Option<u32>,
+) -> Outcome {
     let since = now_micros();
     let before = ingest_counts(app);
-    let total = match kind {
-        Flood::State => STATE_MESSAGES,
-        Flood::Telemetry => TELEMETRY_MESSAGES,
+    let total = match (kind, offered) {
+        (_, Some(r)) => u64::from(r) * FIXED_RATE_WINDOW.as_secs(),
+        (Flood::State, None) => STATE_MESSAGES,
+        (Flood::Telemetry, None) => TELEMETRY_MESSAGES,
     };
-    let flood = flood(port, machines, kind, total).await;
+    let flood = flood(port, machines, kind, total, offered).await;
     eprintln!(
         "  published {} ({} acknowledged by the broker) in {:.1} s; waiting for the rows",
         flood.sent, flood.acked, flood.publish_secs
@@ -412,14 +427,20 @@ async fn mqtt_scenario(app: &App, pool: &PgPool, port: u16, machines: &[i32], ki
     if kind == Flood::Telemetry && rows == 0 {
         notes.push("0 rows committed: ingest does not store telemetry (yet) — re-run when it does".into());
     }
-    let (name, target, latency, met) = match kind {
-        Flood::State => (
+    let (name, target, latency, met) = match (kind, offered) {
+        (Flood::State, Some(_)) => (
+            "E  MQTT state changes, 10,000/s (fixed rate)",
+            "p99 < 250 ms publish → commit",
+            "publish → commit (per command, from commit timestamps)",
+            metrics.p99_ms.is_some_and(|p| p < 250.0),
+        ),
+        (Flood::State, None) => (
             "A  MQTT state changes (flood)",
             "≥ 20,000 state changes/s committed, p99 < 250 ms",
             "publish → commit (per command, from commit timestamps)",
             rate >= 20_000.0 && metrics.p99_ms.is_some_and(|p| p < 250.0),
         ),
-        Flood::Telemetry => (
+        (Flood::Telemetry, _) => (
             "B  MQTT telemetry (flood)",
             "≥ 100,000 telemetry msg/s committed",
             "publish → commit (per row, from commit timestamps)",
@@ -446,14 +467,15 @@ async fn mqtt_scenario(app: &App, pool: &PgPool, port: u16, machines: &[i32], ki
 
 /// Publishes up to `total` messages of `kind` from [`PUBLISHERS`] connections, for at most
 /// [`PUBLISH_WINDOW`], then waits (bounded) for the broker's acknowledgements.
-async fn flood(port: u16, machines: &[i32], kind: Flood, total: u64) -> FloodReport {
+async fn flood(port: u16, machines: &[i32], kind: Flood, total: u64, rate: Option<u32>) -> FloodReport {
     let started = Instant::now();
     let deadline = started + PUBLISH_WINDOW;
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..PUBLISHERS {
         let mine: Vec<i32> = machines.iter().copied().skip(k).step_by(PUBLISHERS).collect();
         let quota = total / PUBLISHERS as u64 + u64::from((k as u64) < total % PUBLISHERS as u64);
-        tasks.spawn(publisher(port, k, mine, kind, quota, deadline));
+        let pace = rate.map(|r| f64::from(r) / PUBLISHERS as f64);
+        tasks.spawn(publisher(port, k, mine, kind, quota, deadline, pace));
     }
     let mut report = FloodReport::default();
     while let Some(r) = tasks.join_next().await {
@@ -472,7 +494,16 @@ async fn flood(port: u16, machines: &[i32], kind: Flood, total: u64) -> FloodRep
 
 /// One MQTT connection publishing to its own machines in turn. Each machine's timestamps strictly
 /// increase, and each machine's commands alternate Down/Closed.
-async fn publisher(port: u16, k: usize, mine: Vec<i32>, kind: Flood, quota: u64, deadline: Instant) -> FloodReport {
+/// With `pace` (messages per second) the publisher follows a fixed schedule instead of flooding.
+async fn publisher(
+    port: u16,
+    k: usize,
+    mine: Vec<i32>,
+    kind: Flood,
+    quota: u64,
+    deadline: Instant,
+    pace: Option<f64>,
+) -> FloodReport {
     let mut opts = MqttOptions::new(format!("bench-{}-{k}", kind.suffix()), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_session(true);
@@ -523,6 +554,13 @@ async fn publisher(port: u16, k: usize, mine: Vec<i32>, kind: Flood, quota: u64,
     for n in 0..quota {
         if Instant::now() >= deadline {
             break;
+        }
+        if let Some(per_second) = pace {
+            let due = started + Duration::from_secs_f64(n as f64 / per_second);
+            // tokio's timer has millisecond resolution: sleep only when at least that far ahead.
+            if due > Instant::now() + Duration::from_millis(1) {
+                tokio::time::sleep_until(due).await;
+            }
         }
         let slot = (n % len) as usize;
         let round = n / len;
