@@ -141,7 +141,9 @@ impl App {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
         }
         drop(self.bridge.take());
-        drop(self.ingest.take());
+        if let Some(ingest) = self.ingest.take() {
+            ingest.shutdown().await;
+        }
         if let Some(b) = self.broker.take() {
             b.stop();
         }

@@ -70,6 +70,8 @@ pub async fn drive(
                     return;
                 }
             }
+            // Our own DISCONNECT (a clean shutdown): stop rather than reconnect.
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
                 if sink.is_closed() {

@@ -14,7 +14,7 @@ use oee_core::topic::{self, CommandKind, MachineRef};
 use oee_core::verdict::{Refusal, Verdict};
 use rumqttc::{AsyncClient, Publish, QoS};
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{Stats, status};
 
@@ -70,8 +70,80 @@ impl Item {
 }
 
 /// What a committed batch changed.
+#[derive(Default)]
 struct Outcome {
     changed_machines: Vec<i32>,
+}
+
+/// What a batch task hands back: its items and whether it committed (`Ok(None)`: rolled back because
+/// the batch before it failed).
+type Applied = (Vec<Item>, Result<Option<Outcome>, oee_core::Error>);
+
+/// What the worker waits for next.
+enum Next {
+    Finished(Result<Applied, tokio::task::JoinError>),
+    Message(Option<oee_core::mqtt::Incoming>),
+}
+
+/// A batch being applied by its own task.
+struct InFlight {
+    task: tokio::task::JoinHandle<Applied>,
+    /// Kept to apply the batch again should its task die.
+    received: Vec<Received>,
+    /// Fires once this batch holds its row locks (or failed before); taken by the next batch.
+    locked: Option<oneshot::Receiver<()>>,
+    /// `Some(true)` once committed, `Some(false)` if it did not commit.
+    done: watch::Receiver<Option<bool>>,
+}
+
+impl InFlight {
+    fn spawn(
+        worker: Arc<Worker>,
+        mut items: Vec<Item>,
+        prev_locked: Option<oneshot::Receiver<()>>,
+        prev_done: watch::Receiver<Option<bool>>,
+    ) -> InFlight {
+        let received = items.iter().map(|i| i.received.clone()).collect();
+        let (locked_tx, locked) = oneshot::channel();
+        let (done_tx, done) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let mut stage = Stage { prev_locked, locked: Some(locked_tx), prev_done };
+            let result = apply(&worker.pool, &mut items, &worker.cfg, &worker.known_ids, Some(&mut stage)).await;
+            let _ = done_tx.send(Some(matches!(result, Ok(Some(_)))));
+            (items, result)
+        });
+        InFlight { task, received, locked: Some(locked), done }
+    }
+}
+
+/// The ordering hooks of a pipelined batch.
+struct Stage {
+    prev_locked: Option<oneshot::Receiver<()>>,
+    locked: Option<oneshot::Sender<()>>,
+    prev_done: watch::Receiver<Option<bool>>,
+}
+
+impl Stage {
+    async fn before_locking(&mut self) {
+        if let Some(rx) = self.prev_locked.take() {
+            // An error means the batch before ended without locking: nothing to wait for.
+            let _ = rx.await;
+        }
+    }
+
+    fn after_locking(&mut self) {
+        if let Some(tx) = self.locked.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether the batch before committed (waiting until it is known).
+    async fn prev_committed(&mut self) -> bool {
+        match self.prev_done.wait_for(Option::is_some).await {
+            Ok(v) => v.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
 }
 
 /// The batch processor.
@@ -98,22 +170,57 @@ impl Worker {
         Worker { pool, client, cfg, stats, publishes_status, known_ids: Default::default() }
     }
 
-    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
+    /// Applies batches as they come, with up to two in flight: while one commits, the next is judged and
+    /// written. A batch takes its row locks only after the one before it took its own (so PostgreSQL makes
+    /// it wait for that commit wherever they share a machine) and commits only after that one committed;
+    /// if that one failed, it rolls back and both are redone one after the other. Verdicts, acknowledgements
+    /// and status go out in batch order.
+    pub(crate) async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
         let max = self.cfg.batch_max.max(1);
-        let mut republish = false;
         let mut last_prune = std::time::Instant::now();
+        let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
+        // The first batch has nothing to wait for.
+        let (first_done, _) = watch::channel(Some(true));
         loop {
-            let batch = crate::next_batch(&mut rx, max, &mut |_| republish = true).await;
-            if republish && self.publishes_status {
+            // Never hold more than two batches; otherwise wait for whichever comes first: the oldest batch
+            // finishing, or new messages.
+            let full = in_flight.len() >= 2;
+            let next = match in_flight.front_mut() {
+                Some(oldest) if full => Next::Finished((&mut oldest.task).await),
+                Some(oldest) => tokio::select! {
+                    biased;
+                    done = &mut oldest.task => Next::Finished(done),
+                    m = rx.recv() => Next::Message(m),
+                },
+                None => Next::Message(rx.recv().await),
+            };
+            let first = match next {
+                Next::Finished(done) => {
+                    if let Some(oldest) = in_flight.pop_front() {
+                        self.complete(done, oldest.received).await;
+                    }
+                    continue;
+                }
+                Next::Message(Some(m)) => m,
+                Next::Message(None) => return,
+            };
+            let (batch, reconnected) = match crate::fill(first, &mut rx, max) {
+                crate::Delivery::Connected => (Vec::new(), true),
+                crate::Delivery::Batch(b, r) => (b, r),
+            };
+            if reconnected && self.publishes_status {
                 // The broker may have restarted and lost its retained messages: publish every status again.
-                republish = false;
                 status::publish_all(&self.pool, &self.client).await;
             }
-            let Some(batch) = batch else { return };
             if batch.is_empty() {
                 continue;
             }
-            self.process(batch).await;
+            let items = self.parse(batch);
+            let (prev_locked, prev_done) = match in_flight.back_mut() {
+                Some(prev) => (prev.locked.take(), prev.done.clone()),
+                None => (None, first_done.subscribe()),
+            };
+            in_flight.push_back(InFlight::spawn(self.clone(), items, prev_locked, prev_done));
             if self.publishes_status && last_prune.elapsed() > Duration::from_secs(3600) {
                 last_prune = std::time::Instant::now();
                 if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
@@ -123,7 +230,7 @@ impl Worker {
         }
     }
 
-    async fn process(&self, batch: Vec<Received>) {
+    fn parse(&self, batch: Vec<Received>) -> Vec<Item> {
         Stats::add(&self.stats.received, batch.len() as u64);
         Stats::add(&self.stats.batches, 1);
         let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
@@ -134,7 +241,35 @@ impl Worker {
                 item.refuse(r);
             }
         }
-        let outcome = self.commit_with_retry(&mut items).await;
+        items
+    }
+
+    /// Finishes the oldest batch in flight: answers it if it committed, otherwise applies it again on its
+    /// own (with retries) first.
+    async fn complete(&self, done: Result<Applied, tokio::task::JoinError>, received: Vec<Received>) {
+        let (mut items, result) = match done {
+            Ok(applied) => applied,
+            Err(e) => {
+                // The messages are still unacknowledged; apply them again from what was received.
+                tracing::error!("a batch task failed ({e}); applying its commands again");
+                (self.parse(received), Ok(None))
+            }
+        };
+        let outcome = match result {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => {
+                reset_verdicts(&mut items);
+                self.commit_with_retry(&mut items).await
+            }
+            Err(e) => {
+                if is_transient(&e) {
+                    Stats::add(&self.stats.database_retries, 1);
+                    tracing::warn!("database unavailable ({e}); retrying the batch");
+                }
+                reset_verdicts(&mut items);
+                self.commit_with_retry(&mut items).await
+            }
+        };
         self.finish(items, outcome).await;
     }
 
@@ -144,7 +279,7 @@ impl Worker {
     async fn commit_with_retry(&self, items: &mut [Item]) -> Outcome {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match apply(&self.pool, items, &self.cfg, &self.known_ids).await {
+            match apply(&self.pool, items, &self.cfg, &self.known_ids, None).await.map(Option::unwrap_or_default) {
                 Ok(outcome) => return outcome,
                 Err(e) if is_transient(&e) => {
                     Stats::add(&self.stats.database_retries, 1);
@@ -168,7 +303,7 @@ impl Worker {
             let one = std::slice::from_mut(item);
             let mut backoff = Duration::from_millis(100);
             loop {
-                match apply(&self.pool, one, &self.cfg, &self.known_ids).await {
+                match apply(&self.pool, one, &self.cfg, &self.known_ids, None).await.map(Option::unwrap_or_default) {
                     Ok(o) => {
                         changed.extend(o.changed_machines);
                         break;
@@ -280,14 +415,10 @@ async fn apply(
     items: &mut [Item],
     cfg: &IngestConfig,
     known_ids: &std::sync::Mutex<HashSet<i32>>,
-) -> Result<Outcome, oee_core::Error> {
+    mut stage: Option<&mut Stage>,
+) -> Result<Option<Outcome>, oee_core::Error> {
     let now = Utc::now();
     let mut tx = pool.begin().await?;
-
-    // Request ids answered before (a redelivery) get the same answer and are not applied again.
-    let ids: Vec<String> = items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.request_id.clone()).collect();
-    let remembered: HashMap<String, RememberedVerdict> =
-        store::remembered_verdicts(&mut tx, &ids).await?.into_iter().map(|r| (r.request_id.clone(), r)).collect();
 
     // Machines whose state may change are locked; machines that only get readings are just looked up.
     let (mut lock_ids, mut lock_slugs, mut read_ids, mut read_slugs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -323,11 +454,30 @@ async fn apply(
             !cached
         });
     }
+    if let Some(s) = stage.as_deref_mut() {
+        s.before_locking().await;
+    }
     let locked = if lock_ids.is_empty() && lock_slugs.is_empty() {
         Vec::new()
     } else {
         store::lock_machines(&mut tx, &lock_ids, &lock_slugs).await?
     };
+    if let Some(s) = stage.as_deref_mut() {
+        s.after_locking();
+        // A state command's machine lock already made this wait for any earlier commit of the same
+        // command; readings take no lock, so a redelivered reading waits for the batch before.
+        let reading_with_id =
+            items.iter().any(|i| i.request_id.is_some() && matches!(i.command, Ok(Command::Telemetry(_))));
+        if reading_with_id && !s.prev_committed().await {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+    }
+
+    // Request ids answered before (a redelivery) get the same answer and are not applied again.
+    let ids: Vec<String> = items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.request_id.clone()).collect();
+    let remembered: HashMap<String, RememberedVerdict> =
+        store::remembered_verdicts(&mut tx, &ids).await?.into_iter().map(|r| (r.request_id.clone(), r)).collect();
     let read = if read_ids.is_empty() && read_slugs.is_empty() {
         Vec::new()
     } else {
@@ -414,12 +564,18 @@ async fn apply(
     store::insert_telemetry(&mut tx, &readings).await?;
     store::remember_verdicts(&mut tx, &to_remember).await?;
     store::record_raw_events(&mut tx, &raw_events(items)).await?;
+    if let Some(s) = stage
+        && !s.prev_committed().await
+    {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     tx.commit().await?;
 
     let changed: HashSet<i32> = changes.iter().map(|c| c.machine_id).collect();
     let mut changed_machines: Vec<i32> = changed.into_iter().collect();
     changed_machines.sort_unstable();
-    Ok(Outcome { changed_machines })
+    Ok(Some(Outcome { changed_machines }))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -45,10 +45,23 @@ impl Stats {
     }
 }
 
-/// A running ingest service. Dropping it stops it.
+/// A running ingest service. Dropping it stops it at once; [`Ingest::shutdown`] says goodbye to the broker
+/// first.
 pub struct Ingest {
     pub stats: Arc<Stats>,
     tasks: Vec<JoinHandle<()>>,
+    clients: Vec<AsyncClient>,
+}
+
+impl Ingest {
+    /// Disconnects cleanly, so the broker keeps ingest's sessions (and queues what arrives meanwhile) right
+    /// away, then stops. Commands not yet committed stay unacknowledged and come back on the next start.
+    pub async fn shutdown(self) {
+        for c in &self.clients {
+            let _ = c.try_disconnect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 impl Drop for Ingest {
@@ -72,19 +85,24 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest 
     };
     let stats = Arc::new(Stats::default());
     let mut tasks = Vec::new();
+    let mut clients = Vec::new();
     let mut main_filters = vec![shared(&cfg.shared_group, CommandKind::State)];
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }
-    tasks.extend(connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats));
+    let (client, t) = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
+    clients.push(client);
+    tasks.extend(t);
     let telemetry_group =
         if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
-        tasks.extend(connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats));
+        let (client, t) = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
+        clients.push(client);
+        tasks.extend(t);
     }
-    Ingest { stats, tasks }
+    Ingest { stats, tasks, clients }
 }
 
 /// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker.
@@ -96,7 +114,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
-) -> [JoinHandle<()>; 2] {
+) -> (AsyncClient, [JoinHandle<()>; 2]) {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
@@ -104,38 +122,32 @@ fn connection(
     // unacknowledged messages, and nothing is acknowledged before it is committed.
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(mqtt::drive(eventloop, client.clone(), filters, tx));
-    let worker = batch::Worker::new(pool.clone(), client, cfg.clone(), stats.clone(), publishes_status);
-    [driver, tokio::spawn(worker.run(rx))]
+    let worker =
+        Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), publishes_status));
+    (client, [driver, tokio::spawn(worker.run(rx))])
 }
 
-/// Receives from the driver: each publish stamped with when it arrived.
-pub(crate) async fn next_batch(
-    rx: &mut mpsc::UnboundedReceiver<Incoming>,
-    max: usize,
-    on_connect: &mut impl FnMut(bool),
-) -> Option<Vec<Received>> {
-    let mut batch = Vec::new();
-    loop {
-        let first = if batch.is_empty() {
-            rx.recv().await?
-        } else {
-            match rx.try_recv() {
-                Ok(m) => m,
-                Err(_) => return Some(batch),
-            }
-        };
-        match first {
-            Incoming::Connected { session_present } => {
-                // Return at once so the caller can act on the new connection.
-                on_connect(session_present);
-                return Some(batch);
-            }
-            Incoming::Publish(p) => {
-                batch.push(Received { publish: p, received_at: chrono::Utc::now() });
-                if batch.len() >= max {
-                    return Some(batch);
-                }
-            }
+/// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it
+/// arrived), drained without waiting from whatever has already arrived after `first`.
+pub(crate) enum Delivery {
+    Connected,
+    /// Publishes, and whether a (re)connection was announced among them.
+    Batch(Vec<Received>, bool),
+}
+
+/// Builds a delivery from `first` (already received, so waiting for it could be cancelled safely).
+pub(crate) fn fill(first: Incoming, rx: &mut mpsc::UnboundedReceiver<Incoming>, max: usize) -> Delivery {
+    let mut batch = match first {
+        Incoming::Connected { .. } => return Delivery::Connected,
+        Incoming::Publish(p) => vec![Received { publish: p, received_at: chrono::Utc::now() }],
+    };
+    let mut reconnected = false;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(Incoming::Publish(p)) => batch.push(Received { publish: p, received_at: chrono::Utc::now() }),
+            Ok(Incoming::Connected { .. }) => reconnected = true,
+            Err(_) => break,
         }
     }
+    Delivery::Batch(batch, reconnected)
 }
