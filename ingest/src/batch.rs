@@ -152,8 +152,9 @@ pub(crate) struct Worker {
     client: AsyncClient,
     cfg: IngestConfig,
     stats: Arc<Stats>,
-    /// The worker of the main connection publishes every status again when it (re)connects.
-    publishes_status: bool,
+    /// Where the main connection's worker sends status to publish (every status again when it
+    /// (re)connects); `None` for workers that never change a machine's state.
+    status: Option<mpsc::UnboundedSender<status::Request>>,
     /// Machine ids known to exist. Machines are never deleted, so an id seen once stays valid and
     /// readings for it need no look-up.
     known_ids: std::sync::Mutex<HashSet<i32>>,
@@ -165,9 +166,9 @@ impl Worker {
         client: AsyncClient,
         cfg: IngestConfig,
         stats: Arc<Stats>,
-        publishes_status: bool,
+        status: Option<mpsc::UnboundedSender<status::Request>>,
     ) -> Worker {
-        Worker { pool, client, cfg, stats, publishes_status, known_ids: Default::default() }
+        Worker { pool, client, cfg, stats, status, known_ids: Default::default() }
     }
 
     /// Applies batches as they come, with up to two in flight: while one commits, the next is judged and
@@ -208,9 +209,9 @@ impl Worker {
                 crate::Delivery::Connected => (Vec::new(), true),
                 crate::Delivery::Batch(b, r) => (b, r),
             };
-            if reconnected && self.publishes_status {
+            if reconnected && let Some(status) = &self.status {
                 // The broker may have restarted and lost its retained messages: publish every status again.
-                status::publish_all(&self.pool, &self.client).await;
+                let _ = status.send(status::Request::All);
             }
             if batch.is_empty() {
                 continue;
@@ -221,7 +222,7 @@ impl Worker {
                 None => (None, first_done.subscribe()),
             };
             in_flight.push_back(InFlight::spawn(self.clone(), items, prev_locked, prev_done));
-            if self.publishes_status && last_prune.elapsed() > Duration::from_secs(3600) {
+            if self.status.is_some() && last_prune.elapsed() > Duration::from_secs(3600) {
                 last_prune = std::time::Instant::now();
                 if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
                     tracing::warn!("cannot prune old request ids: {e}");
@@ -344,8 +345,10 @@ impl Worker {
                 tracing::warn!("cannot send a verdict to {topic}: {e}");
             }
         }
-        if !outcome.changed_machines.is_empty() {
-            status::publish(&self.pool, &self.client, Some(&outcome.changed_machines)).await;
+        if !outcome.changed_machines.is_empty()
+            && let Some(status) = &self.status
+        {
+            let _ = status.send(status::Request::Machines(outcome.changed_machines));
         }
     }
 }

@@ -114,7 +114,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
-) -> (AsyncClient, [JoinHandle<()>; 2]) {
+) -> (AsyncClient, Vec<JoinHandle<()>>) {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
@@ -122,9 +122,15 @@ fn connection(
     // unacknowledged messages, and nothing is acknowledged before it is committed.
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(mqtt::drive(eventloop, client.clone(), filters, tx));
-    let worker =
-        Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), publishes_status));
-    (client, [driver, tokio::spawn(worker.run(rx))])
+    let mut tasks = vec![driver];
+    let status = publishes_status.then(|| {
+        let (tx, task) = status::start(pool.clone(), client.clone());
+        tasks.push(task);
+        tx
+    });
+    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status));
+    tasks.push(tokio::spawn(worker.run(rx)));
+    (client, tasks)
 }
 
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it

@@ -1,14 +1,53 @@
 //! Retained status topics: after every committed change, and all of them again whenever ingest
 //! (re)connects, because rumqttd keeps retained messages in memory only.
+//!
+//! One publisher task per ingest process reads the current status from the database and publishes it.
+//! Requests that arrive while it is busy are merged, so under a burst a machine's status is published
+//! once per round with its latest state instead of once per change (every change is in the database).
+
+use std::collections::BTreeSet;
+
+use tokio::sync::mpsc;
 
 use oee_core::store::machine::machine_statuses;
 use oee_core::topic;
 use rumqttc::{AsyncClient, QoS};
 use sqlx::PgPool;
 
-/// Publishes the status of every machine.
-pub(crate) async fn publish_all(pool: &PgPool, client: &AsyncClient) {
-    publish(pool, client, None).await;
+/// What to publish.
+#[derive(Debug)]
+pub(crate) enum Request {
+    All,
+    Machines(Vec<i32>),
+}
+
+/// Starts the publisher task; it ends when every sender is gone.
+pub(crate) fn start(
+    pool: PgPool,
+    client: AsyncClient,
+) -> (mpsc::UnboundedSender<Request>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+    let task = tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut all = false;
+            let mut ids = BTreeSet::new();
+            let mut take = |r: Request| match r {
+                Request::All => all = true,
+                Request::Machines(m) => ids.extend(m),
+            };
+            take(first);
+            while let Ok(r) = rx.try_recv() {
+                take(r);
+            }
+            if all {
+                publish(&pool, &client, None).await;
+            } else {
+                let ids: Vec<i32> = ids.into_iter().collect();
+                publish(&pool, &client, Some(&ids)).await;
+            }
+        }
+    });
+    (tx, task)
 }
 
 /// Publishes the status of the given machines (all when `None`) on their id topic and, when they have
