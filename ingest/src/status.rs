@@ -2,8 +2,9 @@
 //! (re)connects, because rumqttd keeps retained messages in memory only.
 //!
 //! One publisher task per ingest process reads the current status from the database and publishes it.
-//! Requests that arrive while it is busy are merged, so under a burst a machine's status is published
-//! once per round with its latest state instead of once per change (every change is in the database).
+//! Requests that arrive while it is busy, or within 100 ms of its last round, are merged, so under a
+//! burst a machine's status is published at most ten times a second, with its latest state, instead of
+//! once per change (every change is in the database).
 
 use std::collections::BTreeSet;
 
@@ -13,6 +14,9 @@ use oee_core::store::machine::machine_statuses;
 use oee_core::topic;
 use rumqttc::{AsyncClient, QoS};
 use sqlx::PgPool;
+
+/// Shortest time between two rounds of status publishing.
+const ROUND_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What to publish.
 #[derive(Debug)]
@@ -45,6 +49,9 @@ pub(crate) fn start(
                 let ids: Vec<i32> = ids.into_iter().collect();
                 publish(&pool, &client, Some(&ids)).await;
             }
+            // At most one round per interval: a burst of changes costs one status per machine per round,
+            // and the CPU stays with ingest.
+            tokio::time::sleep(ROUND_INTERVAL).await;
         }
     });
     (tx, task)
