@@ -64,14 +64,18 @@ enum UserCmd {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The server logs what it does; the administration commands print their answer and only warnings.
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info,rumqttd=warn,rumqttd::server=off,sqlx=warn",
+        _ => "warn,rumqttd=off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttd::server=off,sqlx=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
