@@ -102,7 +102,37 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest 
         clients.push(client);
         tasks.extend(t);
     }
+    tasks.push(tokio::spawn(report(stats.clone())));
     Ingest { stats, tasks, clients }
+}
+
+/// Logs what ingest did in each minute in which it did anything.
+async fn report(stats: Arc<Stats>) {
+    let counters = |s: &Stats| {
+        [&s.received, &s.applied, &s.refused, &s.malformed, &s.batches, &s.database_retries]
+            .map(|c| c.load(Ordering::Relaxed))
+    };
+    let mut last = counters(&stats);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = counters(&stats);
+        let d: Vec<u64> = now.iter().zip(last.iter()).map(|(n, l)| n - l).collect();
+        if d.iter().any(|&x| x > 0) {
+            tracing::info!(
+                "ingest, last minute: {} commands received, {} applied, {} refused ({} unreadable), {} batches, \
+                 {} database retries",
+                d[0],
+                d[1],
+                d[2],
+                d[3],
+                d[4],
+                d[5]
+            );
+        }
+        last = now;
+    }
 }
 
 /// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker.
