@@ -259,7 +259,24 @@ impl Config {
             set_path(&mut table, &path, env_value(&value))
                 .map_err(|reason| Error::ConfigEnv { var: key.clone(), reason })?;
         }
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| Error::ConfigParse(e.to_string()))
+        let config = Config::deserialize(toml::Value::Table(table)).map_err(|e| Error::ConfigParse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot, so a mistake is reported at start, not when first used.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.plant_timezone()?;
+        if self.broker.max_segment_size < 1024 {
+            return Err(Error::ConfigParse("broker.max_segment_size must be at least 1024 bytes".into()));
+        }
+        if self.broker.max_segment_count == 0 {
+            return Err(Error::ConfigParse("broker.max_segment_count must be at least 1".into()));
+        }
+        if self.ingest.batch_max == 0 {
+            return Err(Error::ConfigParse("ingest.batch_max must be at least 1".into()));
+        }
+        Ok(())
     }
 
     /// The directory of the embedded cluster.
@@ -353,6 +370,18 @@ mod tests {
         assert!(err.to_string().contains("listen_port"), "{err}");
         let err = Config::from_sources(None, env(&[("OEE_HTTP__PORT", "80")])).unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn values_are_checked_when_loaded() {
+        for (var, value, want) in [
+            ("OEE_PLANT__TIMEZONE", "Mars/Olympus", "Mars/Olympus"),
+            ("OEE_BROKER__MAX_SEGMENT_SIZE", "10", "max_segment_size"),
+            ("OEE_INGEST__BATCH_MAX", "0", "batch_max"),
+        ] {
+            let err = Config::from_sources(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.contains(want), "{var}: {err}");
+        }
     }
 
     #[test]
