@@ -5,6 +5,7 @@ pub mod activity;
 pub mod config;
 pub mod error;
 pub mod mqtt;
+pub mod oee;
 pub mod password;
 pub mod payload;
 pub mod shift;
