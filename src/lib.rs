@@ -104,7 +104,7 @@ impl App {
                 router = router.merge(b.router.clone());
             }
             if services.web {
-                router = router.merge(oee_web::router(db.pool.clone()));
+                router = router.merge(oee_web::router(db.pool.clone(), tz));
             }
             http_addr = Some(listener.local_addr()?);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -81,6 +81,18 @@ pub fn parse_hhmm(s: &str) -> Option<u16> {
     Some((t.hour() * 60 + t.minute()) as u16)
 }
 
+/// The plant day `date` as [local midnight, next local midnight) in UTC (23 or 25 hours across DST).
+pub fn local_date_bounds(tz: Tz, date: chrono::NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start_of = |d: chrono::NaiveDate| {
+        let noon = d.and_hms_opt(12, 0, 0).and_then(|n| n.and_local_timezone(tz).earliest());
+        noon.map(|n| local_day_start(tz, n.with_timezone(&Utc)))
+    };
+    let next = date.succ_opt().unwrap_or(date);
+    let start = start_of(date).unwrap_or_else(|| date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    let end = start_of(next).unwrap_or(start + Duration::days(1));
+    (start, end)
+}
+
 /// Local midnight at the start of the plant day containing `at`, in UTC.
 pub fn local_day_start(tz: Tz, at: DateTime<Utc>) -> DateTime<Utc> {
     let local = at.with_timezone(&tz).date_naive();
@@ -164,6 +176,16 @@ mod tests {
         assert_eq!(resolve_timezone("Europe/London").unwrap(), chrono_tz::Europe::London);
         assert!(resolve_timezone("Mars/Olympus").unwrap_err().to_string().contains("Mars/Olympus"));
         assert!(resolve_timezone("").is_ok());
+    }
+
+    #[test]
+    fn a_dst_day_has_23_hours() {
+        let tz: Tz = "Europe/London".parse().unwrap();
+        let (s, e) = local_date_bounds(tz, chrono::NaiveDate::from_ymd_opt(2026, 3, 29).unwrap());
+        assert_eq!((e - s).num_hours(), 23);
+        assert_eq!(s, Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap());
+        let (s, e) = local_date_bounds(tz, chrono::NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
+        assert_eq!((e - s).num_hours(), 25);
     }
 
     #[test]

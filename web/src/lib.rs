@@ -1,4 +1,7 @@
-//! The web service. For now: a health page that says whether the server can reach its database.
+//! The web service. For now: a health page that says whether the server can reach its database, and the
+//! reference system's read-only OEE endpoints.
+
+mod reference_api;
 
 use axum::Router;
 use axum::extract::State;
@@ -7,14 +10,27 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use sqlx::PgPool;
 
+/// Shared by the web handlers.
+#[derive(Clone)]
+pub(crate) struct WebState {
+    pool: PgPool,
+    /// The plant's time zone: days and shifts are local.
+    tz: chrono_tz::Tz,
+}
+
 /// The web routes.
-pub fn router(pool: PgPool) -> Router {
-    Router::new().route("/health", get(health)).route("/", get(home)).with_state(pool)
+pub fn router(pool: PgPool, tz: chrono_tz::Tz) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/", get(home))
+        .route("/api/oee", get(reference_api::oee))
+        .route("/api/activity-durations", get(reference_api::activity_durations))
+        .with_state(WebState { pool, tz })
 }
 
 /// `GET /health`: 200 `{"status":"ok","database":"ok"}` when the database answers, 503 otherwise.
-async fn health(State(pool): State<PgPool>) -> Response {
-    match oee_core::store::ping(&pool).await {
+async fn health(State(state): State<WebState>) -> Response {
+    match oee_core::store::ping(&state.pool).await {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ok", "database": "ok" })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

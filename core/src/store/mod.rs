@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod code;
 pub mod command;
 pub mod machine;
+pub mod report;
 pub mod seed;
 pub mod user;
 

@@ -7,6 +7,8 @@
 //! raw (never clamped) and `None` where they are undefined; roll-ups (groups, periods) add [`Sums`], never
 //! average ratios.
 
+pub mod reference;
+
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};

@@ -1,0 +1,87 @@
+//! The reference's read-only OEE endpoints (contracts C45–C48) on its worked example (reference §6.9).
+
+mod common;
+
+use common::*;
+
+/// Machine M1 on 2024-01-10: job J1 08:00–12:00 (ideal cycle 30 s, 90 good, 10 rejects); Up 08–10,
+/// Down 10–11, Up 11–12, Closed 12–13.
+async fn worked_example(t: &TestApp) -> i32 {
+    let m = t.add_machine("M1").await;
+    let job: i64 = sqlx::query_scalar(
+        "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
+         VALUES ($1, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id",
+    )
+    .bind(m)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
+         VALUES ($1, $2, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10)",
+    )
+    .bind(m)
+    .bind(job)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    for (code, from, to) in [(1, "08:00", "10:00"), (2, "10:00", "11:00"), (1, "11:00", "12:00"), (3, "12:00", "13:00")]
+    {
+        sqlx::query(
+            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
+             VALUES ($1, $2, ('2024-01-10 ' || $3 || 'Z')::timestamptz, ('2024-01-10 ' || $4 || 'Z')::timestamptz)",
+        )
+        .bind(m)
+        .bind(code)
+        .bind(from)
+        .bind(to)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    }
+    m
+}
+
+async fn get(t: &TestApp, path: &str) -> (u16, String, String) {
+    let r = t.client.get(format!("{}{path}", t.http)).send().await.unwrap();
+    let status = r.status().as_u16();
+    let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, ctype, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worked_example_gives_the_reference_numbers() {
+    let t = spawn_app().await;
+    let m = worked_example(&t).await;
+    let (status, ctype, body) = get(&t, &format!("/api/oee?machine_id={m}&date=2024-01-10")).await;
+    assert_eq!((status, ctype.as_str(), body.as_str()), (200, "application/json", "0.1875\n"));
+    let (status, _, body) = get(&t, &format!("/api/activity-durations?machine_id={m}&date=2024-01-10")).await;
+    assert_eq!((status, body.as_str()), (200, "{\"1\":10800.0,\"2\":3600.0,\"3\":3600.0,\"4\":0}\n"));
+    // a day with nothing: availability 1, performance 0 → 0
+    let (status, _, body) = get(&t, &format!("/api/oee?machine_id={m}&date=2024-01-11")).await;
+    assert_eq!((status, body.as_str()), (200, "0.0\n"));
+    // today works too (the window runs to now)
+    let (status, _, body) = get(&t, &format!("/api/oee?machine_id={m}")).await;
+    assert_eq!(status, 200);
+    assert!(body.trim().parse::<f64>().is_ok(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_are_400_with_a_message() {
+    let t = spawn_app().await;
+    let m = t.add_machine("M1").await;
+    let cases = [
+        (format!("/api/oee?machine_id={m}&date=24-11-2026"), "Date must be in format YYYY-MM-DD"),
+        ("/api/oee".to_string(), "machine_id"),
+        ("/api/oee?machine_id=abc".to_string(), "abc"),
+        ("/api/oee?machine_id=999".to_string(), "999"),
+        (format!("/api/oee?machine_id={m}&date=2999-01-01"), "future"),
+        (format!("/api/activity-durations?machine_id={m}&date=2999-01-01"), "future"),
+        ("/api/activity-durations?date=2024-01-10".to_string(), "machine_id"),
+    ];
+    for (path, want) in cases {
+        let (status, _, body) = get(&t, &path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(want), "{path}: {body}");
+    }
+}
