@@ -39,6 +39,10 @@ async fn first_run_seeds_the_reference_world_once() {
             .await
             .unwrap();
     assert_eq!(periods, vec![(6, 0, 3), (6, 540, 1), (6, 1020, 3)], "Sunday too has the 9-5 shift");
+    let categories: Vec<_> =
+        oee_core::store::code::list_codes(&t.pool).await.unwrap().into_iter().map(|c| c.loss_category).collect();
+    use oee_core::oee::LossCategory::*;
+    assert_eq!(categories, vec![Running, Breakdown, NotScheduled, Running]);
 
     // an administrator renames the group; a restart must not bring "Group 1" back or touch anything
     sqlx::query("UPDATE machine_group SET name = 'Line A'").execute(&t.pool).await.unwrap();

@@ -34,6 +34,15 @@ pub enum LossCategory {
     NotScheduled,
 }
 
+impl TryFrom<String> for LossCategory {
+    type Error = String;
+    /// Reads the stored name (`running`, `breakdown`, …).
+    fn try_from(name: String) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(name.clone()))
+            .map_err(|_| format!("`{name}` is not a loss category"))
+    }
+}
+
 impl LossCategory {
     /// Whether the time belongs to planned production time.
     pub fn is_planned(self) -> bool {
@@ -464,6 +473,13 @@ mod tests {
         assert_eq!((s.minor_stop_ms, s.breakdown_ms), (60_000, 600_000));
         assert_eq!(s.run_ms, 60 * 60_000, "the minor stop counts as run time");
         assert_eq!(s.planned_ms, 70 * 60_000);
+    }
+
+    #[test]
+    fn loss_categories_read_their_stored_names() {
+        assert_eq!(LossCategory::try_from("not_scheduled".to_string()), Ok(NotScheduled));
+        assert_eq!(LossCategory::try_from("minor_stop".to_string()), Ok(MinorStop));
+        assert!(LossCategory::try_from("coffee".to_string()).unwrap_err().contains("coffee"));
     }
 
     #[test]

@@ -13,12 +13,12 @@ pub const DEFAULT_ADMIN: &str = "admin";
 /// The seeded administrator's password; first start tells the user to change it.
 pub const DEFAULT_ADMIN_PASSWORD: &str = "digitme2";
 
-/// Codes 1–4 with the reference's ids, texts, states and colours.
-pub const SEEDED_CODES: [(i32, &str, &str, i16, &str); 4] = [
-    (1, "Up", "The machine is in use", 1, "#00ff80"),
-    (2, "Down", "Downtime that doesn't have an explanation from the user", 2, "#b22222"),
-    (3, "Closed", "Planned downtime outside of shift hours", 3, "#C6C6C6"),
-    (4, "Overtime", "Uptime outside of shift hours", 4, "#00ff80"),
+/// Codes 1–4 with the reference's ids, texts, states and colours, and their loss categories.
+pub const SEEDED_CODES: [(i32, &str, &str, i16, &str, &str); 4] = [
+    (1, "Up", "The machine is in use", 1, "#00ff80", "running"),
+    (2, "Down", "Downtime that doesn't have an explanation from the user", 2, "#b22222", "breakdown"),
+    (3, "Closed", "Planned downtime outside of shift hours", 3, "#C6C6C6", "not_scheduled"),
+    (4, "Overtime", "Uptime outside of shift hours", 4, "#00ff80", "running"),
 ];
 
 /// What a start-up's seeding did.
@@ -42,16 +42,18 @@ pub async fn seed_first_run(pool: &PgPool, now: DateTime<Utc>) -> Result<SeedRep
         .rows_affected()
         == 1;
     if first_run {
-        for (id, short, long, state, colour) in SEEDED_CODES {
+        for (id, short, long, state, colour, category) in SEEDED_CODES {
             sqlx::query(
-                "INSERT INTO activity_code (id, short_description, long_description, machine_state, graph_colour) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO activity_code \
+                 (id, short_description, long_description, machine_state, graph_colour, loss_category) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(short)
             .bind(long)
             .bind(state)
             .bind(colour)
+            .bind(category)
             .execute(&mut *tx)
             .await?;
         }
