@@ -1,6 +1,7 @@
 //! The web service. For now: a health page that says whether the server can reach its database, and the
 //! reference system's read-only OEE endpoints.
 
+mod oee_api;
 mod reference_api;
 
 use axum::Router;
@@ -25,6 +26,7 @@ pub fn router(pool: PgPool, tz: chrono_tz::Tz) -> Router {
         .route("/", get(home))
         .route("/api/oee", get(reference_api::oee))
         .route("/api/activity-durations", get(reference_api::activity_durations))
+        .route("/api/v1/oee", get(oee_api::oee))
         .with_state(WebState { pool, tz })
 }
 

@@ -81,3 +81,91 @@ pub async fn jobs_in_window(
         })
         .collect())
 }
+
+/// What the OEE engine needs about one machine for a window.
+#[derive(Debug, Clone, Default)]
+pub struct EngineInputs {
+    pub activities: Vec<crate::oee::Activity>,
+    pub jobs: Vec<crate::oee::Job>,
+    pub production: Vec<crate::oee::Production>,
+}
+
+type EngineActivityRow = (i32, String, DateTime<Utc>, Option<DateTime<Utc>>);
+type EngineJobRow = (DateTime<Utc>, Option<DateTime<Utc>>, Option<f64>);
+type EngineProductionRow = (DateTime<Utc>, DateTime<Utc>, i64, i64, Option<f64>);
+
+/// One machine's activities (with their codes' loss categories), jobs and production touching [start, end).
+pub async fn engine_inputs(
+    pool: &PgPool,
+    machine: i32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<EngineInputs, Error> {
+    use crate::oee::{Activity, Job, LossCategory, Production, Span};
+    let acts: Vec<EngineActivityRow> = sqlx::query_as(
+        "SELECT a.activity_code_id, c.loss_category, a.start_time, a.end_time \
+         FROM activity a JOIN activity_code c ON c.id = a.activity_code_id \
+         WHERE a.machine_id = $1 AND a.start_time < $3 AND (a.end_time IS NULL OR a.end_time > $2)",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    let jobs: Vec<EngineJobRow> = sqlx::query_as(
+        "SELECT start_time, end_time, ideal_cycle_time_s FROM job \
+         WHERE machine_id = $1 AND start_time < $3 AND (end_time IS NULL OR end_time > $2)",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    let production: Vec<EngineProductionRow> = sqlx::query_as(
+        "SELECT p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
+         FROM production_quantity p LEFT JOIN job j ON j.id = p.job_id \
+         WHERE p.machine_id = $1 AND p.start_time <= $3 AND p.end_time >= $2",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    Ok(EngineInputs {
+        activities: acts
+            .into_iter()
+            .map(|(code_id, category, start, end)| {
+                Ok(Activity {
+                    span: Span { start, end },
+                    code_id,
+                    category: LossCategory::try_from(category).map_err(Error::Invalid)?,
+                })
+            })
+            .collect::<Result<_, Error>>()?,
+        jobs: jobs
+            .into_iter()
+            .map(|(start, end, ict)| Job { span: Span { start, end }, ideal_cycle_time_s: ict })
+            .collect(),
+        production: production
+            .into_iter()
+            .map(|(start, end, good, rejects, ict)| Production { start, end, good, rejects, ideal_cycle_time_s: ict })
+            .collect(),
+    })
+}
+
+/// The machines of a group, by id; `None` when the group does not exist.
+pub async fn group_machines(pool: &PgPool, group: i32) -> Result<Option<Vec<i32>>, Error> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine_group WHERE id = $1)")
+        .bind(group)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        sqlx::query_scalar("SELECT id FROM machine WHERE group_id = $1 ORDER BY id")
+            .bind(group)
+            .fetch_all(pool)
+            .await?,
+    ))
+}
