@@ -144,6 +144,37 @@ pub fn judge(
     Ok(Change { machine_id: machine.id, at, code_id, user_id })
 }
 
+/// Judges starting a job: refused while another job runs; otherwise the machine moves to its job-start
+/// code, coerced by the schedule like any change (reference §4.2).
+pub fn judge_job_start(
+    machine: &MachineSnapshot,
+    start_code: Code,
+    at: DateTime<Utc>,
+    user_id: Option<i32>,
+) -> Result<Change, Refusal> {
+    if let Some(job_id) = machine.active_job_id {
+        return Err(Refusal::JobAlreadyActive { machine_id: machine.id, job_id });
+    }
+    // The job exists from `at` on, so an up-state start code is allowed.
+    let with_job = MachineSnapshot { active_job_id: Some(0), ..machine.clone() };
+    judge(&with_job, start_code, at, user_id)
+}
+
+/// Judges ending the running job: the machine goes Down in shift, Closed out of shift.
+pub fn judge_job_end(machine: &MachineSnapshot, at: DateTime<Utc>, user_id: Option<i32>) -> Result<Change, Refusal> {
+    if machine.active_job_id.is_none() {
+        return Err(Refusal::NoActiveJob(machine.id));
+    }
+    if at < machine.since {
+        return Err(Refusal::BeforeCurrentActivity { machine_id: machine.id, since: machine.since, at });
+    }
+    let code_id = match machine.schedule {
+        ScheduleState::InShift => DOWN_CODE_ID,
+        ScheduleState::OutOfShift => CLOSED_CODE_ID,
+    };
+    Ok(Change { machine_id: machine.id, at, code_id, user_id })
+}
+
 impl MachineSnapshot {
     /// The snapshot after `change` was applied, so the next command in a batch is judged against it.
     pub fn apply(&mut self, change: &Change) {
@@ -251,6 +282,18 @@ mod tests {
         let c = judge(&m, UP, t(10), Some(4)).unwrap();
         m.apply(&c);
         assert_eq!((m.code_id, m.since, m.user_id), (OVERTIME_CODE_ID, t(10), Some(4)));
+    }
+
+    #[test]
+    fn jobs_start_once_and_end_down_or_closed() {
+        use ScheduleState::*;
+        let m = machine(InShift, false);
+        assert_eq!(judge_job_start(&m, UP, t(9), None).unwrap().code_id, 1);
+        assert_eq!(judge_job_start(&machine(OutOfShift, false), UP, t(9), None).unwrap().code_id, 4);
+        assert_eq!(judge_job_start(&machine(InShift, true), UP, t(9), None).unwrap_err().status(), 409);
+        assert_eq!(judge_job_end(&machine(InShift, true), t(9), None).unwrap().code_id, 2);
+        assert_eq!(judge_job_end(&machine(OutOfShift, true), t(9), None).unwrap().code_id, 3);
+        assert_eq!(judge_job_end(&m, t(9), None).unwrap_err().reason(), "no_active_job");
     }
 
     #[test]

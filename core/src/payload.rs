@@ -59,6 +59,101 @@ impl StateCommand {
     }
 }
 
+/// Starts a job (`oee/v1/machines/{m}/job/start`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStartCommand {
+    pub job_number: String,
+    /// Seconds per part; absent or 0 when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideal_cycle_time_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl JobStartCommand {
+    pub fn parse(bytes: &[u8]) -> Result<JobStartCommand, Refusal> {
+        let obj = object(bytes)?;
+        let job_number = match obj.get("job_number") {
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => s.trim().to_string(),
+            Some(Value::Number(n)) => n.to_string(),
+            None | Some(Value::Null) => return Err(Refusal::MissingField("job_number")),
+            Some(v) => {
+                return Err(Refusal::Malformed(format!("`job_number` must be text of 1 to 100 characters, not {v}")));
+            }
+        };
+        let ideal_cycle_time_s = match obj.get("ideal_cycle_time_s") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let n = v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+                match n {
+                    Some(x) if x.is_finite() && x >= 0.0 => (x > 0.0).then_some(x),
+                    _ => {
+                        return Err(Refusal::Malformed(format!(
+                            "`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {v}"
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(JobStartCommand {
+            job_number,
+            ideal_cycle_time_s,
+            user_id: lenient_i32(&obj, "user_id")?,
+            timestamp: timestamp(&obj, "timestamp")?,
+            reply: reply(&obj)?,
+        })
+    }
+}
+
+/// Ends the running job with its counts (`oee/v1/machines/{m}/job/end`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEndCommand {
+    pub good: i64,
+    pub rejects: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl JobEndCommand {
+    pub fn parse(bytes: &[u8]) -> Result<JobEndCommand, Refusal> {
+        let obj = object(bytes)?;
+        let count = |field: &'static str| -> Result<i64, Refusal> {
+            match lenient_int(&obj, field)? {
+                Some(n) if n >= 0 => Ok(n),
+                Some(n) => Err(Refusal::Malformed(format!("`{field}` cannot be negative ({n})"))),
+                None => Ok(0),
+            }
+        };
+        Ok(JobEndCommand {
+            good: count("good")?,
+            rejects: count("rejects")?,
+            user_id: lenient_i32(&obj, "user_id")?,
+            timestamp: timestamp(&obj, "timestamp")?,
+            reply: reply(&obj)?,
+        })
+    }
+}
+
+fn object(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(Refusal::Malformed("payload must be a JSON object".into())),
+        Err(e) => Err(Refusal::Malformed(format!("payload is not valid JSON: {e}"))),
+    }
+}
+
+fn reply(obj: &Map<String, Value>) -> Result<ReplyTo, Refusal> {
+    Ok(ReplyTo { request_id: optional_string(obj, "request_id")?, reply_to: optional_string(obj, "reply_to")? })
+}
+
 /// Readings from a machine (`oee/v1/machines/{m}/telemetry`): a JSON object of numbers, plus the
 /// optional `timestamp`, `request_id` and `reply_to`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -219,6 +314,21 @@ mod tests {
             let e = TelemetryCommand::parse(bad).unwrap_err();
             assert!(e.to_string().contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn job_commands_need_a_job_number_and_non_negative_counts() {
+        let s = JobStartCommand::parse(br#"{"job_number":" J100 ","ideal_cycle_time_s":"12.5"}"#).unwrap();
+        assert_eq!((s.job_number.as_str(), s.ideal_cycle_time_s), ("J100", Some(12.5)));
+        assert_eq!(
+            JobStartCommand::parse(br#"{"job_number":7,"ideal_cycle_time_s":0}"#).unwrap().ideal_cycle_time_s,
+            None
+        );
+        assert_eq!(JobStartCommand::parse(br#"{}"#).unwrap_err().status(), 422);
+        assert_eq!(JobStartCommand::parse(br#"{"job_number":"J","ideal_cycle_time_s":-1}"#).unwrap_err().status(), 400);
+        let e = JobEndCommand::parse(br#"{"good":"100","rejects":3}"#).unwrap();
+        assert_eq!((e.good, e.rejects), (100, 3));
+        assert!(JobEndCommand::parse(br#"{"good":-1}"#).unwrap_err().to_string().contains("negative"));
     }
 
     #[test]

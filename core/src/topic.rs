@@ -28,16 +28,28 @@ pub enum CommandKind {
     State,
     /// Readings to store (`…/telemetry`).
     Telemetry,
+    /// Start a job (`…/job/start`).
+    JobStart,
+    /// End the running job (`…/job/end`).
+    JobEnd,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 2] = [CommandKind::State, CommandKind::Telemetry];
+    pub const ALL: [CommandKind; 4] =
+        [CommandKind::State, CommandKind::Telemetry, CommandKind::JobStart, CommandKind::JobEnd];
 
     fn suffix(self) -> &'static str {
         match self {
             CommandKind::State => "state",
             CommandKind::Telemetry => "telemetry",
+            CommandKind::JobStart => "job/start",
+            CommandKind::JobEnd => "job/end",
         }
+    }
+
+    /// Whether the command changes a machine's state (and so needs its row lock and its order kept).
+    pub fn changes_state(self) -> bool {
+        !matches!(self, CommandKind::Telemetry)
     }
 }
 
@@ -108,6 +120,12 @@ mod tests {
             Some((MachineRef::Slug("press-3".into()), CommandKind::State))
         );
         assert_eq!(parse_command("oee/v1/machines/3/telemetry"), Some((MachineRef::Id(3), CommandKind::Telemetry)));
+        assert_eq!(parse_command("oee/v1/machines/3/job/start"), Some((MachineRef::Id(3), CommandKind::JobStart)));
+        assert_eq!(
+            parse_command("oee/v1/machines/m-3/job/end"),
+            Some((MachineRef::Slug("m-3".into()), CommandKind::JobEnd))
+        );
+        assert_eq!(parse_command("oee/v1/machines/3/job/pause"), None);
         for bad in ["oee/v1/machines//state", "oee/v1/machines/1/status", "oee/v1/machines/1", "x/1/state"] {
             assert_eq!(parse_command(bad), None, "{bad}");
         }

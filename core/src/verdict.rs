@@ -31,6 +31,10 @@ pub enum Refusal {
     BeforeCurrentActivity { machine_id: i32, since: DateTime<Utc>, at: DateTime<Utc> },
     #[error("timestamp {at} is more than {skew_s} s in the future: check the device's clock")]
     InFuture { at: DateTime<Utc>, skew_s: u64 },
+    #[error("machine {machine_id} already runs job {job_id}: end it before starting another")]
+    JobAlreadyActive { machine_id: i32, job_id: i64 },
+    #[error("machine {0} has no active job to end")]
+    NoActiveJob(i32),
     #[error("the change could not be stored ({0}): try again later")]
     Storage(String),
 }
@@ -48,6 +52,8 @@ impl Refusal {
             Refusal::UptimeWithoutJob { .. } => "uptime_without_job",
             Refusal::BeforeCurrentActivity { .. } => "out_of_order",
             Refusal::InFuture { .. } => "in_future",
+            Refusal::JobAlreadyActive { .. } => "job_already_active",
+            Refusal::NoActiveJob(_) => "no_active_job",
             Refusal::Storage(_) => "storage",
         }
     }
@@ -68,7 +74,7 @@ impl Refusal {
                     409
                 }
             }
-            Refusal::BeforeCurrentActivity { .. } => 409,
+            Refusal::BeforeCurrentActivity { .. } | Refusal::JobAlreadyActive { .. } | Refusal::NoActiveJob(_) => 409,
             Refusal::Storage(_) => 503,
         }
     }

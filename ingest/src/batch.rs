@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use oee_core::activity::{self, Change, MachineSnapshot};
 use oee_core::config::IngestConfig;
-use oee_core::payload::{StateCommand, TelemetryCommand};
+use oee_core::payload::{JobEndCommand, JobStartCommand, StateCommand, TelemetryCommand};
 use oee_core::store::command::{self as store, RawEvent, RememberedVerdict, TelemetryRow};
 use oee_core::topic::{self, CommandKind, MachineRef};
 use oee_core::verdict::{Refusal, Verdict};
@@ -29,6 +29,28 @@ pub struct Received {
 enum Command {
     State(StateCommand),
     Telemetry(TelemetryCommand),
+    JobStart(JobStartCommand),
+    JobEnd(JobEndCommand),
+}
+
+impl Command {
+    fn reply(&self) -> &oee_core::payload::ReplyTo {
+        match self {
+            Command::State(c) => &c.reply,
+            Command::Telemetry(c) => &c.reply,
+            Command::JobStart(c) => &c.reply,
+            Command::JobEnd(c) => &c.reply,
+        }
+    }
+
+    fn user_id(&self) -> Option<i32> {
+        match self {
+            Command::State(c) => c.user_id,
+            Command::JobStart(c) => c.user_id,
+            Command::JobEnd(c) => c.user_id,
+            Command::Telemetry(_) => None,
+        }
+    }
 }
 
 /// One command of a batch on its way to a verdict.
@@ -50,17 +72,30 @@ impl Item {
         let (machine, command) = match parsed {
             Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(payload).map(Command::State)),
             Some((m, CommandKind::Telemetry)) => (Some(m), TelemetryCommand::parse(payload).map(Command::Telemetry)),
+            Some((m, CommandKind::JobStart)) => (Some(m), JobStartCommand::parse(payload).map(Command::JobStart)),
+            Some((m, CommandKind::JobEnd)) => (Some(m), JobEndCommand::parse(payload).map(Command::JobEnd)),
             None => (None, Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic)))),
         };
         // Even a command that fails to parse is answered when its reply topic can be read.
         let (request_id, reply_to) = match &command {
-            Ok(Command::State(c)) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
-            Ok(Command::Telemetry(c)) => (c.reply.request_id.clone(), c.reply.reply_to.clone()),
+            Ok(c) => (c.reply().request_id.clone(), c.reply().reply_to.clone()),
             Err(_) => serde_json::from_slice::<oee_core::payload::ReplyTo>(&received.publish.payload)
                 .map(|r| (r.request_id, r.reply_to))
                 .unwrap_or((None, None)),
         };
         Item { received, machine, command, reply_to, request_id, verdict: None, refusal: None }
+    }
+
+    /// When the command says it happened, else when it arrived.
+    fn effective_time(&self) -> DateTime<Utc> {
+        let stamped = match &self.command {
+            Ok(Command::State(c)) => c.timestamp,
+            Ok(Command::Telemetry(c)) => c.timestamp,
+            Ok(Command::JobStart(c)) => c.timestamp,
+            Ok(Command::JobEnd(c)) => c.timestamp,
+            Err(_) => None,
+        };
+        stamped.unwrap_or(self.received.received_at)
     }
 
     fn refuse(&mut self, refusal: Refusal) {
@@ -429,12 +464,14 @@ async fn apply(
     let mut user_ids = Vec::new();
     for item in items.iter().filter(|i| i.verdict.is_none()) {
         let (ids, slugs) = match &item.command {
-            Ok(Command::State(c)) => {
-                user_ids.extend(c.user_id);
-                code_ids.extend(activity::requested_code(c.machine_state, c.activity_code_id));
+            Ok(Command::Telemetry(_)) | Err(_) => (&mut read_ids, &mut read_slugs),
+            Ok(c) => {
+                user_ids.extend(c.user_id());
+                if let Command::State(s) = c {
+                    code_ids.extend(activity::requested_code(s.machine_state, s.activity_code_id));
+                }
                 (&mut lock_ids, &mut lock_slugs)
             }
-            _ => (&mut read_ids, &mut read_slugs),
         };
         match &item.machine {
             Some(MachineRef::Id(id)) => ids.push(*id),
@@ -486,11 +523,16 @@ async fn apply(
     } else {
         store::find_machines(&mut tx, &read_ids, &read_slugs).await?
     };
+    code_ids.extend(locked.iter().map(|m| m.job_start_code_id));
+    code_ids.sort_unstable();
+    code_ids.dedup();
     let codes = if code_ids.is_empty() { HashMap::new() } else { store::codes(&mut tx, &code_ids).await? };
     user_ids.sort_unstable();
     user_ids.dedup();
     let users: HashSet<i32> = store::existing_users(&mut tx, &user_ids).await?.into_iter().collect();
 
+    let start_codes: HashMap<i32, i32> = locked.iter().map(|m| (m.snapshot.id, m.job_start_code_id)).collect();
+    let mut job_updates: HashMap<i32, Option<i64>> = HashMap::new();
     let mut machines: HashMap<i32, MachineSnapshot> = HashMap::new();
     let mut by_slug: HashMap<String, i32> = HashMap::new();
     for (id, slug) in read {
@@ -513,7 +555,16 @@ async fn apply(
     let mut readings: Vec<TelemetryRow> = Vec::new();
     let mut to_remember: Vec<RememberedVerdict> = Vec::new();
     let mut answered_here: HashMap<String, Verdict> = HashMap::new();
-    for item in items.iter_mut().filter(|i| i.verdict.is_none()) {
+    // MQTT keeps order only within one topic, so a machine's commands on different topics (state, job
+    // start, job end) may arrive out of order: apply them in the order of their time (their `timestamp`,
+    // else arrival, which keeps arrival order among unstamped ones).
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| items[i].effective_time());
+    for index in order {
+        let item = &mut items[index];
+        if item.verdict.is_some() {
+            continue;
+        }
         if let Some(id) = &item.request_id {
             if let Some(r) = remembered.get(id) {
                 item.verdict = Some(remembered_verdict(r));
@@ -542,6 +593,54 @@ async fn apply(
                     Err(refusal) => item.refuse(refusal),
                 }
             }
+            Command::JobStart(c) => {
+                let judged =
+                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, now, skew)
+                        .and_then(|(m, at)| {
+                            let code_id = start_codes.get(&m.id).copied().unwrap_or(activity::UP_CODE_ID);
+                            let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
+                            activity::judge_job_start(m, code, at, c.user_id)
+                        });
+                match judged {
+                    Ok(change) => {
+                        let job = store::insert_job(
+                            &mut tx,
+                            change.machine_id,
+                            &c.job_number,
+                            c.ideal_cycle_time_s,
+                            change.at,
+                        )
+                        .await?;
+                        if let Some(m) = machines.get_mut(&change.machine_id) {
+                            m.active_job_id = Some(job);
+                            m.apply(&change);
+                        }
+                        job_updates.insert(change.machine_id, Some(job));
+                        item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                        changes.push(change);
+                    }
+                    Err(refusal) => item.refuse(refusal),
+                }
+            }
+            Command::JobEnd(c) => {
+                let judged =
+                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, now, skew)
+                        .and_then(|(m, at)| Ok((activity::judge_job_end(m, at, c.user_id)?, m.active_job_id)));
+                match judged {
+                    Ok((change, Some(job))) => {
+                        store::end_job(&mut tx, job, change.at, c.good, c.rejects).await?;
+                        if let Some(m) = machines.get_mut(&change.machine_id) {
+                            m.active_job_id = None;
+                            m.apply(&change);
+                        }
+                        job_updates.insert(change.machine_id, None);
+                        item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                        changes.push(change);
+                    }
+                    Ok((change, None)) => item.refuse(Refusal::NoActiveJob(change.machine_id)),
+                    Err(refusal) => item.refuse(refusal),
+                }
+            }
             Command::Telemetry(t) => match reading(t, named, machine_id, received_at, now, skew) {
                 Ok(row) => {
                     item.verdict = Some(Verdict::applied(item.request_id.clone(), None));
@@ -564,6 +663,9 @@ async fn apply(
     }
 
     store::apply_changes(&mut tx, &changes).await?;
+    let mut jobs: Vec<(i32, Option<i64>)> = job_updates.into_iter().collect();
+    jobs.sort_unstable();
+    store::set_active_jobs(&mut tx, &jobs).await?;
     store::insert_telemetry(&mut tx, &readings).await?;
     store::remember_verdicts(&mut tx, &to_remember).await?;
     store::record_raw_events(&mut tx, &raw_events(items)).await?;
@@ -593,21 +695,40 @@ fn judge(
     now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<Change, Refusal> {
+    let code_id = activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven);
+    let (snapshot, at) =
+        target(named, machine_id, machines, users, command.user_id, command.timestamp, received_at, now, skew)?;
+    let code_id = code_id?;
+    let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
+    let change = activity::judge(snapshot, code, at, command.user_id)?;
+    snapshot.apply(&change);
+    Ok(change)
+}
+
+/// The machine a state-changing command names, after the checks every such command gets (the machine and
+/// user exist, the time is not in the future), and the time it happened.
+#[allow(clippy::too_many_arguments)]
+fn target<'m>(
+    named: Option<&MachineRef>,
+    machine_id: Option<i32>,
+    machines: &'m mut HashMap<i32, MachineSnapshot>,
+    users: &HashSet<i32>,
+    user_id: Option<i32>,
+    timestamp: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<(&'m mut MachineSnapshot, DateTime<Utc>), Refusal> {
     let snapshot = machine_id
         .and_then(|id| machines.get_mut(&id))
         .ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
-    let code_id =
-        activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven)?;
-    let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
-    if let Some(user) = command.user_id
+    if let Some(user) = user_id
         && !users.contains(&user)
     {
         return Err(Refusal::UnknownUser(user));
     }
-    let at = stamp(command.timestamp, received_at, now, skew)?;
-    let change = activity::judge(snapshot, code, at, command.user_id)?;
-    snapshot.apply(&change);
-    Ok(change)
+    let at = stamp(timestamp, received_at, now, skew)?;
+    Ok((snapshot, at))
 }
 
 /// When a command happened: its own timestamp, or when it arrived; never too far in the future.

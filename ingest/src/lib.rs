@@ -86,7 +86,8 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest 
     let stats = Arc::new(Stats::default());
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
-    let mut main_filters = vec![shared(&cfg.shared_group, CommandKind::State)];
+    let mut main_filters: Vec<String> =
+        CommandKind::ALL.into_iter().filter(|k| k.changes_state()).map(|k| shared(&cfg.shared_group, k)).collect();
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }

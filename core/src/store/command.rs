@@ -14,6 +14,8 @@ use crate::error::Error;
 pub struct LockedMachine {
     pub snapshot: MachineSnapshot,
     pub topic_name: Option<String>,
+    /// The code a started job moves the machine to.
+    pub job_start_code_id: i32,
 }
 
 /// Locks the named machines' rows (in id order, so concurrent workers cannot deadlock) and reads their
@@ -23,9 +25,10 @@ pub async fn lock_machines(
     ids: &[i32],
     slugs: &[String],
 ) -> Result<Vec<LockedMachine>, Error> {
-    type Row = (i32, Option<String>, i16, Option<i64>, i32, DateTime<Utc>, Option<i32>);
+    type Row = (i32, Option<String>, i16, Option<i64>, i32, DateTime<Utc>, Option<i32>, i32);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, topic_name, schedule_state, active_job_id, current_code_id, current_since, current_user_id \
+        "SELECT id, topic_name, schedule_state, active_job_id, current_code_id, current_since, current_user_id, \
+                job_start_activity_id \
          FROM machine WHERE id = ANY($1) OR topic_name = ANY($2) ORDER BY id FOR UPDATE",
     )
     .bind(ids)
@@ -33,7 +36,7 @@ pub async fn lock_machines(
     .fetch_all(&mut **tx)
     .await?;
     rows.into_iter()
-        .map(|(id, topic_name, schedule, job, code, since, user)| {
+        .map(|(id, topic_name, schedule, job, code, since, user, job_start_code_id)| {
             Ok(LockedMachine {
                 snapshot: MachineSnapshot {
                     id,
@@ -44,6 +47,7 @@ pub async fn lock_machines(
                     user_id: user,
                 },
                 topic_name,
+                job_start_code_id,
             })
         })
         .collect()
@@ -207,6 +211,69 @@ pub async fn insert_telemetry(tx: &mut Transaction<'_, Postgres>, rows: &[Teleme
     .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| sqlx::types::Json(&r.data)).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Starts a job on a machine; returns its id.
+pub async fn insert_job(
+    tx: &mut Transaction<'_, Postgres>,
+    machine: i32,
+    job_number: &str,
+    ideal_cycle_time_s: Option<f64>,
+    at: DateTime<Utc>,
+) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, active) \
+         VALUES ($1, $2, $3, $4, true) RETURNING id",
+    )
+    .bind(machine)
+    .bind(job_number)
+    .bind(ideal_cycle_time_s)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Ends a job at `at` and records its last counts, from the end of its previous record (or its start).
+pub async fn end_job(
+    tx: &mut Transaction<'_, Postgres>,
+    job: i64,
+    at: DateTime<Utc>,
+    good: i64,
+    rejects: i64,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
+         SELECT j.machine_id, j.id, LEAST($2, COALESCE((SELECT max(p.end_time) FROM production_quantity p \
+                WHERE p.job_id = j.id), j.start_time)), $2, $3, $4 \
+         FROM job j WHERE j.id = $1",
+    )
+    .bind(job)
+    .bind(at)
+    .bind(good)
+    .bind(rejects)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE job SET end_time = $2, active = false WHERE id = $1")
+        .bind(job)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Points machines at their running job (or none).
+pub async fn set_active_jobs(tx: &mut Transaction<'_, Postgres>, jobs: &[(i32, Option<i64>)]) -> Result<(), Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE machine m SET active_job_id = u.job FROM UNNEST($1::int4[], $2::int8[]) AS u(id, job) WHERE m.id = u.id",
+    )
+    .bind(jobs.iter().map(|j| j.0).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.1).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
