@@ -38,10 +38,7 @@ pub struct StateCommand {
 impl StateCommand {
     /// Parses a state command from raw bytes.
     pub fn parse(bytes: &[u8]) -> Result<StateCommand, Refusal> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| Refusal::Malformed(format!("payload is not valid JSON: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| Refusal::Malformed("payload must be a JSON object".into()))?;
-        Self::from_object(obj)
+        Self::from_object(&object(bytes)?)
     }
 
     /// Reads the command's fields from a JSON object, ignoring fields it does not know.
@@ -51,10 +48,7 @@ impl StateCommand {
             activity_code_id: lenient_i32(obj, "activity_code_id")?,
             user_id: lenient_i32(obj, "user_id")?,
             timestamp: timestamp(obj, "timestamp")?,
-            reply: ReplyTo {
-                request_id: optional_string(obj, "request_id")?,
-                reply_to: optional_string(obj, "reply_to")?,
-            },
+            reply: reply(obj)?,
         })
     }
 }
@@ -176,8 +170,7 @@ impl TelemetryCommand {
             return Err(Refusal::Malformed("telemetry must be a JSON object of numbers".into()));
         };
         let timestamp = timestamp(&obj, "timestamp")?;
-        let reply =
-            ReplyTo { request_id: optional_string(&obj, "request_id")?, reply_to: optional_string(&obj, "reply_to")? };
+        let reply = reply(&obj)?;
         for key in ["timestamp", "request_id", "reply_to"] {
             obj.remove(key);
         }

@@ -43,6 +43,15 @@ impl Command {
         }
     }
 
+    fn timestamp(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Command::State(c) => c.timestamp,
+            Command::Telemetry(c) => c.timestamp,
+            Command::JobStart(c) => c.timestamp,
+            Command::JobEnd(c) => c.timestamp,
+        }
+    }
+
     fn user_id(&self) -> Option<i32> {
         match self {
             Command::State(c) => c.user_id,
@@ -88,14 +97,7 @@ impl Item {
 
     /// When the command says it happened, else when it arrived.
     fn effective_time(&self) -> DateTime<Utc> {
-        let stamped = match &self.command {
-            Ok(Command::State(c)) => c.timestamp,
-            Ok(Command::Telemetry(c)) => c.timestamp,
-            Ok(Command::JobStart(c)) => c.timestamp,
-            Ok(Command::JobEnd(c)) => c.timestamp,
-            Err(_) => None,
-        };
-        stamped.unwrap_or(self.received.received_at)
+        self.command.as_ref().ok().and_then(Command::timestamp).unwrap_or(self.received.received_at)
     }
 
     fn refuse(&mut self, refusal: Refusal) {
