@@ -94,6 +94,16 @@ impl App {
 
         let broker = if services.broker { Some(oee_broker::Broker::start(&config.broker).await?) } else { None };
         let ingest = services.ingest.then(|| oee_ingest::start(db.pool.clone(), &config.mqtt, &config.ingest));
+        // Until ingest's subscriptions exist, a broker keeps nothing for it: wait for them (bounded).
+        if let Some(i) = &ingest
+            && !i.ready(std::time::Duration::from_secs(10)).await
+        {
+            tracing::warn!(
+                "ingest is not subscribed at {}:{} yet; it keeps trying (commands sent meanwhile may be lost)",
+                config.mqtt.host,
+                config.mqtt.port
+            );
+        }
         let bridge = services.bridge.then(|| oee_bridge::start(db.pool.clone(), &config.mqtt, &config.bridge));
 
         let mut http = None;

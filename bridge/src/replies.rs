@@ -52,7 +52,9 @@ impl Replies {
         let receiver = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 match event {
-                    Incoming::Connected { .. } => {
+                    Incoming::Connected { .. } => {}
+                    // Verdicts reach us once the reply topic's subscription is confirmed.
+                    Incoming::Subscribed => {
                         let _ = connected_tx.send(true);
                     }
                     Incoming::Publish(p) => match serde_json::from_slice::<Verdict>(&p.payload) {

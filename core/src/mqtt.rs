@@ -27,6 +27,8 @@ pub enum Incoming {
     Connected {
         session_present: bool,
     },
+    /// The broker confirmed a subscription: messages on its filter now reach this client.
+    Subscribed,
     Publish(Publish),
 }
 
@@ -62,6 +64,11 @@ pub async fn drive(
                     }
                 }
                 if sink.send(Incoming::Connected { session_present: ack.session_present }).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                if sink.send(Incoming::Subscribed).is_err() {
                     return;
                 }
             }

@@ -213,7 +213,11 @@ impl Worker {
     /// it wait for that commit wherever they share a machine) and commits only after that one committed;
     /// if that one failed, it rolls back and both are redone one after the other. Verdicts, acknowledgements
     /// and status go out in batch order.
-    pub(crate) async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>,
+        subscribed: watch::Sender<bool>,
+    ) {
         let max = self.cfg.batch_max.max(1);
         let mut last_prune = std::time::Instant::now();
         let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
@@ -244,6 +248,10 @@ impl Worker {
             };
             let (batch, reconnected) = match crate::fill(first, &mut rx, max) {
                 crate::Delivery::Connected => (Vec::new(), true),
+                crate::Delivery::Subscribed => {
+                    subscribed.send_replace(true);
+                    (Vec::new(), false)
+                }
                 crate::Delivery::Batch(b, r) => (b, r),
             };
             if reconnected && let Some(status) = &self.status {

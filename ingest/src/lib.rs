@@ -51,9 +51,27 @@ pub struct Ingest {
     pub stats: Arc<Stats>,
     tasks: Vec<JoinHandle<()>>,
     clients: Vec<AsyncClient>,
+    /// One per connection: true once the broker confirmed its subscriptions.
+    subscribed: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Ingest {
+    /// Waits (at most `limit`) until every connection's subscriptions are confirmed, so that commands
+    /// published from then on reach ingest even on its very first start. False when the broker did not
+    /// confirm in time (ingest keeps trying in the background).
+    pub async fn ready(&self, limit: std::time::Duration) -> bool {
+        let all = async {
+            for rx in &self.subscribed {
+                let mut rx = rx.clone();
+                if rx.wait_for(|s| *s).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(limit, all).await.unwrap_or(false)
+    }
+
     /// Disconnects cleanly, so the broker keeps ingest's sessions (and queues what arrives meanwhile) right
     /// away, then stops. Commands not yet committed stay unacknowledged and come back on the next start.
     pub async fn shutdown(self) {
@@ -86,25 +104,28 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest 
     let stats = Arc::new(Stats::default());
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
+    let mut subscribed = Vec::new();
     let mut main_filters: Vec<String> =
         CommandKind::ALL.into_iter().filter(|k| k.changes_state()).map(|k| shared(&cfg.shared_group, k)).collect();
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }
-    let (client, t) = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
+    let (client, t, ready) = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
     clients.push(client);
     tasks.extend(t);
+    subscribed.push(ready);
     let telemetry_group =
         if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
-        let (client, t) = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
+        let (client, t, ready) = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
         clients.push(client);
         tasks.extend(t);
+        subscribed.push(ready);
     }
     tasks.push(tokio::spawn(report(stats.clone())));
-    Ingest { stats, tasks, clients }
+    Ingest { stats, tasks, clients, subscribed }
 }
 
 /// Logs what ingest did in each minute in which it did anything.
@@ -145,7 +166,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
-) -> (AsyncClient, Vec<JoinHandle<()>>) {
+) -> (AsyncClient, Vec<JoinHandle<()>>, tokio::sync::watch::Receiver<bool>) {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
@@ -159,15 +180,18 @@ fn connection(
         tasks.push(task);
         tx
     });
+    let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
     let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status));
-    tasks.push(tokio::spawn(worker.run(rx)));
-    (client, tasks)
+    tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
+    (client, tasks, subscribed)
 }
 
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it
 /// arrived), drained without waiting from whatever has already arrived after `first`.
 pub(crate) enum Delivery {
     Connected,
+    /// The broker confirmed a subscription.
+    Subscribed,
     /// Publishes, and whether a (re)connection was announced among them.
     Batch(Vec<Received>, bool),
 }
@@ -176,6 +200,7 @@ pub(crate) enum Delivery {
 pub(crate) fn fill(first: Incoming, rx: &mut mpsc::UnboundedReceiver<Incoming>, max: usize) -> Delivery {
     let mut batch = match first {
         Incoming::Connected { .. } => return Delivery::Connected,
+        Incoming::Subscribed => return Delivery::Subscribed,
         Incoming::Publish(p) => vec![Received { publish: p, received_at: chrono::Utc::now() }],
     };
     let mut reconnected = false;
@@ -183,6 +208,7 @@ pub(crate) fn fill(first: Incoming, rx: &mut mpsc::UnboundedReceiver<Incoming>, 
         match rx.try_recv() {
             Ok(Incoming::Publish(p)) => batch.push(Received { publish: p, received_at: chrono::Utc::now() }),
             Ok(Incoming::Connected { .. }) => reconnected = true,
+            Ok(Incoming::Subscribed) => {}
             Err(_) => break,
         }
     }
