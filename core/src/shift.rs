@@ -46,6 +46,53 @@ pub fn schedule_at(periods: &[Period], tz: Tz, at: DateTime<Utc>) -> ScheduleSta
     ScheduleState::OutOfShift
 }
 
+/// A moment at which a shift pattern's period begins: from `at` the schedule is `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub at: DateTime<Utc>,
+    pub state: ScheduleState,
+}
+
+/// Every period start of `periods` in (`after`, `until`], in time order, as instants in the plant's time
+/// zone `tz`. A local start time that does not exist (the hour skipped when clocks go forward) begins at
+/// the first local minute after it that does; one that occurs twice (clocks go back) begins the first
+/// time. Every period start is a transition, including one that repeats the state in force (a `0000`
+/// period after an evening one is still a shift end, as in the reference).
+pub fn transitions(periods: &[Period], tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<Transition> {
+    let mut out = Vec::new();
+    if until <= after || periods.is_empty() {
+        return out;
+    }
+    // Local dates from the day before `after` to the day after `until` cover every offset.
+    let first = after.with_timezone(&tz).date_naive() - Duration::days(1);
+    let last = until.with_timezone(&tz).date_naive() + Duration::days(1);
+    let mut sorted: Vec<Period> = periods.to_vec();
+    sorted.sort_by_key(|p| (p.day, p.start_minute));
+    let mut date = first;
+    while date <= last {
+        let weekday = date.weekday().num_days_from_monday() as u8;
+        for p in sorted.iter().filter(|p| p.day == weekday) {
+            let Some(at) = local_instant(tz, date, p.start_minute) else { continue };
+            if at > after && at <= until {
+                out.push(Transition { at, state: p.state });
+            }
+        }
+        date += Duration::days(1);
+    }
+    // Sorting by instant keeps the pattern's order for starts that fall on the same instant.
+    out.sort_by_key(|t| t.at);
+    out
+}
+
+/// The instant of local `minute` on `date`, moved past a DST gap when it falls inside one.
+fn local_instant(tz: Tz, date: chrono::NaiveDate, minute: u16) -> Option<DateTime<Utc>> {
+    let start = date.and_hms_opt(0, 0, 0)? + Duration::minutes(minute as i64);
+    (0..180).find_map(|m| {
+        let naive = start + Duration::minutes(m);
+        naive.and_local_timezone(tz).earliest().map(|t| t.with_timezone(&Utc))
+    })
+}
+
 /// Resolves the plant's time zone: an IANA name, or empty for the machine's own zone (`TZ`,
 /// `/etc/timezone`, the `/etc/localtime` link), falling back to UTC.
 pub fn resolve_timezone(name: &str) -> Result<Tz, Error> {
@@ -186,6 +233,51 @@ mod tests {
         assert_eq!(s, Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap());
         let (s, e) = local_date_bounds(tz, chrono::NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
         assert_eq!((e - s).num_hours(), 25);
+    }
+
+    #[test]
+    fn transitions_are_the_period_starts_in_order() {
+        let p = nine_to_five_weekdays();
+        let from = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+        let t = transitions(&p, Tz::UTC, from, from + Duration::days(7));
+        // Monday's 0000 is not after `from`, next Monday's is; 9:00 and 17:00 on five days, 0000 on Tuesday to
+        // Friday.
+        assert_eq!(t.len(), 15);
+        assert_eq!(t[0], Transition { at: Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap(), state: InShift });
+        assert_eq!(t[1].at, Utc.with_ymd_and_hms(2026, 1, 5, 17, 0, 0).unwrap());
+        assert_eq!(t[2], Transition { at: Utc.with_ymd_and_hms(2026, 1, 6, 0, 0, 0).unwrap(), state: OutOfShift });
+        assert!(t.windows(2).all(|w| w[0].at < w[1].at));
+        // Every transition agrees with the state in force just after it.
+        for tr in &t {
+            assert_eq!(schedule_at(&p, Tz::UTC, tr.at), tr.state, "{}", tr.at);
+        }
+        assert!(transitions(&p, Tz::UTC, from, from).is_empty());
+        assert!(transitions(&[], Tz::UTC, from, from + Duration::days(7)).is_empty());
+    }
+
+    #[test]
+    fn transitions_across_dst_keep_the_wall_clock() {
+        let tz: Tz = "Europe/London".parse().unwrap();
+        // 01:30 on 2026-03-29 does not exist in London: the period begins at 02:00 BST (01:00 UTC).
+        let p = vec![
+            Period { day: 6, start_minute: 60 + 30, state: InShift },
+            Period { day: 6, start_minute: 9 * 60, state: OutOfShift },
+        ];
+        let from = Utc.with_ymd_and_hms(2026, 3, 28, 0, 0, 0).unwrap();
+        let t = transitions(&p, tz, from, from + Duration::days(2));
+        assert_eq!(
+            t.iter().map(|t| t.at).collect::<Vec<_>>(),
+            vec![
+                Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap(),
+                Utc.with_ymd_and_hms(2026, 3, 29, 8, 0, 0).unwrap(),
+            ]
+        );
+        // Clocks go back on 2026-10-25: 01:30 happens twice; the period begins the first time (BST).
+        let p = vec![Period { day: 6, start_minute: 90, state: InShift }];
+        let from = Utc.with_ymd_and_hms(2026, 10, 24, 0, 0, 0).unwrap();
+        let t = transitions(&p, tz, from, from + Duration::days(2));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].at, Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap());
     }
 
     #[test]
