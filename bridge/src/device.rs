@@ -41,7 +41,7 @@ pub(crate) async fn machine_state_change(
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], "").into_response())
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
         |mime| {
             let mime = mime.trim().to_ascii_lowercase();

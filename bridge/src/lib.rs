@@ -2,6 +2,7 @@
 //! published as a command to ingest over MQTT, and the HTTP answer waits for ingest's verdict, so an
 //! HTTP 200 means the change is committed.
 
+mod command;
 mod device;
 mod error;
 mod replies;
@@ -47,6 +48,7 @@ pub fn start(pool: PgPool, mqtt: &MqttConfig, cfg: &BridgeConfig) -> Bridge {
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))
         .route("/api/activity-codes", get(device::activity_codes))
+        .route("/api/v1/machines/{machine}/{*command}", post(command::machine_command))
         .with_state(state);
     Bridge { router, tasks }
 }

@@ -82,8 +82,19 @@ impl Replies {
         command: C,
         timeout: Duration,
     ) -> Result<Verdict, SendError> {
+        self.send_with_id(topic, command, None, timeout).await
+    }
+
+    /// As [`Replies::send`], with the caller's request id (for idempotent retries) instead of a fresh one.
+    pub(crate) async fn send_with_id<C: Serialize>(
+        &self,
+        topic: String,
+        command: C,
+        request_id: Option<String>,
+        timeout: Duration,
+    ) -> Result<Verdict, SendError> {
         self.wait_connected(timeout).await?;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut body = serde_json::to_value(command).map_err(|e| SendError::Publish(e.to_string()))?;
         let reply = ReplyTo { request_id: Some(request_id.clone()), reply_to: Some(self.reply_topic.clone()) };
         if let (Some(obj), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(reply)) {
