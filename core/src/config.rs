@@ -200,6 +200,11 @@ pub struct IngestConfig {
     pub max_future_skew_s: u64,
     /// Days a `request_id` is remembered for idempotent redelivery.
     pub request_id_retention_days: u32,
+    /// A machine heard from (a state change, a reading, a production count) less recently than this many
+    /// seconds ago shows `"signal": "no_signal"` in its status instead of silently keeping its last state.
+    /// 0: off (right for devices that only report changes; set it above the heartbeat interval of devices
+    /// that send readings regularly).
+    pub no_signal_after_s: u64,
 }
 
 impl Default for IngestConfig {
@@ -211,6 +216,7 @@ impl Default for IngestConfig {
             shared_group: String::new(),
             max_future_skew_s: 300,
             request_id_retention_days: 7,
+            no_signal_after_s: 0,
         }
     }
 }

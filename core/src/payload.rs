@@ -255,11 +255,48 @@ pub struct MachineStatus {
     pub user_id: Option<i32>,
     /// Start of the current activity.
     pub since: DateTime<Utc>,
+    /// The latest thing heard from the machine: its current activity's start, its latest reading or its
+    /// latest production record.
+    pub last_signal_at: DateTime<Utc>,
+    /// `"ok"`, or `"no_signal"` when nothing was heard for longer than `ingest.no_signal_after_s` (the
+    /// activity shown is then only the last one known).
+    #[sqlx(skip)]
+    pub signal: Signal,
+}
+
+/// Whether a machine's device is still heard from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    #[default]
+    Ok,
+    NoSignal,
+}
+
+impl Signal {
+    /// The signal of a machine last heard at `last`, with `after` (none: never lost) allowed between signals.
+    pub fn judge(last: DateTime<Utc>, now: DateTime<Utc>, after: Option<std::time::Duration>) -> Signal {
+        match after.and_then(|a| chrono::Duration::from_std(a).ok()) {
+            Some(limit) if now - last > limit => Signal::NoSignal,
+            _ => Signal::Ok,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machine_is_lost_only_after_the_allowed_silence() {
+        let last = DateTime::parse_from_rfc3339("2026-01-05T10:00:00Z").unwrap().with_timezone(&Utc);
+        let after = Some(std::time::Duration::from_secs(600));
+        let at = |s: i64| last + chrono::Duration::seconds(s);
+        assert_eq!(Signal::judge(last, at(600), after), Signal::Ok);
+        assert_eq!(Signal::judge(last, at(601), after), Signal::NoSignal);
+        assert_eq!(Signal::judge(last, at(86_400), None), Signal::Ok, "off: never lost");
+        assert_eq!(serde_json::to_value(Signal::NoSignal).unwrap(), "no_signal");
+    }
 
     #[test]
     fn integers_may_be_numbers_or_numeric_strings() {

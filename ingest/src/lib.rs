@@ -176,7 +176,8 @@ fn connection(
     let driver = tokio::spawn(mqtt::drive(eventloop, client.clone(), filters, tx));
     let mut tasks = vec![driver];
     let status = publishes_status.then(|| {
-        let (tx, task) = status::start(pool.clone(), client.clone());
+        let silence = (cfg.no_signal_after_s > 0).then(|| std::time::Duration::from_secs(cfg.no_signal_after_s));
+        let (tx, task) = status::start(pool.clone(), client.clone(), silence);
         tasks.push(task);
         tx
     });

@@ -5,11 +5,16 @@
 //! Requests that arrive while it is busy, or within 100 ms of its last round, are merged, so under a
 //! burst a machine's status is published at most ten times a second, with its latest state, instead of
 //! once per change (every change is in the database).
+//!
+//! With `ingest.no_signal_after_s` set, the same task also watches for machines that fall silent (or are
+//! heard again) and republishes their status with the changed `signal`.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use oee_core::payload::Signal;
 use oee_core::store::machine::machine_statuses;
 use oee_core::topic;
 use rumqttc::{AsyncClient, QoS};
@@ -25,14 +30,33 @@ pub(crate) enum Request {
     Machines(Vec<i32>),
 }
 
-/// Starts the publisher task; it ends when every sender is gone.
+/// Starts the publisher task; it ends when every sender is gone. `no_signal_after`: how long a machine may
+/// be silent before its status says so (none: never).
 pub(crate) fn start(
     pool: PgPool,
     client: AsyncClient,
+    no_signal_after: Option<Duration>,
 ) -> (mpsc::UnboundedSender<Request>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     let task = tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
+        // The watch runs a few times per allowed silence, so a machine is shown lost soon after it is.
+        let every = no_signal_after.map_or(Duration::from_secs(3600), |a| (a / 4).clamp(ROUND_INTERVAL, MAX_WATCH));
+        let mut watch = tokio::time::interval(every);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut silent: BTreeSet<i32> = BTreeSet::new();
+        loop {
+            let first = tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => r,
+                    None => break,
+                },
+                _ = watch.tick(), if no_signal_after.is_some() => {
+                    match silent_changes(&pool, no_signal_after, &mut silent).await {
+                        Some(changed) if !changed.is_empty() => Request::Machines(changed),
+                        _ => continue,
+                    }
+                }
+            };
             let mut all = false;
             let mut ids = BTreeSet::new();
             let mut take = |r: Request| match r {
@@ -44,10 +68,10 @@ pub(crate) fn start(
                 take(r);
             }
             if all {
-                publish(&pool, &client, None).await;
+                publish(&pool, &client, None, no_signal_after).await;
             } else {
                 let ids: Vec<i32> = ids.into_iter().collect();
-                publish(&pool, &client, Some(&ids)).await;
+                publish(&pool, &client, Some(&ids), no_signal_after).await;
             }
             // At most one round per interval: a burst of changes costs one status per machine per round,
             // and the CPU stays with ingest.
@@ -57,9 +81,40 @@ pub(crate) fn start(
     (tx, task)
 }
 
+/// Longest time between two looks for silent machines.
+const MAX_WATCH: Duration = Duration::from_secs(30);
+
+/// The machines whose signal changed since the last look (`silent` holds the silent ones).
+async fn silent_changes(pool: &PgPool, after: Option<Duration>, silent: &mut BTreeSet<i32>) -> Option<Vec<i32>> {
+    let statuses = match machine_statuses(pool, None).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot read machine status to watch for silent machines: {e}");
+            return None;
+        }
+    };
+    let now = chrono::Utc::now();
+    let now_silent: BTreeSet<i32> = statuses
+        .iter()
+        .filter(|s| Signal::judge(s.last_signal_at, now, after) == Signal::NoSignal)
+        .map(|s| s.machine_id)
+        .collect();
+    let changed: Vec<i32> = now_silent.symmetric_difference(silent).copied().collect();
+    for id in now_silent.difference(silent) {
+        tracing::warn!("machine {id}: no signal for more than {:?}", after.unwrap_or_default());
+    }
+    *silent = now_silent;
+    Some(changed)
+}
+
 /// Publishes the status of the given machines (all when `None`) on their id topic and, when they have
 /// one, their topic-name topic.
-pub(crate) async fn publish(pool: &PgPool, client: &AsyncClient, ids: Option<&[i32]>) {
+pub(crate) async fn publish(
+    pool: &PgPool,
+    client: &AsyncClient,
+    ids: Option<&[i32]>,
+    no_signal_after: Option<Duration>,
+) {
     let statuses = match machine_statuses(pool, ids).await {
         Ok(s) => s,
         Err(e) => {
@@ -67,7 +122,9 @@ pub(crate) async fn publish(pool: &PgPool, client: &AsyncClient, ids: Option<&[i
             return;
         }
     };
-    for s in statuses {
+    let now = chrono::Utc::now();
+    for mut s in statuses {
+        s.signal = Signal::judge(s.last_signal_at, now, no_signal_after);
         let Ok(body) = serde_json::to_vec(&s) else { continue };
         let mut topics = vec![topic::status(&s.machine_id.to_string())];
         topics.extend(s.topic_name.as_deref().map(topic::status));
