@@ -65,13 +65,6 @@ pub struct Fixes {
     pub insert: Vec<NewActivity>,
 }
 
-impl Fixes {
-    /// Whether nothing needs to change.
-    pub fn is_empty(&self) -> bool {
-        self.delete.is_empty() && self.end_at.is_empty() && self.start_at.is_empty() && self.insert.is_empty()
-    }
-}
-
 /// The fixes that make room for an activity over `new`, which was at `old` (`None` when it is being added),
 /// among the machine's `others` (every activity but the edited one that overlaps `new` or touches `old`).
 ///

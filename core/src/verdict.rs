@@ -151,7 +151,7 @@ pub struct Verdict {
     /// The code stored (after schedule coercion), when applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_code_id: Option<i32>,
-    /// The id of the row a history command added (activity, job or production record).
+    /// The id of the row a history command added or changed (activity, job or production record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
 }
@@ -161,7 +161,7 @@ impl Verdict {
         Verdict { request_id, status: 200, ok: true, reason: None, message: None, activity_code_id, id: None }
     }
 
-    /// Applied, having added the row `id`.
+    /// Applied, having added or changed the row `id`.
     pub fn created(request_id: Option<String>, id: i64) -> Verdict {
         Verdict { id: Some(id), ..Verdict::applied(request_id, None) }
     }

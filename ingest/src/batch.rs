@@ -1111,7 +1111,7 @@ async fn edit_record(
 ) -> Result<Edited, oee_core::Error> {
     let Some(record_id) = c.record_id else {
         if let Some(job_id) = c.job_id
-            && !history_store::job(tx, job_id).await?.is_some_and(|j| j.machine_id == machine_id)
+            && history_store::job(tx, job_id).await?.is_none_or(|j| j.machine_id != machine_id)
         {
             return Ok(Err(Refusal::UnknownJob { machine_id, job_id }));
         }

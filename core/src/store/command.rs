@@ -1,5 +1,5 @@
 //! Queries ingest runs to apply a batch of commands in one transaction: lock the machines, read the codes,
-//! remember request ids, and write the activity changes with array (UNNEST) statements.
+//! remember request ids, and write the activity changes and production counts with array (UNNEST) statements.
 
 use std::collections::HashMap;
 

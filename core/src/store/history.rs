@@ -169,9 +169,11 @@ pub struct JobRow {
     pub active: bool,
 }
 
+type JobSpanRow = (i32, DateTime<Utc>, Option<DateTime<Utc>>, bool);
+
 /// A job and the machine it ran on.
 pub async fn job(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Option<JobRow>, Error> {
-    let row: Option<(i32, DateTime<Utc>, Option<DateTime<Utc>>, bool)> =
+    let row: Option<JobSpanRow> =
         sqlx::query_as("SELECT machine_id, start_time, end_time, active FROM job WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut **tx)
