@@ -4,10 +4,12 @@
 pub mod activity;
 pub mod config;
 pub mod error;
+pub mod history;
 pub mod mqtt;
 pub mod oee;
 pub mod password;
 pub mod payload;
+pub mod production;
 pub mod shift;
 pub mod store;
 pub mod topic;

@@ -136,6 +136,226 @@ impl JobEndCommand {
     }
 }
 
+/// Parts a machine made (`oee/v1/machines/{m}/production`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductionCommand {
+    pub counts: Counts,
+    /// When the parts were counted; default: when ingest received the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+/// How a production message counts its parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counts {
+    /// Parts made since the last message (`good`, `rejects`; an absent one is 0).
+    Increments { good: i64, rejects: i64 },
+    /// Readings of the machine's running counters (`good_total`, `rejects_total`); an absent one was not
+    /// read and keeps its last value.
+    Totals { good: Option<i64>, rejects: Option<i64> },
+}
+
+impl ProductionCommand {
+    /// Parses a production message from raw bytes.
+    pub fn parse(bytes: &[u8]) -> Result<ProductionCommand, Refusal> {
+        let obj = object(bytes)?;
+        let (good, rejects) = (count(&obj, "good")?, count(&obj, "rejects")?);
+        let (good_total, rejects_total) = (count(&obj, "good_total")?, count(&obj, "rejects_total")?);
+        let increments = good.is_some() || rejects.is_some();
+        let totals = good_total.is_some() || rejects_total.is_some();
+        let counts = match (increments, totals) {
+            (true, false) => Counts::Increments { good: good.unwrap_or(0), rejects: rejects.unwrap_or(0) },
+            (false, true) => Counts::Totals { good: good_total, rejects: rejects_total },
+            (true, true) => {
+                return Err(Refusal::Malformed(
+                    "give either increments (`good`, `rejects`) or running totals (`good_total`, `rejects_total`), \
+                     not both"
+                        .into(),
+                ));
+            }
+            (false, false) => {
+                return Err(Refusal::Malformed(
+                    "production carries no counts: send increments like {\"good\":5,\"rejects\":1} or running \
+                     totals like {\"good_total\":1200,\"rejects_total\":14}"
+                        .into(),
+                ));
+            }
+        };
+        Ok(ProductionCommand { counts, timestamp: timestamp(&obj, "timestamp")?, reply: reply(&obj)? })
+    }
+}
+
+/// Adds a past activity, or changes one when `activity_id` is given (`oee/v1/machines/{m}/history/activity`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryActivityCommand {
+    /// The activity to change; absent to add one.
+    pub activity_id: Option<i64>,
+    /// Required to add; absent to keep the code when changing.
+    pub activity_code_id: Option<i32>,
+    /// Required to add; absent to keep.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Required to add; absent to keep (and must be absent for the machine's current activity).
+    pub end_time: Option<DateTime<Utc>>,
+    pub user_id: Option<i32>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl HistoryActivityCommand {
+    pub fn parse(bytes: &[u8]) -> Result<HistoryActivityCommand, Refusal> {
+        let obj = object(bytes)?;
+        let c = HistoryActivityCommand {
+            activity_id: row_id(&obj, "activity_id")?,
+            activity_code_id: lenient_i32(&obj, "activity_code_id")?,
+            start_time: timestamp(&obj, "start_time")?,
+            end_time: timestamp(&obj, "end_time")?,
+            user_id: lenient_i32(&obj, "user_id")?,
+            reply: reply(&obj)?,
+        };
+        if c.activity_id.is_none() {
+            required(c.activity_code_id, "activity_code_id")?;
+            required(c.start_time, "start_time")?;
+            required(c.end_time, "end_time")?;
+        }
+        ordered(c.start_time, c.end_time)?;
+        Ok(c)
+    }
+}
+
+/// Adds a past job with its counts, or changes one when `job_id` is given (`oee/v1/machines/{m}/history/job`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryJobCommand {
+    /// The job to change; absent to add one.
+    pub job_id: Option<i64>,
+    /// Required to add; absent to keep.
+    pub job_number: Option<String>,
+    /// Seconds per part; 0 clears it, absent keeps it (none when adding).
+    pub ideal_cycle_time_s: Option<f64>,
+    /// Required to add; absent to keep.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Required to add; absent to keep (and must be absent for a running job).
+    pub end_time: Option<DateTime<Utc>>,
+    /// Good parts of the whole job (0 when adding without it; absent keeps when changing).
+    pub good: Option<i64>,
+    pub rejects: Option<i64>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl HistoryJobCommand {
+    pub fn parse(bytes: &[u8]) -> Result<HistoryJobCommand, Refusal> {
+        let obj = object(bytes)?;
+        let job_number = match obj.get("job_number") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(v) => {
+                return Err(Refusal::Malformed(format!("`job_number` must be text of 1 to 100 characters, not {v}")));
+            }
+        };
+        let c = HistoryJobCommand {
+            job_id: row_id(&obj, "job_id")?,
+            job_number,
+            ideal_cycle_time_s: cycle_time(&obj)?,
+            start_time: timestamp(&obj, "start_time")?,
+            end_time: timestamp(&obj, "end_time")?,
+            good: count(&obj, "good")?,
+            rejects: count(&obj, "rejects")?,
+            reply: reply(&obj)?,
+        };
+        if c.job_id.is_none() {
+            required(c.job_number.as_ref(), "job_number")?;
+            required(c.start_time, "start_time")?;
+            required(c.end_time, "end_time")?;
+        }
+        ordered(c.start_time, c.end_time)?;
+        Ok(c)
+    }
+}
+
+/// Adds a production record, or changes one when `record_id` is given
+/// (`oee/v1/machines/{m}/history/production`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryProductionCommand {
+    /// The record to change; absent to add one.
+    pub record_id: Option<i64>,
+    /// The job the parts belong to when adding (absent: no job).
+    pub job_id: Option<i64>,
+    /// Required to add; absent to keep.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Required to add; absent to keep.
+    pub end_time: Option<DateTime<Utc>>,
+    /// 0 when adding without it; absent keeps when changing.
+    pub good: Option<i64>,
+    pub rejects: Option<i64>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl HistoryProductionCommand {
+    pub fn parse(bytes: &[u8]) -> Result<HistoryProductionCommand, Refusal> {
+        let obj = object(bytes)?;
+        let c = HistoryProductionCommand {
+            record_id: row_id(&obj, "record_id")?,
+            job_id: row_id(&obj, "job_id")?,
+            start_time: timestamp(&obj, "start_time")?,
+            end_time: timestamp(&obj, "end_time")?,
+            good: count(&obj, "good")?,
+            rejects: count(&obj, "rejects")?,
+            reply: reply(&obj)?,
+        };
+        if c.record_id.is_none() {
+            required(c.start_time, "start_time")?;
+            required(c.end_time, "end_time")?;
+        }
+        ordered(c.start_time, c.end_time)?;
+        Ok(c)
+    }
+}
+
+/// A count of parts: a non-negative integer (as a number or numeric string); `null` is absent.
+fn count(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, Refusal> {
+    match lenient_int(obj, field)? {
+        Some(n) if n < 0 => {
+            Err(Refusal::Malformed(format!("`{field}` cannot be negative ({n}): send a count of parts")))
+        }
+        n => Ok(n),
+    }
+}
+
+/// The id of a stored row.
+fn row_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, Refusal> {
+    match lenient_int(obj, field)? {
+        Some(n) if n <= 0 => Err(Refusal::Malformed(format!("`{field}` must be a positive id, not {n}"))),
+        n => Ok(n),
+    }
+}
+
+fn cycle_time(obj: &Map<String, Value>) -> Result<Option<f64>, Refusal> {
+    match obj.get("ideal_cycle_time_s") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+            _ => Err(Refusal::Malformed(format!("`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {v}"))),
+        },
+    }
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, Refusal> {
+    value.ok_or(Refusal::MissingField(field))
+}
+
+/// Contract C52, when both times are given.
+fn ordered(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<(), Refusal> {
+    match (start, end) {
+        (Some(start), Some(end)) if end < start => Err(Refusal::EndBeforeStart { start, end }),
+        _ => Ok(()),
+    }
+}
+
 fn object(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
     match serde_json::from_slice(bytes) {
         Ok(Value::Object(o)) => Ok(o),
@@ -359,6 +579,65 @@ mod tests {
         let e = JobEndCommand::parse(br#"{"good":"100","rejects":3}"#).unwrap();
         assert_eq!((e.good, e.rejects), (100, 3));
         assert!(JobEndCommand::parse(br#"{"good":-1}"#).unwrap_err().to_string().contains("negative"));
+    }
+
+    #[test]
+    fn production_is_increments_or_totals_of_whole_non_negative_counts() {
+        let p = ProductionCommand::parse(br#"{"good":"5","timestamp":"2026-01-05T09:00:00Z"}"#).unwrap();
+        assert_eq!(p.counts, Counts::Increments { good: 5, rejects: 0 });
+        let p = ProductionCommand::parse(br#"{"rejects_total":14,"request_id":"r"}"#).unwrap();
+        assert_eq!(p.counts, Counts::Totals { good: None, rejects: Some(14) });
+        assert_eq!(p.reply.request_id.as_deref(), Some("r"));
+        for (bad, want) in [
+            (&br#"{"good":-1}"#[..], "cannot be negative"),
+            (br#"{"good":1.5}"#, "must be an integer"),
+            (br#"{"good":"many"}"#, "must be an integer"),
+            (br#"{"rejects_total":-3}"#, "cannot be negative"),
+            (br#"{"good":1,"good_total":7}"#, "not both"),
+            (br#"{"timestamp":"2026-01-05T09:00:00Z"}"#, "no counts"),
+            (br#"{"good":null}"#, "no counts"),
+        ] {
+            let e = ProductionCommand::parse(bad).unwrap_err();
+            assert_eq!(e.status(), 400, "{e}");
+            assert!(e.to_string().contains(want), "{e} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn history_commands_need_times_to_add_and_an_end_after_the_start() {
+        let add = br#"{"activity_code_id":2,"start_time":"2026-01-05T09:00:00Z","end_time":"2026-01-05T10:00:00Z"}"#;
+        let a = HistoryActivityCommand::parse(add).unwrap();
+        assert_eq!((a.activity_id, a.activity_code_id), (None, Some(2)));
+        let e = HistoryActivityCommand::parse(
+            br#"{"start_time":"2026-01-05T09:00:00Z","end_time":"2026-01-05T10:00:00Z"}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.status(), e.to_string().as_str()), (422, "missing field `activity_code_id`"));
+        // changing needs only the id
+        assert_eq!(HistoryActivityCommand::parse(br#"{"activity_id":"4"}"#).unwrap().activity_id, Some(4));
+        let e = HistoryActivityCommand::parse(
+            br#"{"activity_id":4,"start_time":"2026-01-05T10:00:00Z","end_time":"2026-01-05T09:00:00Z"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.to_string().starts_with("End time before start time"), "{e}");
+        assert!(HistoryActivityCommand::parse(br#"{"activity_id":0}"#).unwrap_err().to_string().contains("positive"));
+
+        let j = HistoryJobCommand::parse(
+            br#"{"job_number":"J9","start_time":"2026-01-05T09:00:00Z","end_time":"2026-01-05T10:00:00Z","good":"40"}"#,
+        )
+        .unwrap();
+        assert_eq!((j.job_number.as_deref(), j.good, j.rejects), (Some("J9"), Some(40), None));
+        assert_eq!(
+            HistoryJobCommand::parse(br#"{"job_id":3,"ideal_cycle_time_s":0}"#).unwrap().ideal_cycle_time_s,
+            Some(0.0)
+        );
+        assert_eq!(HistoryJobCommand::parse(br#"{"start_time":"2026-01-05T09:00:00Z"}"#).unwrap_err().status(), 422);
+        assert_eq!(HistoryJobCommand::parse(br#"{"job_id":3,"rejects":-2}"#).unwrap_err().status(), 400);
+
+        let p = HistoryProductionCommand::parse(br#"{"record_id":8,"good":3}"#).unwrap();
+        assert_eq!((p.record_id, p.good, p.rejects), (Some(8), Some(3), None));
+        assert_eq!(HistoryProductionCommand::parse(br#"{"good":3}"#).unwrap_err().status(), 422);
     }
 
     #[test]

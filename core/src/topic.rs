@@ -32,18 +32,39 @@ pub enum CommandKind {
     JobStart,
     /// End the running job (`…/job/end`).
     JobEnd,
+    /// Parts made: increments or running totals (`…/production`).
+    Production,
+    /// Add a past activity or change one (`…/history/activity`).
+    HistoryActivity,
+    /// Add a past job or change one (`…/history/job`).
+    HistoryJob,
+    /// Add a production record or change one (`…/history/production`).
+    HistoryProduction,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 4] =
-        [CommandKind::State, CommandKind::Telemetry, CommandKind::JobStart, CommandKind::JobEnd];
+    pub const ALL: [CommandKind; 8] = [
+        CommandKind::State,
+        CommandKind::Telemetry,
+        CommandKind::JobStart,
+        CommandKind::JobEnd,
+        CommandKind::Production,
+        CommandKind::HistoryActivity,
+        CommandKind::HistoryJob,
+        CommandKind::HistoryProduction,
+    ];
 
-    fn suffix(self) -> &'static str {
+    /// The part of the topic after the machine, e.g. `job/start`.
+    pub fn suffix(self) -> &'static str {
         match self {
             CommandKind::State => "state",
             CommandKind::Telemetry => "telemetry",
             CommandKind::JobStart => "job/start",
             CommandKind::JobEnd => "job/end",
+            CommandKind::Production => "production",
+            CommandKind::HistoryActivity => "history/activity",
+            CommandKind::HistoryJob => "history/job",
+            CommandKind::HistoryProduction => "history/production",
         }
     }
 
@@ -66,6 +87,16 @@ pub fn telemetry(machine: &str) -> String {
 /// The topic on which a machine's activity change is requested.
 pub fn state(machine: &str) -> String {
     format!("{MACHINES}/{machine}/state")
+}
+
+/// The topic on which a machine's parts made are reported.
+pub fn production(machine: &str) -> String {
+    format!("{MACHINES}/{machine}/production")
+}
+
+/// The topic of any command for a machine.
+pub fn command(machine: &str, kind: CommandKind) -> String {
+    format!("{MACHINES}/{machine}/{}", kind.suffix())
 }
 
 /// The retained topic on which a machine's current status is published.
@@ -125,12 +156,33 @@ mod tests {
             parse_command("oee/v1/machines/m-3/job/end"),
             Some((MachineRef::Slug("m-3".into()), CommandKind::JobEnd))
         );
+        assert_eq!(parse_command("oee/v1/machines/3/production"), Some((MachineRef::Id(3), CommandKind::Production)));
+        assert_eq!(
+            parse_command("oee/v1/machines/3/history/activity"),
+            Some((MachineRef::Id(3), CommandKind::HistoryActivity))
+        );
+        assert_eq!(parse_command("oee/v1/machines/3/history/job"), Some((MachineRef::Id(3), CommandKind::HistoryJob)));
+        assert_eq!(
+            parse_command("oee/v1/machines/p/history/production"),
+            Some((MachineRef::Slug("p".into()), CommandKind::HistoryProduction))
+        );
         assert_eq!(parse_command("oee/v1/machines/3/job/pause"), None);
+        assert_eq!(parse_command("oee/v1/machines/3/history"), None);
         for bad in ["oee/v1/machines//state", "oee/v1/machines/1/status", "oee/v1/machines/1", "x/1/state"] {
             assert_eq!(parse_command(bad), None, "{bad}");
         }
         // an id too large for the database is not a slug either
         assert_eq!(parse_command("oee/v1/machines/99999999999/state"), None);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_topic_and_all_but_telemetry_change_state() {
+        for kind in CommandKind::ALL {
+            assert_eq!(parse_command(&command("7", kind)), Some((MachineRef::Id(7), kind)), "{kind:?}");
+            assert_eq!(kind.changes_state(), kind != CommandKind::Telemetry, "{kind:?}");
+        }
+        assert_eq!(production("7"), "oee/v1/machines/7/production");
+        assert_eq!(command_filter(CommandKind::HistoryJob), "oee/v1/machines/+/history/job");
     }
 
     #[test]

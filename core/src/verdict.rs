@@ -37,6 +37,44 @@ pub enum Refusal {
     NoActiveJob(i32),
     #[error("the change could not be stored ({0}): try again later")]
     Storage(String),
+    /// Contract C52: the reference's text first, then what to do.
+    #[error("End time before start time: {end} is before {start}; send an end at or after the start")]
+    EndBeforeStart { start: DateTime<Utc>, end: DateTime<Utc> },
+    /// Contract C51.
+    #[error(
+        "Cannot set to uptime when no job is active: code {code_id} is an up state, so {start} to {end} must lie \
+         within exactly one job of machine {machine_id} ({jobs} overlap it); add or edit the job first"
+    )]
+    UptimeOutsideJob { machine_id: i32, code_id: i32, start: DateTime<Utc>, end: DateTime<Utc>, jobs: usize },
+    /// Contract C50.
+    #[error(
+        "Cannot have two jobs on a machine at once: job {job_id} of machine {machine_id} overlaps {start} to \
+         {end}; change the times or edit that job first"
+    )]
+    OverlappingJobs { machine_id: i32, job_id: i64, start: DateTime<Utc>, end: DateTime<Utc> },
+    #[error("machine {machine_id} has no activity {activity_id}: check the activity id")]
+    UnknownActivity { machine_id: i32, activity_id: i64 },
+    #[error("machine {machine_id} has no job {job_id}: check the job id")]
+    UnknownJob { machine_id: i32, job_id: i64 },
+    #[error("machine {machine_id} has no production record {record_id}: check the record id")]
+    UnknownRecord { machine_id: i32, record_id: i64 },
+    #[error(
+        "activity {activity_id} is machine {machine_id}'s current activity: it ends when the machine's state \
+         changes, so leave `end_time` out"
+    )]
+    CurrentActivityEnd { machine_id: i32, activity_id: i64 },
+    #[error("job {job_id} is still running on machine {machine_id}: end it with job/end instead of giving `end_time`")]
+    RunningJobEnd { machine_id: i32, job_id: i64 },
+    #[error(
+        "Cannot edit job quantity because there are multiple production records for this job. Edit in the \
+         production table: job {job_id} has {records} records, change them with history/production"
+    )]
+    JobHasManyRecords { job_id: i64, records: usize },
+    #[error(
+        "machine {machine_id}'s job {job_id} started at {job_start}, after these counts' timestamp {at}: \
+         record earlier counts with history/production"
+    )]
+    CountsBeforeJob { machine_id: i32, job_id: i64, job_start: DateTime<Utc>, at: DateTime<Utc> },
 }
 
 impl Refusal {
@@ -55,6 +93,16 @@ impl Refusal {
             Refusal::JobAlreadyActive { .. } => "job_already_active",
             Refusal::NoActiveJob(_) => "no_active_job",
             Refusal::Storage(_) => "storage",
+            Refusal::EndBeforeStart { .. } => "end_before_start",
+            Refusal::UptimeOutsideJob { .. } => "uptime_outside_job",
+            Refusal::OverlappingJobs { .. } => "overlapping_jobs",
+            Refusal::UnknownActivity { .. } => "unknown_activity",
+            Refusal::UnknownJob { .. } => "unknown_job",
+            Refusal::UnknownRecord { .. } => "unknown_record",
+            Refusal::CurrentActivityEnd { .. } => "current_activity_end",
+            Refusal::RunningJobEnd { .. } => "running_job_end",
+            Refusal::JobHasManyRecords { .. } => "job_has_many_records",
+            Refusal::CountsBeforeJob { .. } => "counts_before_job",
         }
     }
 
@@ -76,6 +124,13 @@ impl Refusal {
             }
             Refusal::BeforeCurrentActivity { .. } | Refusal::JobAlreadyActive { .. } | Refusal::NoActiveJob(_) => 409,
             Refusal::Storage(_) => 503,
+            // The reference answers 400 for each of its history-edit refusals (contracts C50-C52).
+            Refusal::EndBeforeStart { .. }
+            | Refusal::UptimeOutsideJob { .. }
+            | Refusal::OverlappingJobs { .. }
+            | Refusal::JobHasManyRecords { .. } => 400,
+            Refusal::UnknownActivity { .. } | Refusal::UnknownJob { .. } | Refusal::UnknownRecord { .. } => 404,
+            Refusal::CurrentActivityEnd { .. } | Refusal::RunningJobEnd { .. } | Refusal::CountsBeforeJob { .. } => 409,
         }
     }
 }
@@ -96,11 +151,19 @@ pub struct Verdict {
     /// The code stored (after schedule coercion), when applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_code_id: Option<i32>,
+    /// The id of the row a history command added or changed (activity, job or production record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
 }
 
 impl Verdict {
     pub fn applied(request_id: Option<String>, activity_code_id: Option<i32>) -> Verdict {
-        Verdict { request_id, status: 200, ok: true, reason: None, message: None, activity_code_id }
+        Verdict { request_id, status: 200, ok: true, reason: None, message: None, activity_code_id, id: None }
+    }
+
+    /// Applied, having added or changed the row `id`.
+    pub fn created(request_id: Option<String>, id: i64) -> Verdict {
+        Verdict { id: Some(id), ..Verdict::applied(request_id, None) }
     }
 
     pub fn refused(request_id: Option<String>, refusal: &Refusal) -> Verdict {
@@ -111,6 +174,7 @@ impl Verdict {
             reason: Some(refusal.reason().to_string()),
             message: Some(refusal.to_string()),
             activity_code_id: None,
+            id: None,
         }
     }
 }

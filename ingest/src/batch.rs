@@ -8,8 +8,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use oee_core::activity::{self, Change, MachineSnapshot};
 use oee_core::config::IngestConfig;
-use oee_core::payload::{JobEndCommand, JobStartCommand, StateCommand, TelemetryCommand};
-use oee_core::store::command::{self as store, RawEvent, RememberedVerdict, TelemetryRow};
+use oee_core::history::{self, Span};
+use oee_core::payload::{
+    HistoryActivityCommand, HistoryJobCommand, HistoryProductionCommand, JobEndCommand, JobStartCommand,
+    ProductionCommand, StateCommand, TelemetryCommand,
+};
+use oee_core::production::{self, Totals};
+use oee_core::store::command::{
+    self as store, ProductionCursor, ProductionRow, RawEvent, RememberedVerdict, TelemetryRow,
+};
+use oee_core::store::history as history_store;
 use oee_core::topic::{self, CommandKind, MachineRef};
 use oee_core::verdict::{Refusal, Verdict};
 use rumqttc::{AsyncClient, Publish, QoS};
@@ -31,6 +39,10 @@ enum Command {
     Telemetry(TelemetryCommand),
     JobStart(JobStartCommand),
     JobEnd(JobEndCommand),
+    Production(ProductionCommand),
+    HistoryActivity(HistoryActivityCommand),
+    HistoryJob(HistoryJobCommand),
+    HistoryProduction(HistoryProductionCommand),
 }
 
 impl Command {
@@ -40,6 +52,10 @@ impl Command {
             Command::Telemetry(c) => &c.reply,
             Command::JobStart(c) => &c.reply,
             Command::JobEnd(c) => &c.reply,
+            Command::Production(c) => &c.reply,
+            Command::HistoryActivity(c) => &c.reply,
+            Command::HistoryJob(c) => &c.reply,
+            Command::HistoryProduction(c) => &c.reply,
         }
     }
 
@@ -49,6 +65,9 @@ impl Command {
             Command::Telemetry(c) => c.timestamp,
             Command::JobStart(c) => c.timestamp,
             Command::JobEnd(c) => c.timestamp,
+            Command::Production(c) => c.timestamp,
+            // History edits take effect when they arrive, among the live commands around them.
+            Command::HistoryActivity(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => None,
         }
     }
 
@@ -57,7 +76,10 @@ impl Command {
             Command::State(c) => c.user_id,
             Command::JobStart(c) => c.user_id,
             Command::JobEnd(c) => c.user_id,
-            Command::Telemetry(_) => None,
+            Command::HistoryActivity(c) => c.user_id,
+            Command::Telemetry(_) | Command::Production(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => {
+                None
+            }
         }
     }
 }
@@ -83,6 +105,14 @@ impl Item {
             Some((m, CommandKind::Telemetry)) => (Some(m), TelemetryCommand::parse(payload).map(Command::Telemetry)),
             Some((m, CommandKind::JobStart)) => (Some(m), JobStartCommand::parse(payload).map(Command::JobStart)),
             Some((m, CommandKind::JobEnd)) => (Some(m), JobEndCommand::parse(payload).map(Command::JobEnd)),
+            Some((m, CommandKind::Production)) => (Some(m), ProductionCommand::parse(payload).map(Command::Production)),
+            Some((m, CommandKind::HistoryActivity)) => {
+                (Some(m), HistoryActivityCommand::parse(payload).map(Command::HistoryActivity))
+            }
+            Some((m, CommandKind::HistoryJob)) => (Some(m), HistoryJobCommand::parse(payload).map(Command::HistoryJob)),
+            Some((m, CommandKind::HistoryProduction)) => {
+                (Some(m), HistoryProductionCommand::parse(payload).map(Command::HistoryProduction))
+            }
             None => (None, Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic)))),
         };
         // Even a command that fails to parse is answered when its reply topic can be read.
@@ -477,8 +507,10 @@ async fn apply(
             Ok(Command::Telemetry(_)) | Err(_) => (&mut read_ids, &mut read_slugs),
             Ok(c) => {
                 user_ids.extend(c.user_id());
-                if let Command::State(s) = c {
-                    code_ids.extend(activity::requested_code(s.machine_state, s.activity_code_id));
+                match c {
+                    Command::State(s) => code_ids.extend(activity::requested_code(s.machine_state, s.activity_code_id)),
+                    Command::HistoryActivity(h) => code_ids.extend(h.activity_code_id),
+                    _ => {}
                 }
                 (&mut lock_ids, &mut lock_slugs)
             }
@@ -542,7 +574,6 @@ async fn apply(
     let users: HashSet<i32> = store::existing_users(&mut tx, &user_ids).await?.into_iter().collect();
 
     let start_codes: HashMap<i32, i32> = locked.iter().map(|m| (m.snapshot.id, m.job_start_code_id)).collect();
-    let mut job_updates: HashMap<i32, Option<i64>> = HashMap::new();
     let mut machines: HashMap<i32, MachineSnapshot> = HashMap::new();
     let mut by_slug: HashMap<String, i32> = HashMap::new();
     for (id, slug) in read {
@@ -561,7 +592,24 @@ async fn apply(
 
     known_ids.lock().unwrap_or_else(|p| p.into_inner()).extend(known.iter().copied());
     let skew = chrono::Duration::seconds(cfg.max_future_skew_s as i64);
-    let mut changes: Vec<Change> = Vec::new();
+    let resolve = |named: &Option<MachineRef>| match named {
+        Some(MachineRef::Id(id)) => known.contains(id).then_some(*id),
+        Some(MachineRef::Slug(s)) => by_slug.get(s).copied(),
+        None => None,
+    };
+    // Where each counting machine's next production record starts, read once for the batch and then kept
+    // up to date in memory as the batch's commands are judged.
+    let mut counting: Vec<i32> = items
+        .iter()
+        .filter(|i| i.verdict.is_none() && matches!(i.command, Ok(Command::Production(_))))
+        .filter_map(|i| resolve(&i.machine))
+        .filter(|id| machines.contains_key(id))
+        .collect();
+    counting.sort_unstable();
+    counting.dedup();
+    let mut cursors: HashMap<i32, ProductionCursor> =
+        store::production_cursors(&mut tx, &counting).await?.into_iter().map(|c| (c.machine_id, c)).collect();
+    let mut pending = Pending::default();
     let mut readings: Vec<TelemetryRow> = Vec::new();
     let mut to_remember: Vec<RememberedVerdict> = Vec::new();
     let mut answered_here: HashMap<String, Verdict> = HashMap::new();
@@ -586,11 +634,7 @@ async fn apply(
             }
         }
         let Ok(command) = &item.command else { continue };
-        let machine_id = match &item.machine {
-            Some(MachineRef::Id(id)) => known.contains(id).then_some(*id),
-            Some(MachineRef::Slug(s)) => by_slug.get(s).copied(),
-            None => None,
-        };
+        let machine_id = resolve(&item.machine);
         let named = item.machine.as_ref();
         let received_at = item.received.received_at;
         match command {
@@ -598,7 +642,7 @@ async fn apply(
                 match judge(c, named, machine_id, &mut machines, &codes, &users, received_at, now, skew) {
                     Ok(change) => {
                         item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
-                        changes.push(change);
+                        pending.changes.push(change);
                     }
                     Err(refusal) => item.refuse(refusal),
                 }
@@ -625,9 +669,13 @@ async fn apply(
                             m.active_job_id = Some(job);
                             m.apply(&change);
                         }
-                        job_updates.insert(change.machine_id, Some(job));
+                        if let Some(cursor) = cursors.get_mut(&change.machine_id) {
+                            cursor.job = Some((job, change.at));
+                            cursor.from = Some(change.at);
+                        }
+                        pending.jobs.insert(change.machine_id, Some(job));
                         item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
-                        changes.push(change);
+                        pending.changes.push(change);
                     }
                     Err(refusal) => item.refuse(refusal),
                 }
@@ -638,16 +686,75 @@ async fn apply(
                         .and_then(|(m, at)| Ok((activity::judge_job_end(m, at, c.user_id)?, m.active_job_id)));
                 match judged {
                     Ok((change, Some(job))) => {
-                        store::end_job(&mut tx, job, change.at, c.good, c.rejects).await?;
+                        // Counts of this batch for the job are not written yet: its last record ends where
+                        // the cursor says.
+                        let cursor = cursors.get_mut(&change.machine_id);
+                        let from = cursor.as_ref().filter(|c| c.job.map(|j| j.0) == Some(job)).and_then(|c| c.from);
+                        store::end_job(&mut tx, job, change.at, c.good, c.rejects, from).await?;
+                        if let Some(cursor) = cursor {
+                            cursor.job = None;
+                            cursor.from = Some(change.at);
+                        }
                         if let Some(m) = machines.get_mut(&change.machine_id) {
                             m.active_job_id = None;
                             m.apply(&change);
                         }
-                        job_updates.insert(change.machine_id, None);
+                        pending.jobs.insert(change.machine_id, None);
                         item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
-                        changes.push(change);
+                        pending.changes.push(change);
                     }
                     Ok((change, None)) => item.refuse(Refusal::NoActiveJob(change.machine_id)),
+                    Err(refusal) => item.refuse(refusal),
+                }
+            }
+            Command::Production(c) => {
+                let judged =
+                    target(named, machine_id, &mut machines, &users, None, c.timestamp, received_at, now, skew)
+                        .and_then(|(m, at)| {
+                            let cursor = cursors.get_mut(&m.id).ok_or(Refusal::UnknownMachine(m.id.to_string()))?;
+                            count(m, cursor, c, at)
+                        });
+                match judged {
+                    Ok((row, totals)) => {
+                        if let Some(totals) = totals {
+                            pending.counters.insert(row.machine_id, (totals, row.end));
+                        }
+                        item.verdict = Some(Verdict::applied(item.request_id.clone(), None));
+                        pending.production.push(row);
+                    }
+                    Err(refusal) => item.refuse(refusal),
+                }
+            }
+            Command::HistoryActivity(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => {
+                let judged =
+                    target(named, machine_id, &mut machines, &users, command.user_id(), None, received_at, now, skew)
+                        .map(|(m, _)| m.id);
+                let edited = match judged {
+                    Err(refusal) => Err(refusal),
+                    Ok(id) => {
+                        // An edit reads and writes the tables directly: what the batch judged before it
+                        // is written first.
+                        pending.write(&mut tx).await?;
+                        let Some(m) = machines.get_mut(&id) else { continue };
+                        let edited = match command {
+                            Command::HistoryActivity(c) => edit_activity(&mut tx, c, m, &codes, now, skew).await?,
+                            Command::HistoryJob(c) => edit_job(&mut tx, c, id, now, skew).await?,
+                            Command::HistoryProduction(c) => edit_record(&mut tx, c, id, now, skew).await?,
+                            _ => continue,
+                        };
+                        if edited.is_ok() {
+                            pending.changed.insert(id);
+                            if cursors.contains_key(&id) {
+                                for c in store::production_cursors(&mut tx, &[id]).await? {
+                                    cursors.insert(c.machine_id, c);
+                                }
+                            }
+                        }
+                        edited
+                    }
+                };
+                match edited {
+                    Ok(row) => item.verdict = Some(Verdict::created(item.request_id.clone(), row)),
                     Err(refusal) => item.refuse(refusal),
                 }
             }
@@ -668,14 +775,12 @@ async fn apply(
                 reason: v.reason.clone(),
                 message: v.message.clone(),
                 code_id: v.activity_code_id,
+                row_id: v.id,
             });
         }
     }
 
-    store::apply_changes(&mut tx, &changes).await?;
-    let mut jobs: Vec<(i32, Option<i64>)> = job_updates.into_iter().collect();
-    jobs.sort_unstable();
-    store::set_active_jobs(&mut tx, &jobs).await?;
+    pending.write(&mut tx).await?;
     store::insert_telemetry(&mut tx, &readings).await?;
     store::remember_verdicts(&mut tx, &to_remember).await?;
     store::record_raw_events(&mut tx, &raw_events(items)).await?;
@@ -687,8 +792,7 @@ async fn apply(
     }
     tx.commit().await?;
 
-    let changed: HashSet<i32> = changes.iter().map(|c| c.machine_id).collect();
-    let mut changed_machines: Vec<i32> = changed.into_iter().collect();
+    let mut changed_machines: Vec<i32> = pending.changed.into_iter().collect();
     changed_machines.sort_unstable();
     Ok(Some(Outcome { changed_machines }))
 }
@@ -777,5 +881,262 @@ fn remembered_verdict(r: &RememberedVerdict) -> Verdict {
         reason: r.reason.clone(),
         message: r.message.clone(),
         activity_code_id: r.code_id,
+        id: r.row_id,
     }
+}
+
+/// What a batch has judged but not yet written, and which machines it changed.
+#[derive(Default)]
+struct Pending {
+    /// Activity changes in the order they were accepted.
+    changes: Vec<Change>,
+    /// Machines' new running job (or none).
+    jobs: HashMap<i32, Option<i64>>,
+    production: Vec<ProductionRow>,
+    /// Machines' counter totals after their last running-total message, and when it was counted.
+    counters: HashMap<i32, (Totals, DateTime<Utc>)>,
+    /// Machines whose status must be published again.
+    changed: HashSet<i32>,
+}
+
+impl Pending {
+    /// Writes what is pending with one array statement per kind of write.
+    async fn write(&mut self, tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), oee_core::Error> {
+        store::apply_changes(tx, &self.changes).await?;
+        self.changed.extend(self.changes.drain(..).map(|c| c.machine_id));
+        let mut jobs: Vec<(i32, Option<i64>)> = self.jobs.drain().collect();
+        jobs.sort_unstable();
+        store::set_active_jobs(tx, &jobs).await?;
+        store::insert_production(tx, &self.production).await?;
+        self.production.clear();
+        let mut counters: Vec<(i32, Totals, DateTime<Utc>)> =
+            self.counters.drain().map(|(m, (totals, at))| (m, totals, at)).collect();
+        counters.sort_unstable_by_key(|c| c.0);
+        store::save_counter_totals(tx, &counters).await?;
+        Ok(())
+    }
+}
+
+/// Judges a production message: the record it makes (for the machine's running job, or for no job when none
+/// runs: the parts were made all the same) and the counter totals to keep when it carried totals. The
+/// record starts where the job's (or, with no job, the machine's) latest record ended, else at the job's
+/// start (reference §4.2 `produced`); a count stamped before that makes a record of no length at its time.
+fn count(
+    machine: &MachineSnapshot,
+    cursor: &mut ProductionCursor,
+    command: &ProductionCommand,
+    at: DateTime<Utc>,
+) -> Result<(ProductionRow, Option<Totals>), Refusal> {
+    let job = machine.active_job_id;
+    if let Some((job_id, job_start)) = cursor.job.filter(|j| Some(j.0) == job)
+        && at < job_start
+    {
+        return Err(Refusal::CountsBeforeJob { machine_id: machine.id, job_id, job_start, at });
+    }
+    let counted = production::count(cursor.totals, command.counts);
+    let start = cursor.from.map_or(at, |from| from.min(at));
+    cursor.from = Some(cursor.from.map_or(at, |from| from.max(at)));
+    let totals = matches!(command.counts, oee_core::payload::Counts::Totals { .. }).then_some(counted.totals);
+    cursor.totals = counted.totals;
+    let row = ProductionRow {
+        machine_id: machine.id,
+        job_id: job,
+        start,
+        end: at,
+        good: counted.good,
+        rejects: counted.rejects,
+    };
+    Ok((row, totals))
+}
+
+/// A history edit's outcome: the row it added or changed, or why it was refused (before writing anything).
+type Edited = Result<i64, Refusal>;
+
+/// A history edit's time must not be in the future.
+fn past(times: &[Option<DateTime<Utc>>], now: DateTime<Utc>, skew: chrono::Duration) -> Result<(), Refusal> {
+    for t in times.iter().flatten() {
+        stamp(Some(*t), now, now, skew)?;
+    }
+    Ok(())
+}
+
+/// Adds a past activity or changes one (reference §4.7), making room among the machine's other
+/// activities, and keeps the machine row (and `machine`) in step with its open activity.
+async fn edit_activity(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    c: &HistoryActivityCommand,
+    machine: &mut MachineSnapshot,
+    codes: &HashMap<i32, activity::Code>,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<Edited, oee_core::Error> {
+    let machine_id = machine.id;
+    let old = match c.activity_id {
+        None => None,
+        Some(activity_id) => match history_store::activity(tx, activity_id).await? {
+            Some((m, a)) if m == machine_id => Some(a),
+            _ => return Ok(Err(Refusal::UnknownActivity { machine_id, activity_id })),
+        },
+    };
+    let span = match old {
+        Some(a) if a.span.end.is_none() => {
+            if c.end_time.is_some() {
+                return Ok(Err(Refusal::CurrentActivityEnd { machine_id, activity_id: a.id }));
+            }
+            Span { start: c.start_time.unwrap_or(a.span.start), end: None }
+        }
+        Some(a) => Span { start: c.start_time.unwrap_or(a.span.start), end: c.end_time.or(a.span.end) },
+        None => match (c.start_time, c.end_time) {
+            (Some(start), Some(end)) => Span::closed(start, end),
+            (None, _) => return Ok(Err(Refusal::MissingField("start_time"))),
+            (_, None) => return Ok(Err(Refusal::MissingField("end_time"))),
+        },
+    };
+    if let Some(end) = span.end
+        && end < span.start
+    {
+        return Ok(Err(Refusal::EndBeforeStart { start: span.start, end }));
+    }
+    if let Err(r) = past(&[Some(span.start), span.end], now, skew) {
+        return Ok(Err(r));
+    }
+    let Some(code_id) = c.activity_code_id.or(old.map(|a| a.code_id)) else {
+        return Ok(Err(Refusal::MissingField("activity_code_id")));
+    };
+    let code = match codes.get(&code_id) {
+        Some(code) => *code,
+        None => match store::codes(tx, &[code_id]).await?.remove(&code_id) {
+            Some(code) => code,
+            None => return Ok(Err(Refusal::UnknownCode(code_id))),
+        },
+    };
+    let jobs = history_store::jobs_overlapping(tx, machine_id, span, None).await?;
+    if let Err(r) = history::check_uptime(machine_id, code, span, &jobs, now) {
+        return Ok(Err(r));
+    }
+    let old_span = old.map(|a| a.span);
+    let others = history_store::activities_near(tx, machine_id, span, old_span, old.map(|a| a.id)).await?;
+    let fixes = history::make_room(old_span, span, &others);
+    history_store::apply_fixes(tx, machine_id, &fixes).await?;
+    let id = match (old, span.end) {
+        (Some(a), _) => {
+            history_store::update_activity(tx, a.id, code_id, span, c.user_id).await?;
+            a.id
+        }
+        (None, Some(end)) => {
+            history_store::insert_activity(tx, machine_id, code_id, span.start, end, c.user_id).await?
+        }
+        (None, None) => return Ok(Err(Refusal::MissingField("end_time"))),
+    };
+    if let Some((code_id, since, user_id)) = history_store::sync_current_activity(tx, machine_id).await? {
+        machine.code_id = code_id;
+        machine.since = since;
+        machine.user_id = user_id;
+    }
+    Ok(Ok(id))
+}
+
+/// Adds a past job with its counts, or changes a job (its end too: the reference never saved it); one job
+/// at a time on a machine.
+async fn edit_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    c: &HistoryJobCommand,
+    machine_id: i32,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<Edited, oee_core::Error> {
+    let Some(job_id) = c.job_id else {
+        let (Some(number), Some(start), Some(end)) = (c.job_number.as_deref(), c.start_time, c.end_time) else {
+            return Ok(Err(Refusal::MissingField("job_number, start_time and end_time")));
+        };
+        let span = Span::closed(start, end);
+        if let Err(r) = past(&[Some(end)], now, skew) {
+            return Ok(Err(r));
+        }
+        let others = history_store::jobs_overlapping(tx, machine_id, span, None).await?;
+        if let Err(r) = history::check_jobs_apart(machine_id, span, &others, now) {
+            return Ok(Err(r));
+        }
+        let ict = c.ideal_cycle_time_s.filter(|x| *x > 0.0);
+        let (good, rejects) = (c.good.unwrap_or(0), c.rejects.unwrap_or(0));
+        return Ok(Ok(history_store::insert_past_job(tx, machine_id, number, ict, start, end, good, rejects).await?));
+    };
+    let job = match history_store::job(tx, job_id).await? {
+        Some(j) if j.machine_id == machine_id => j,
+        _ => return Ok(Err(Refusal::UnknownJob { machine_id, job_id })),
+    };
+    if job.active && c.end_time.is_some() {
+        return Ok(Err(Refusal::RunningJobEnd { machine_id, job_id }));
+    }
+    let old = job.job.span;
+    let span = Span { start: c.start_time.unwrap_or(old.start), end: c.end_time.or(old.end) };
+    if let Some(end) = span.end
+        && end < span.start
+    {
+        return Ok(Err(Refusal::EndBeforeStart { start: span.start, end }));
+    }
+    if let Err(r) = past(&[Some(span.start), span.end], now, skew) {
+        return Ok(Err(r));
+    }
+    let others = history_store::jobs_overlapping(tx, machine_id, span, Some(job_id)).await?;
+    if let Err(r) = history::check_jobs_apart(machine_id, span, &others, now) {
+        return Ok(Err(r));
+    }
+    let records = history_store::job_records(tx, job_id).await?;
+    let change = match history::job_records(job_id, span, &records, c.good, c.rejects, span != old, now) {
+        Ok(change) => change,
+        Err(r) => return Ok(Err(r)),
+    };
+    let ict = c.ideal_cycle_time_s.map(|x| (x > 0.0).then_some(x));
+    history_store::update_job(tx, job_id, span, c.job_number.as_deref(), ict).await?;
+    match change {
+        history::RecordChange::Keep => {}
+        history::RecordChange::Overwrite { id, start, end, good, rejects } => {
+            history_store::update_record(tx, id, (start, end), good, rejects).await?;
+        }
+        history::RecordChange::Create { start, end, good, rejects } => {
+            history_store::insert_record(tx, machine_id, Some(job_id), (start, end), good, rejects).await?;
+        }
+    }
+    Ok(Ok(job_id))
+}
+
+/// Adds a production record (for one of the machine's jobs, or none) or changes one.
+async fn edit_record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    c: &HistoryProductionCommand,
+    machine_id: i32,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<Edited, oee_core::Error> {
+    let Some(record_id) = c.record_id else {
+        if let Some(job_id) = c.job_id
+            && history_store::job(tx, job_id).await?.is_none_or(|j| j.machine_id != machine_id)
+        {
+            return Ok(Err(Refusal::UnknownJob { machine_id, job_id }));
+        }
+        let (Some(start), Some(end)) = (c.start_time, c.end_time) else {
+            return Ok(Err(Refusal::MissingField("start_time and end_time")));
+        };
+        if let Err(r) = past(&[Some(end)], now, skew) {
+            return Ok(Err(r));
+        }
+        let (good, rejects) = (c.good.unwrap_or(0), c.rejects.unwrap_or(0));
+        return Ok(Ok(history_store::insert_record(tx, machine_id, c.job_id, (start, end), good, rejects).await?));
+    };
+    let old = match history_store::record(tx, record_id).await? {
+        Some((m, _, r)) if m == machine_id => r,
+        _ => return Ok(Err(Refusal::UnknownRecord { machine_id, record_id })),
+    };
+    let start = c.start_time.unwrap_or(old.span.start);
+    let end = c.end_time.or(old.span.end).unwrap_or(start);
+    if end < start {
+        return Ok(Err(Refusal::EndBeforeStart { start, end }));
+    }
+    if let Err(r) = past(&[Some(start), Some(end)], now, skew) {
+        return Ok(Err(r));
+    }
+    let (good, rejects) = (c.good.unwrap_or(old.good), c.rejects.unwrap_or(old.rejects));
+    history_store::update_record(tx, record_id, (start, end), good, rejects).await?;
+    Ok(Ok(record_id))
 }

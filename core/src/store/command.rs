@@ -1,5 +1,5 @@
 //! Queries ingest runs to apply a batch of commands in one transaction: lock the machines, read the codes,
-//! remember request ids, and write the activity changes with array (UNNEST) statements.
+//! remember request ids, and write the activity changes and production counts with array (UNNEST) statements.
 
 use std::collections::HashMap;
 
@@ -81,6 +81,8 @@ pub struct RememberedVerdict {
     pub reason: Option<String>,
     pub message: Option<String>,
     pub code_id: Option<i32>,
+    /// The row a history command added or changed.
+    pub row_id: Option<i64>,
 }
 
 /// Verdicts already given to any of these request ids.
@@ -94,7 +96,8 @@ pub async fn remembered_verdicts(
     // Not a cached prepared statement: a generic plan made while the table was empty would scan the whole
     // table forever after; planned per call, the primary key is used.
     Ok(sqlx::query_as(
-        "SELECT request_id, machine_id, status, reason, message, code_id FROM command_log WHERE request_id = ANY($1)",
+        "SELECT request_id, machine_id, status, reason, message, code_id, row_id FROM command_log \
+         WHERE request_id = ANY($1)",
     )
     .persistent(false)
     .bind(request_ids)
@@ -108,8 +111,8 @@ pub async fn remember_verdicts(tx: &mut Transaction<'_, Postgres>, rows: &[Remem
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO command_log (request_id, machine_id, status, reason, message, code_id) \
-         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int2[], $4::text[], $5::text[], $6::int4[]) \
+        "INSERT INTO command_log (request_id, machine_id, status, reason, message, code_id, row_id) \
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int2[], $4::text[], $5::text[], $6::int4[], $7::int8[]) \
          ON CONFLICT (request_id) DO NOTHING",
     )
     .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
@@ -118,6 +121,7 @@ pub async fn remember_verdicts(tx: &mut Transaction<'_, Postgres>, rows: &[Remem
     .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.code_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.row_id).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -236,17 +240,19 @@ pub async fn insert_job(
     .await?)
 }
 
-/// Ends a job at `at` and records its last counts, from the end of its previous record (or its start).
+/// Ends a job at `at` and records its last counts, from `from` when the caller knows where its records end
+/// (counts of the same batch not yet written), else from the end of its latest record (or its start).
 pub async fn end_job(
     tx: &mut Transaction<'_, Postgres>,
     job: i64,
     at: DateTime<Utc>,
     good: i64,
     rejects: i64,
+    from: Option<DateTime<Utc>>,
 ) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
-         SELECT j.machine_id, j.id, LEAST($2, COALESCE((SELECT max(p.end_time) FROM production_quantity p \
+         SELECT j.machine_id, j.id, LEAST($2, COALESCE($5, (SELECT max(p.end_time) FROM production_quantity p \
                 WHERE p.job_id = j.id), j.start_time)), $2, $3, $4 \
          FROM job j WHERE j.id = $1",
     )
@@ -254,6 +260,7 @@ pub async fn end_job(
     .bind(at)
     .bind(good)
     .bind(rejects)
+    .bind(from)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE job SET end_time = $2, active = false WHERE id = $1")
@@ -261,6 +268,107 @@ pub async fn end_job(
         .bind(at)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Where a machine's next production record starts, and its counters' last totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductionCursor {
+    pub machine_id: i32,
+    /// The running job and its start.
+    pub job: Option<(i64, DateTime<Utc>)>,
+    /// The end of the running job's latest record, else the job's start; with no job, the end of the
+    /// machine's latest record. `None`: the machine has no job and no record.
+    pub from: Option<DateTime<Utc>>,
+    pub totals: crate::production::Totals,
+}
+
+/// The production cursors of locked machines (reference §4.2 `produced`: a record starts where the job's
+/// previous one ended, or at the job's start).
+pub async fn production_cursors(
+    tx: &mut Transaction<'_, Postgres>,
+    machines: &[i32],
+) -> Result<Vec<ProductionCursor>, Error> {
+    if machines.is_empty() {
+        return Ok(Vec::new());
+    }
+    type Row = (i32, Option<i64>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT m.id, j.id, j.start_time, \
+                CASE WHEN j.id IS NOT NULL \
+                     THEN COALESCE((SELECT max(p.end_time) FROM production_quantity p WHERE p.job_id = j.id), \
+                                   j.start_time) \
+                     ELSE (SELECT max(p.end_time) FROM production_quantity p WHERE p.machine_id = m.id) END, \
+                c.good_total, c.rejects_total \
+         FROM machine m LEFT JOIN job j ON j.id = m.active_job_id \
+         LEFT JOIN production_counter c ON c.machine_id = m.id \
+         WHERE m.id = ANY($1)",
+    )
+    .bind(machines)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(machine_id, job, job_start, from, good, rejects)| ProductionCursor {
+            machine_id,
+            job: job.zip(job_start),
+            from,
+            totals: crate::production::Totals { good, rejects },
+        })
+        .collect())
+}
+
+/// A count of parts to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductionRow {
+    pub machine_id: i32,
+    pub job_id: Option<i64>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub good: i64,
+    pub rejects: i64,
+}
+
+/// Records counts of parts.
+pub async fn insert_production(tx: &mut Transaction<'_, Postgres>, rows: &[ProductionRow]) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
+         SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::int8[], $6::int8[])",
+    )
+    .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.job_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.start).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.end).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.good).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.rejects).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Keeps machines' last counter totals, each with when it was read.
+pub async fn save_counter_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[(i32, crate::production::Totals, DateTime<Utc>)],
+) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO production_counter (machine_id, good_total, rejects_total, updated_at) \
+         SELECT * FROM UNNEST($1::int4[], $2::int8[], $3::int8[], $4::timestamptz[]) \
+         ON CONFLICT (machine_id) DO UPDATE SET good_total = EXCLUDED.good_total, \
+             rejects_total = EXCLUDED.rejects_total, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1.good).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1.rejects).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

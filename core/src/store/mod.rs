@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod code;
 pub mod command;
+pub mod history;
 pub mod machine;
 pub mod report;
 pub mod seed;
