@@ -39,7 +39,9 @@ async fn jobs_and_state_changes_can_be_posted_by_id_or_topic_name() {
 
     let (status, v) = post(&t, "lathe-2/state", json!({"machine_state": 0})).await;
     assert_eq!((status, v["activity_code_id"].as_i64()), (200, Some(2)), "{v}");
-    let (status, v) = post(&t, &format!("{m}/job/end"), json!({"good": 40, "rejects": 2})).await;
+    let (status, v) = post(&t, "lathe-2/production", json!({"good": 30, "rejects": 1})).await;
+    assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    let (status, v) = post(&t, &format!("{m}/job/end"), json!({"good": 10, "rejects": 1})).await;
     assert_eq!((status, v["ok"].as_bool()), (200, Some(true)), "{v}");
     assert_eq!(jobs_of(&t, m).await, vec![("A-7".to_string(), Some(4.0), false)]);
     let (codes, open) = t.activities(m).await;
@@ -52,6 +54,17 @@ async fn jobs_and_state_changes_can_be_posted_by_id_or_topic_name() {
     .await
     .unwrap();
     assert_eq!(counts, (40, 2));
+
+    // history edits go the same way; a past job overlapping the one just ended is refused (C50)
+    let start = chrono::Utc::now() - chrono::Duration::hours(2);
+    let (status, v) = post(
+        &t,
+        &format!("{m}/history/job"),
+        json!({"job_number": "OLD", "start_time": start.to_rfc3339(), "end_time": chrono::Utc::now().to_rfc3339()}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().starts_with("Cannot have two jobs on a machine at once"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,10 +52,11 @@ pub(crate) async fn machine_command(
 }
 
 fn not_found(machine: &str, command: &str) -> Response {
+    let known: Vec<&str> = topic::CommandKind::ALL.iter().map(|k| k.suffix()).collect();
     let message = if topic::machine_ref(machine).is_none() {
         "the machine must be given by its id or topic name".to_string()
     } else {
-        format!("`{command}` is not a command of API v1 (the README lists them)")
+        format!("`{command}` is not a command; the commands are {}", known.join(", "))
     };
     (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": "unknown_command" }))).into_response()
 }
