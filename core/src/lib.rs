@@ -8,6 +8,7 @@ pub mod mqtt;
 pub mod oee;
 pub mod password;
 pub mod payload;
+pub mod schedule;
 pub mod shift;
 pub mod store;
 pub mod topic;
