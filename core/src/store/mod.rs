@@ -6,6 +6,7 @@ pub mod code;
 pub mod command;
 pub mod machine;
 pub mod report;
+pub mod schedule;
 pub mod seed;
 pub mod user;
 
