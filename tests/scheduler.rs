@@ -26,11 +26,13 @@ fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
 
 /// Activities of a machine as (code, start, end), in time order.
 async fn activities(pool: &PgPool, machine: i32) -> Vec<(i32, DateTime<Utc>, Option<DateTime<Utc>>)> {
-    sqlx::query_as("SELECT activity_code_id, start_time, end_time FROM activity WHERE machine_id = $1 ORDER BY start_time, id")
-        .bind(machine)
-        .fetch_all(pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT activity_code_id, start_time, end_time FROM activity WHERE machine_id = $1 ORDER BY start_time, id",
+    )
+    .bind(machine)
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 /// (schedule state, current code, running job) of a machine.

@@ -59,14 +59,12 @@ pub fn on_transition(
         (ScheduleState::OutOfShift, Some(job)) if end_job_on_shift_end => {
             (judge_job_end(&moved, at, machine.user_id).ok().and_then(same_code), Some(job))
         }
-        (ScheduleState::OutOfShift, Some(_)) => (judge(&moved, current, at, machine.user_id).ok().and_then(same_code), None),
+        (ScheduleState::OutOfShift, Some(_)) => {
+            (judge(&moved, current, at, machine.user_id).ok().and_then(same_code), None)
+        }
         (ScheduleState::OutOfShift, None) => {
-            let change = (current.state == MachineState::UnplannedDowntime).then(|| Change {
-                machine_id: machine.id,
-                at,
-                code_id: CLOSED_CODE_ID,
-                user_id: machine.user_id,
-            });
+            let closed = Change { machine_id: machine.id, at, code_id: CLOSED_CODE_ID, user_id: machine.user_id };
+            let change = (current.state == MachineState::UnplannedDowntime).then_some(closed);
             (change.and_then(same_code), None)
         }
     };
@@ -129,10 +127,7 @@ pub fn catch_up(
     };
     let mut snap = machine.snapshot.clone();
     let mut job_start = machine.job_start;
-    let mut plan = Plan {
-        applied_until: Some(machine.applied_until.map_or(now, |u| u.max(now))),
-        ..Plan::default()
-    };
+    let mut plan = Plan { applied_until: Some(machine.applied_until.map_or(now, |u| u.max(now))), ..Plan::default() };
     for t in events {
         plan.schedule = Some(t.state);
         let Some(state) = state_of(snap.code_id) else {
@@ -192,9 +187,11 @@ mod tests {
     }
 
     /// (transition to, current code, has job, end job on shift end, new code, job ended)
+    type Case = (ScheduleState, Code, bool, bool, Option<i32>, bool);
+
     #[test]
     fn a_transition_follows_the_reference_rules() {
-        let cases: &[(ScheduleState, Code, bool, bool, Option<i32>, bool)] = &[
+        let cases: &[Case] = &[
             // shift start: Closed becomes Down, the rest is re-coerced
             (InShift, CLOSED, false, true, Some(2), false),
             (InShift, CLOSED, true, true, Some(2), false),

@@ -399,7 +399,10 @@ mod tests {
         );
         assert_eq!(
             parse_day_hours(1, "0000-0600").unwrap(),
-            vec![Period { day: 1, start_minute: 0, state: InShift }, Period { day: 1, start_minute: 360, state: OutOfShift }]
+            vec![
+                Period { day: 1, start_minute: 0, state: InShift },
+                Period { day: 1, start_minute: 360, state: OutOfShift }
+            ]
         );
         for bad in ["2200-0600", "0900", "09:00-17:00", "0900-2500", "0900-0900"] {
             let e = parse_day_hours(0, bad).unwrap_err().to_string();

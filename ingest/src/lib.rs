@@ -114,21 +114,21 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &Sc
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }
-    let (client, t, ready, status) = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
-    clients.push(client);
-    tasks.extend(t);
-    subscribed.push(ready);
+    let main = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
+    clients.push(main.client);
+    tasks.extend(main.tasks);
+    subscribed.push(main.subscribed);
     // Machines the scheduler moves get their retained status republished by the main connection.
-    tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), status));
+    tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), main.status));
     let telemetry_group =
         if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
-        let (client, t, ready, _) = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
-        clients.push(client);
-        tasks.extend(t);
-        subscribed.push(ready);
+        let c = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
+        clients.push(c.client);
+        tasks.extend(c.tasks);
+        subscribed.push(c.subscribed);
     }
     tasks.push(tokio::spawn(report(stats.clone())));
     Ingest { stats, tasks, clients, subscribed }
@@ -173,7 +173,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
-) -> (AsyncClient, Vec<JoinHandle<()>>, tokio::sync::watch::Receiver<bool>, Option<mpsc::UnboundedSender<status::Request>>) {
+) -> Connection {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
@@ -188,10 +188,17 @@ fn connection(
         tx
     });
     let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
-    let worker =
-        Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status.clone()));
+    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status.clone()));
     tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
-    (client, tasks, subscribed, status)
+    Connection { client, tasks, subscribed, status }
+}
+
+/// A started connection: its client, tasks, subscription readiness and status publisher.
+struct Connection {
+    client: AsyncClient,
+    tasks: Vec<JoinHandle<()>>,
+    subscribed: tokio::sync::watch::Receiver<bool>,
+    status: Option<mpsc::UnboundedSender<status::Request>>,
 }
 
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it

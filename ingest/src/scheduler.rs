@@ -22,8 +22,8 @@ use oee_core::schedule::{ScheduledMachine, catch_up};
 use oee_core::shift::{DAY_NAMES, Period, transitions};
 use oee_core::store::command::{apply_changes, codes, end_job, lock_machines, set_active_jobs};
 use oee_core::store::schedule::{
-    AppliedSchedule, SCHEDULE_CHANNEL, periods_in_use, record_applied_schedules, schedule_rows,
-    scheduled_machine_ids, shift_patterns,
+    AppliedSchedule, SCHEDULE_CHANNEL, periods_in_use, record_applied_schedules, schedule_rows, scheduled_machine_ids,
+    shift_patterns,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;

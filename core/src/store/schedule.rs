@@ -47,10 +47,11 @@ pub async fn schedule_rows(tx: &mut Transaction<'_, Postgres>, ids: &[i32]) -> R
 
 /// Every shift pattern's periods, by shift id (a pattern without periods is absent).
 pub async fn shift_patterns<'c>(db: impl PgExecutor<'c>) -> Result<HashMap<i32, Vec<Period>>, Error> {
-    let rows: Vec<(i32, i16, i16, i16)> =
-        sqlx::query_as("SELECT shift_id, day, start_minute, shift_state FROM shift_period ORDER BY shift_id, day, start_minute")
-            .fetch_all(db)
-            .await?;
+    let rows: Vec<(i32, i16, i16, i16)> = sqlx::query_as(
+        "SELECT shift_id, day, start_minute, shift_state FROM shift_period ORDER BY shift_id, day, start_minute",
+    )
+    .fetch_all(db)
+    .await?;
     let mut out: HashMap<i32, Vec<Period>> = HashMap::new();
     for (shift, day, start, state) in rows {
         let state = ScheduleState::try_from(state).map_err(Error::Invalid)?;
@@ -125,7 +126,12 @@ pub async fn list_shifts(pool: &PgPool) -> Result<Vec<ShiftSummary>, Error> {
     let mut patterns = shift_patterns(pool).await?;
     Ok(shifts
         .into_iter()
-        .map(|(id, name, machines)| ShiftSummary { id, name, periods: patterns.remove(&id).unwrap_or_default(), machines })
+        .map(|(id, name, machines)| ShiftSummary {
+            id,
+            name,
+            periods: patterns.remove(&id).unwrap_or_default(),
+            machines,
+        })
         .collect())
 }
 
@@ -135,16 +141,14 @@ pub async fn add_shift(pool: &PgPool, name: &str) -> Result<i32, Error> {
     if name.is_empty() || name.len() > 100 {
         return Err(Error::Invalid("a shift pattern name must have 1 to 100 characters".into()));
     }
-    sqlx::query_scalar("INSERT INTO shift (name) VALUES ($1) RETURNING id")
-        .bind(name)
-        .fetch_one(pool)
-        .await
-        .map_err(|e| match &e {
+    sqlx::query_scalar("INSERT INTO shift (name) VALUES ($1) RETURNING id").bind(name).fetch_one(pool).await.map_err(
+        |e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 Error::Conflict(format!("a shift pattern named `{name}` already exists: see `oee-server shift list`"))
             }
             _ => Error::Database(e),
-        })
+        },
+    )
 }
 
 async fn shift_id_by_name(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<i32, Error> {
@@ -204,7 +208,9 @@ pub async fn set_machine_shift(pool: &PgPool, machine: &str, shift: &str) -> Res
     .fetch_optional(&mut *tx)
     .await?;
     let id = id.ok_or_else(|| {
-        Error::NotFound(format!("there is no machine named `{machine}` (or with that id): see `oee-server machine list`"))
+        Error::NotFound(format!(
+            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
+        ))
     })?;
     tx.commit().await?;
     Ok(id)
