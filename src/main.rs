@@ -91,7 +91,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The server logs what it does; the administration commands print their answer and only warnings.
     let default_filter = match cli.command {
-        Command::Serve { .. } => "info,rumqttd=warn,rumqttd::server=off,sqlx=warn",
+        Command::Serve { .. } => "info,rumqttd=warn,rumqttd::server=off,sqlx=warn,tokio_cron_scheduler=warn",
         _ => "warn,rumqttd=off",
     };
     tracing_subscriber::fmt()
