@@ -93,7 +93,9 @@ impl App {
         }
 
         let broker = if services.broker { Some(oee_broker::Broker::start(&config.broker).await?) } else { None };
-        let ingest = services.ingest.then(|| oee_ingest::start(db.pool.clone(), &config.mqtt, &config.ingest));
+        let ingest = services
+            .ingest
+            .then(|| oee_ingest::start(db.pool.clone(), &config.mqtt, &config.ingest, &config.scheduler, tz));
         // Until ingest's subscriptions exist, a broker keeps nothing for it: wait for them (bounded).
         if let Some(i) = &ingest
             && !i.ready(std::time::Duration::from_secs(10)).await

@@ -1,11 +1,12 @@
-//! `oee-server`: the command line. `serve` runs the server; `machine` and `user` administer it.
+//! `oee-server`: the command line. `serve` runs the server; `machine`, `shift` and `user` administer it.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oee_core::Config;
-use oee_core::store::{machine, user};
+use oee_core::shift::{DAY_NAMES, describe_day, parse_day_hours, parse_days};
+use oee_core::store::{machine, schedule, user};
 use oee_server::{App, Services, open_database, read_password_line};
 
 #[derive(Parser)]
@@ -29,9 +30,30 @@ enum Command {
     /// Machines.
     #[command(subcommand)]
     Machine(MachineCmd),
+    /// Shift patterns: when machines are in shift (planned to work). A running server applies changes at once.
+    #[command(subcommand)]
+    Shift(ShiftCmd),
     /// Users (operators log in on tablets with their user id and password).
     #[command(subcommand)]
     User(UserCmd),
+}
+
+#[derive(Subcommand)]
+enum ShiftCmd {
+    /// List shift patterns: their hours on each day and the machines that follow them.
+    List,
+    /// Add a shift pattern, with no shifts on any day until they are set.
+    Add { name: String },
+    /// Set the hours of some days of a pattern, e.g. `shift set 9-5 weekdays 0800-1630`, `shift set 9-5 sun off`.
+    Set {
+        /// The pattern's name.
+        shift: String,
+        /// mon, tue, wed, thu, fri, sat, sun, weekdays, weekend or all; several separated by commas.
+        days: String,
+        /// HHMM-HHMM (the end may be 2400; a night shift is 2200-2400 on one day and 0000-0600 on the next),
+        /// or `off` for no shifts that day (the day keeps the state the previous day ended in).
+        hours: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -40,6 +62,8 @@ enum MachineCmd {
     Add { name: String },
     /// List machines.
     List,
+    /// Make a machine (name or id) follow a shift pattern from now on.
+    Shift { machine: String, shift: String },
 }
 
 #[derive(Subcommand)]
@@ -67,7 +91,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The server logs what it does; the administration commands print their answer and only warnings.
     let default_filter = match cli.command {
-        Command::Serve { .. } => "info,rumqttd=warn,rumqttd::server=off,sqlx=warn",
+        Command::Serve { .. } => "info,rumqttd=warn,rumqttd::server=off,sqlx=warn,tokio_cron_scheduler=warn",
         _ => "warn,rumqttd=off",
     };
     tracing_subscriber::fmt()
@@ -92,6 +116,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Machine(cmd) => {
             let db = open_database(&config).await?;
             let result = machine_cmd(&config, &db.pool, cmd).await;
+            db.close().await;
+            result
+        }
+        Command::Shift(cmd) => {
+            let db = open_database(&config).await?;
+            let result = shift_cmd(&db.pool, cmd).await;
             db.close().await;
             result
         }
@@ -149,6 +179,41 @@ async fn machine_cmd(config: &Config, pool: &sqlx::PgPool, cmd: MachineCmd) -> a
                     m.activity_code
                 );
             }
+        }
+        MachineCmd::Shift { machine, shift } => {
+            let id = schedule::set_machine_shift(pool, &machine, &shift).await?;
+            println!("machine {id} follows shift pattern `{}` from now on", shift.trim());
+        }
+    }
+    Ok(())
+}
+
+async fn shift_cmd(pool: &sqlx::PgPool, cmd: ShiftCmd) -> anyhow::Result<()> {
+    match cmd {
+        ShiftCmd::List => {
+            for s in schedule::list_shifts(pool).await? {
+                println!("{:>4}  {}", s.id, s.name);
+                let days: Vec<String> =
+                    (0..7u8).map(|d| format!("{} {}", DAY_NAMES[d as usize], describe_day(&s.periods, d))).collect();
+                println!("      {}", days.join("  "));
+                if !s.machines.is_empty() {
+                    println!("      machines: {}", s.machines.join(", "));
+                }
+            }
+        }
+        ShiftCmd::Add { name } => {
+            let id = schedule::add_shift(pool, &name).await?;
+            println!("added shift pattern {id} `{}`: set its days with `oee-server shift set`", name.trim());
+        }
+        ShiftCmd::Set { shift, days, hours } => {
+            let days = parse_days(&days)?;
+            let mut periods = Vec::new();
+            for &d in &days {
+                periods.extend(parse_day_hours(d, &hours)?);
+            }
+            schedule::set_shift_days(pool, &shift, &days, &periods).await?;
+            let names: Vec<&str> = days.iter().map(|&d| DAY_NAMES[d as usize]).collect();
+            println!("shift pattern `{}`: {} {}", shift.trim(), names.join(","), hours.trim());
         }
     }
     Ok(())

@@ -200,7 +200,7 @@ async fn counts_sent_back_to_back_tile_the_job_without_gaps_or_overlaps() {
     for _ in 1..=n {
         assert_eq!(next_on(&mut rx, REPLY).await["status"], 200);
     }
-    let v = command(&client, &mut rx, topic("job/end"), json!({"good": 0, "timestamp": rfc3339(at(n + 1))})).await;
+    let v = command(&client, &mut rx, topic("job/end"), json!({"good": 5, "timestamp": rfc3339(at(n + 1))})).await;
     assert_eq!(v["status"], 200);
 
     let rows = records(&t, m).await;
@@ -208,6 +208,6 @@ async fn counts_sent_back_to_back_tile_the_job_without_gaps_or_overlaps() {
     assert_eq!(rows[0].1, at(0));
     assert!(rows.windows(2).all(|w| w[1].1 == w[0].2), "records must meet end to start: {rows:?}");
     assert_eq!(rows.last().unwrap().2, at(n + 1));
-    assert_eq!(rows.iter().map(|r| r.3).sum::<i64>(), n * (n + 1) / 2);
+    assert_eq!(rows.iter().map(|r| r.3).sum::<i64>(), n * (n + 1) / 2 + 5);
     assert_eq!(rows.iter().map(|r| r.4).sum::<i64>(), (1..=n).map(|i| i % 3).sum::<i64>());
 }

@@ -29,6 +29,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub ingest: IngestConfig,
     pub bridge: BridgeConfig,
+    pub scheduler: SchedulerConfig,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ingest: IngestConfig::default(),
             bridge: BridgeConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -232,6 +234,28 @@ pub struct BridgeConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         BridgeConfig { reply_timeout_ms: 5_000 }
+    }
+}
+
+/// The shift scheduler (part of ingest): moves machines in and out of shift on time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// After a stop, shift transitions missed in at most this many days are replayed, each at its own
+    /// instant. Stopped longer: machines move to their pattern's current state, stamped at start-up.
+    pub catch_up_days: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { catch_up_days: 7 }
+    }
+}
+
+impl SchedulerConfig {
+    /// How far back missed transitions are replayed.
+    pub fn max_catch_up(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::days(i64::from(self.catch_up_days))
     }
 }
 

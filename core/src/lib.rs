@@ -10,6 +10,7 @@ pub mod oee;
 pub mod password;
 pub mod payload;
 pub mod production;
+pub mod schedule;
 pub mod shift;
 pub mod store;
 pub mod topic;

@@ -128,6 +128,97 @@ pub fn parse_hhmm(s: &str) -> Option<u16> {
     Some((t.hour() * 60 + t.minute()) as u16)
 }
 
+/// Day names as `shift set` and `shift list` write them, Monday first.
+pub const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Parses the days of a `shift set`: a day name (`mon` … `sun`), `weekdays`, `weekend`, `all`, or a
+/// comma-separated list of these. Days as 0 = Monday … 6, sorted, without repeats.
+pub fn parse_days(text: &str) -> Result<Vec<u8>, Error> {
+    let mut days = Vec::new();
+    for part in text.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+        match part.as_str() {
+            "all" => days.extend(0..7),
+            "weekdays" => days.extend(0..5),
+            "weekend" => days.extend(5..7),
+            name => match DAY_NAMES.iter().position(|d| *d == name) {
+                Some(d) => days.push(d as u8),
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "`{part}` is not a day: use mon, tue, wed, thu, fri, sat, sun, weekdays, weekend or all \
+                         (several separated by commas)"
+                    )));
+                }
+            },
+        }
+    }
+    days.sort_unstable();
+    days.dedup();
+    Ok(days)
+}
+
+/// Parses the hours of one day of a `shift set`: `HHMM-HHMM` (in shift from the start until the end, out
+/// of shift from midnight until the start and after the end; the end may be `2400`), or `off` for a day
+/// with no periods (it keeps the state the previous day ended in, as the reference's "No Shifts" day
+/// does). A shift across midnight is two days: `2200-2400` on one, `0000-0600` on the next.
+pub fn parse_day_hours(day: u8, text: &str) -> Result<Vec<Period>, Error> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Vec::new());
+    }
+    let bad = |why: &str| {
+        Error::Invalid(format!(
+            "`{text}` {why}: write the shift's hours as HHMM-HHMM (like 0900-1700, or 2200-2400 and 0000-0600 on \
+             the next day for a night shift), or `off` for a day without shifts"
+        ))
+    };
+    let (start, end) = text.split_once('-').ok_or_else(|| bad("has no `-` between start and end"))?;
+    let start = parse_hhmm(start.trim()).ok_or_else(|| bad("does not start with a time HHMM"))?;
+    let end = match end.trim() {
+        "2400" => 1440,
+        e => parse_hhmm(e).ok_or_else(|| bad("does not end with a time HHMM (or 2400)"))?,
+    };
+    if end <= start {
+        return Err(bad("ends before it starts"));
+    }
+    let mut periods = Vec::new();
+    if start > 0 {
+        periods.push(Period { day, start_minute: 0, state: ScheduleState::OutOfShift });
+    }
+    periods.push(Period { day, start_minute: start, state: ScheduleState::InShift });
+    if end < 1440 {
+        periods.push(Period { day, start_minute: end, state: ScheduleState::OutOfShift });
+    }
+    Ok(periods)
+}
+
+/// One day of a pattern for people: its in-shift hours (`0900-1700`, several separated by commas, `2400`
+/// when the shift runs into the next day), `closed` when it has periods but none in shift, `off` when it
+/// has none.
+pub fn describe_day(periods: &[Period], day: u8) -> String {
+    let mut own: Vec<&Period> = periods.iter().filter(|p| p.day == day).collect();
+    if own.is_empty() {
+        return "off".into();
+    }
+    own.sort_by_key(|p| p.start_minute);
+    let hhmm = |m: u16| format!("{:02}{:02}", m / 60, m % 60);
+    let mut ranges = Vec::new();
+    let mut open: Option<u16> = None;
+    for p in own {
+        match (p.state, open) {
+            (ScheduleState::InShift, None) => open = Some(p.start_minute),
+            (ScheduleState::OutOfShift, Some(s)) => {
+                ranges.push(format!("{}-{}", hhmm(s), hhmm(p.start_minute)));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = open {
+        ranges.push(format!("{}-2400", hhmm(s)));
+    }
+    if ranges.is_empty() { "closed".into() } else { ranges.join(",") }
+}
+
 /// The plant day `date` as [local midnight, next local midnight) in UTC (23 or 25 hours across DST).
 pub fn local_date_bounds(tz: Tz, date: chrono::NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let start_of = |d: chrono::NaiveDate| {
@@ -287,5 +378,45 @@ mod tests {
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         let at = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap();
         assert_eq!(local_day_start(tz, at), Utc.with_ymd_and_hms(2026, 1, 4, 23, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn shift_set_arguments_become_periods() {
+        assert_eq!(parse_days("mon").unwrap(), vec![0]);
+        assert_eq!(parse_days("weekdays").unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(parse_days("Sat,sun,SAT").unwrap(), vec![5, 6]);
+        assert_eq!(parse_days("all").unwrap(), (0..7).collect::<Vec<u8>>());
+        assert!(parse_days("monday").unwrap_err().to_string().contains("`monday` is not a day"));
+
+        assert_eq!(parse_day_hours(2, "0900-1700").unwrap(), standard_day(2, 540, 1020).to_vec());
+        assert_eq!(parse_day_hours(2, "off").unwrap(), vec![]);
+        assert_eq!(
+            parse_day_hours(0, "2200-2400").unwrap(),
+            vec![
+                Period { day: 0, start_minute: 0, state: OutOfShift },
+                Period { day: 0, start_minute: 1320, state: InShift },
+            ]
+        );
+        assert_eq!(
+            parse_day_hours(1, "0000-0600").unwrap(),
+            vec![
+                Period { day: 1, start_minute: 0, state: InShift },
+                Period { day: 1, start_minute: 360, state: OutOfShift }
+            ]
+        );
+        for bad in ["2200-0600", "0900", "09:00-17:00", "0900-2500", "0900-0900"] {
+            let e = parse_day_hours(0, bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("HHMM-HHMM"), "{e}");
+        }
+    }
+
+    #[test]
+    fn days_are_described_by_their_hours() {
+        let mut p = parse_day_hours(0, "0900-1700").unwrap();
+        p.extend(parse_day_hours(1, "2200-2400").unwrap());
+        p.extend(parse_day_hours(2, "0000-0600").unwrap());
+        p.push(Period { day: 3, start_minute: 0, state: OutOfShift });
+        let described: Vec<String> = (0..5).map(|d| describe_day(&p, d)).collect();
+        assert_eq!(described, ["0900-1700", "2200-2400", "0000-0600", "closed", "off"]);
     }
 }

@@ -3,15 +3,18 @@
 //! It subscribes to the command topics with a persistent session and manual acknowledgements, drains
 //! whatever commands have arrived into one batch, judges each with the state machine against its
 //! machine's locked row, writes the batch in one transaction, and only then acknowledges the messages,
-//! answers on each command's `reply_to` and publishes the machines' retained status.
+//! answers on each command's `reply_to` and publishes the machines' retained status. Its shift scheduler
+//! moves machines in and out of shift as their shift patterns say.
 
 mod batch;
+pub mod scheduler;
 mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use oee_core::config::{IngestConfig, MqttConfig};
+use chrono_tz::Tz;
+use oee_core::config::{IngestConfig, MqttConfig, SchedulerConfig};
 use oee_core::mqtt::{self, Incoming};
 use oee_core::topic::{self, CommandKind};
 use rumqttc::AsyncClient;
@@ -91,8 +94,9 @@ impl Drop for Ingest {
 }
 
 /// Starts ingest against the configured broker: the main connection (state commands, and telemetry when
-/// `telemetry_connections` is 0) and the telemetry connections, each with its own batch worker.
-pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest {
+/// `telemetry_connections` is 0) and the telemetry connections, each with its own batch worker, and the
+/// shift scheduler for the plant's time zone `tz`.
+pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &SchedulerConfig, tz: Tz) -> Ingest {
     let client_id =
         if cfg.client_id.is_empty() { format!("{}-ingest", mqtt_cfg.client_id_prefix) } else { cfg.client_id.clone() };
     // Across processes, workers of one shared group split each topic; within a process the telemetry
@@ -110,19 +114,21 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig) -> Ingest 
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }
-    let (client, t, ready) = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
-    clients.push(client);
-    tasks.extend(t);
-    subscribed.push(ready);
+    let main = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
+    clients.push(main.client);
+    tasks.extend(main.tasks);
+    subscribed.push(main.subscribed);
+    // Machines the scheduler moves get their retained status republished by the main connection.
+    tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), main.status));
     let telemetry_group =
         if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
-        let (client, t, ready) = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
-        clients.push(client);
-        tasks.extend(t);
-        subscribed.push(ready);
+        let c = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
+        clients.push(c.client);
+        tasks.extend(c.tasks);
+        subscribed.push(c.subscribed);
     }
     tasks.push(tokio::spawn(report(stats.clone())));
     Ingest { stats, tasks, clients, subscribed }
@@ -157,7 +163,8 @@ async fn report(stats: Arc<Stats>) {
     }
 }
 
-/// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker.
+/// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker; with
+/// `publishes_status`, also its status publisher, whose sender is returned.
 fn connection(
     pool: &PgPool,
     mqtt_cfg: &MqttConfig,
@@ -166,7 +173,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
-) -> (AsyncClient, Vec<JoinHandle<()>>, tokio::sync::watch::Receiver<bool>) {
+) -> Connection {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
@@ -182,9 +189,17 @@ fn connection(
         tx
     });
     let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
-    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status));
+    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status.clone()));
     tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
-    (client, tasks, subscribed)
+    Connection { client, tasks, subscribed, status }
+}
+
+/// A started connection: its client, tasks, subscription readiness and status publisher.
+struct Connection {
+    client: AsyncClient,
+    tasks: Vec<JoinHandle<()>>,
+    subscribed: tokio::sync::watch::Receiver<bool>,
+    status: Option<mpsc::UnboundedSender<status::Request>>,
 }
 
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it

@@ -240,8 +240,9 @@ pub async fn insert_job(
     .await?)
 }
 
-/// Ends a job at `at` and records its last counts, from `from` when the caller knows where its records end
-/// (counts of the same batch not yet written), else from the end of its latest record (or its start).
+/// Ends a job at `at` and records its last counts (none when both are 0), from `from` when the caller knows
+/// where its records end (counts of the same batch not yet written), else from the end of its latest record
+/// (or its start).
 pub async fn end_job(
     tx: &mut Transaction<'_, Postgres>,
     job: i64,
@@ -254,7 +255,7 @@ pub async fn end_job(
         "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
          SELECT j.machine_id, j.id, LEAST($2, COALESCE($5, (SELECT max(p.end_time) FROM production_quantity p \
                 WHERE p.job_id = j.id), j.start_time)), $2, $3, $4 \
-         FROM job j WHERE j.id = $1",
+         FROM job j WHERE j.id = $1 AND ($3 > 0 OR $4 > 0)",
     )
     .bind(job)
     .bind(at)

@@ -22,7 +22,8 @@ pub struct MachineSummary {
 }
 
 /// Creates a machine in the first group and shift pattern, in the schedule state the pattern gives now,
-/// with a first open activity: Down in shift, Closed out of shift. Its topic name is derived from its name.
+/// with a first open activity: Down in shift, Closed out of shift; the scheduler takes it from `now` on. Its
+/// topic name is derived from its name.
 pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) -> Result<MachineSummary, Error> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 {
@@ -38,8 +39,9 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
     let code = if schedule == ScheduleState::InShift { DOWN_CODE_ID } else { CLOSED_CODE_ID };
     let slug = free_slug(&mut tx, &slugify(name)).await?;
     let id: i32 = sqlx::query_scalar(
-        "INSERT INTO machine (name, topic_name, group_id, shift_id, schedule_state, current_code_id, current_since) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        "INSERT INTO machine (name, topic_name, group_id, shift_id, schedule_state, current_code_id, current_since, \
+                              schedule_applied_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
     .bind(name)
     .bind(&slug)

@@ -7,6 +7,7 @@ pub mod command;
 pub mod history;
 pub mod machine;
 pub mod report;
+pub mod schedule;
 pub mod seed;
 pub mod user;
 

@@ -1,0 +1,268 @@
+//! The shift scheduler: a week of shift transitions with an injected clock (a day without shifts,
+//! midnight, a DST change), catching up after a restart, and pattern changes made beside a running server.
+
+mod common;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Europe::London;
+use common::*;
+use oee_core::activity::{Code, MachineState, judge_job_start};
+use oee_core::shift::parse_day_hours;
+use oee_core::store::command::{apply_changes, insert_job, lock_machines, set_active_jobs};
+use oee_core::store::machine::add_machine;
+use oee_core::store::schedule::{add_shift, set_machine_shift, set_shift_days};
+use oee_ingest::scheduler::reconcile;
+use rumqttc::QoS;
+use sqlx::PgPool;
+
+const CLOSED: i32 = 3;
+const DOWN: i32 = 2;
+const UP: i32 = 1;
+const OVERTIME: i32 = 4;
+
+fn utc(m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap()
+}
+
+/// Activities of a machine as (code, start, end), in time order.
+async fn activities(pool: &PgPool, machine: i32) -> Vec<(i32, DateTime<Utc>, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        "SELECT activity_code_id, start_time, end_time FROM activity WHERE machine_id = $1 ORDER BY start_time, id",
+    )
+    .bind(machine)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// (schedule state, current code, running job) of a machine.
+async fn machine_state(pool: &PgPool, machine: i32) -> (i16, i32, Option<i64>) {
+    sqlx::query_as("SELECT schedule_state, current_code_id, active_job_id FROM machine WHERE id = $1")
+        .bind(machine)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Starts a job at `at` the way ingest does: locked row, judged start code, one transaction.
+async fn start_job(pool: &PgPool, machine: i32, at: DateTime<Utc>) -> i64 {
+    let mut tx = pool.begin().await.unwrap();
+    let locked = lock_machines(&mut tx, &[machine], &[]).await.unwrap();
+    let change = judge_job_start(&locked[0].snapshot, Code { id: UP, state: MachineState::Uptime }, at, None).unwrap();
+    let job = insert_job(&mut tx, machine, "J1", Some(10.0), at).await.unwrap();
+    set_active_jobs(&mut tx, &[(machine, Some(job))]).await.unwrap();
+    apply_changes(&mut tx, &[change]).await.unwrap();
+    tx.commit().await.unwrap();
+    job
+}
+
+async fn set_end_job_on_shift_end(pool: &PgPool, machine: i32, value: bool) {
+    sqlx::query("UPDATE machine SET end_job_on_shift_end = $2 WHERE id = $1")
+        .bind(machine)
+        .bind(value)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn job_end(pool: &PgPool, job: i64) -> (bool, Option<DateTime<Utc>>) {
+    sqlx::query_as("SELECT active, end_time FROM job WHERE id = $1").bind(job).fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_of_shifts_moves_the_machine_on_time_across_midnight_a_day_off_and_dst() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    let week = TimeDelta::days(7);
+    // Plant in London; the week of 2026-10-19, whose Sunday the clocks go back (BST, UTC+1, to GMT).
+    add_shift(&pool, "week").await.unwrap();
+    let weekdays: Vec<_> = (0..5).flat_map(|d| parse_day_hours(d, "0900-1700").unwrap()).collect();
+    set_shift_days(&pool, "week", &[0, 1, 2, 3, 4], &weekdays).await.unwrap();
+    set_shift_days(&pool, "week", &[5], &[]).await.unwrap();
+    set_shift_days(&pool, "week", &[6], &parse_day_hours(6, "0900-1700").unwrap()).await.unwrap();
+
+    // Monday 06:00 BST: out of shift, Closed.
+    let m = add_machine(&pool, "Press", London, utc(10, 19, 5)).await.unwrap().id;
+    set_machine_shift(&pool, "Press", "week").await.unwrap();
+    assert_eq!(reconcile(&pool, London, utc(10, 19, 5), week).await.unwrap(), Vec::<i32>::new());
+
+    // Monday 12:00 BST: the shift began at 09:00 BST (08:00 UTC).
+    assert_eq!(reconcile(&pool, London, utc(10, 19, 11), week).await.unwrap(), vec![m]);
+    assert_eq!(machine_state(&pool, m).await, (1, DOWN, None));
+    // the same instant again changes nothing
+    assert!(reconcile(&pool, London, utc(10, 19, 11), week).await.unwrap().is_empty());
+    assert_eq!(activities(&pool, m).await.len(), 2);
+
+    // A job from 13:00 BST is ended by the shift end at 17:00 BST; Tuesday's shift opens at 09:00 BST.
+    let job1 = start_job(&pool, m, utc(10, 19, 12)).await;
+    reconcile(&pool, London, utc(10, 20, 9), week).await.unwrap();
+    assert_eq!(job_end(&pool, job1).await, (false, Some(utc(10, 19, 16))));
+    assert_eq!(machine_state(&pool, m).await, (1, DOWN, None));
+
+    // Wednesday: a job allowed past shift end becomes Overtime at 17:00 BST...
+    reconcile(&pool, London, utc(10, 21, 15), week).await.unwrap();
+    set_end_job_on_shift_end(&pool, m, false).await;
+    let job2 = start_job(&pool, m, utc(10, 21, 15)).await;
+    reconcile(&pool, London, utc(10, 21, 17), week).await.unwrap();
+    assert_eq!(machine_state(&pool, m).await, (3, OVERTIME, Some(job2)));
+    // ...and, once jobs end with shifts again, the midnight period (00:00 BST Thursday) ends it.
+    set_end_job_on_shift_end(&pool, m, true).await;
+    reconcile(&pool, London, utc(10, 22, 0), week).await.unwrap();
+    assert_eq!(job_end(&pool, job2).await, (false, Some(utc(10, 21, 23))));
+    assert_eq!(machine_state(&pool, m).await, (3, CLOSED, None));
+
+    // Saturday has no shifts: nothing happens on it, and it does not fail.
+    reconcile(&pool, London, utc(10, 24, 11), week).await.unwrap();
+    assert_eq!(machine_state(&pool, m).await, (3, CLOSED, None));
+    // Sunday the clocks go back at 02:00 BST: its 09:00 is 09:00 UTC.
+    reconcile(&pool, London, utc(10, 25, 12), week).await.unwrap();
+    assert_eq!(machine_state(&pool, m).await.0, 1);
+    reconcile(&pool, London, utc(10, 26, 10), week).await.unwrap();
+
+    let want = vec![
+        (CLOSED, utc(10, 19, 5)),
+        (DOWN, utc(10, 19, 8)),
+        (UP, utc(10, 19, 12)),
+        (CLOSED, utc(10, 19, 16)),
+        (DOWN, utc(10, 20, 8)),
+        (CLOSED, utc(10, 20, 16)),
+        (DOWN, utc(10, 21, 8)),
+        (UP, utc(10, 21, 15)),
+        (OVERTIME, utc(10, 21, 16)),
+        (CLOSED, utc(10, 21, 23)),
+        (DOWN, utc(10, 22, 8)),
+        (CLOSED, utc(10, 22, 16)),
+        (DOWN, utc(10, 23, 8)),
+        (CLOSED, utc(10, 23, 16)),
+        (DOWN, utc(10, 25, 9)),
+        (CLOSED, utc(10, 25, 17)),
+        (DOWN, utc(10, 26, 9)),
+    ];
+    let got = activities(&pool, m).await;
+    assert_eq!(got.iter().map(|a| (a.0, a.1)).collect::<Vec<_>>(), want);
+    // The activities tile time: each ends where the next begins, the last is open.
+    for (a, b) in got.iter().zip(got.iter().skip(1)) {
+        assert_eq!(a.2, Some(b.1));
+    }
+    assert_eq!(got.last().unwrap().2, None);
+    assert_eq!(machine_state(&pool, m).await, (1, DOWN, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_catches_up_the_transitions_it_missed_at_their_own_instants() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    // The server last applied the seeded 9-5 pattern (UTC plant) at midnight two days ago, then stopped.
+    let last = (Utc::now() - Duration::days(2)).date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let m = add_machine(&pool, "Lathe", chrono_tz::Tz::UTC, last).await.unwrap().id;
+    assert_eq!(machine_state(&pool, m).await, (3, CLOSED, None));
+
+    let t = spawn_app_with(test_config(&db), db.clone(), oee_server::Services::ALL).await;
+    eventually("the start-up round applied the missed transitions", || async {
+        let until: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT schedule_applied_until FROM machine WHERE id = $1")
+                .bind(m)
+                .fetch_one(&t.pool)
+                .await
+                .unwrap();
+        until.is_some_and(|u| u > last + Duration::days(2))
+    })
+    .await;
+    // One snapshot of how far the scheduler got and what it wrote.
+    let (until, codes, starts): (DateTime<Utc>, Vec<i32>, Vec<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT m.schedule_applied_until, array_agg(a.activity_code_id ORDER BY a.start_time, a.id), \
+                array_agg(a.start_time ORDER BY a.start_time, a.id) \
+         FROM machine m JOIN activity a ON a.machine_id = m.id WHERE m.id = $1 GROUP BY m.id",
+    )
+    .bind(m)
+    .fetch_one(&t.pool)
+    .await
+    .unwrap();
+    // Down at each 09:00, Closed at each 17:00 (the midnights change nothing on a Closed machine).
+    let mut want = vec![(CLOSED, last)];
+    let mut day: NaiveDate = last.date_naive();
+    loop {
+        let (open, close) = (day.and_hms_opt(9, 0, 0).unwrap().and_utc(), day.and_hms_opt(17, 0, 0).unwrap().and_utc());
+        if open > until {
+            break;
+        }
+        want.push((DOWN, open));
+        if close > until {
+            break;
+        }
+        want.push((CLOSED, close));
+        day = day.succ_opt().unwrap();
+    }
+    assert!(want.len() >= 5, "two whole days were missed: {want:?}");
+    assert_eq!(codes.into_iter().zip(starts).collect::<Vec<_>>(), want);
+    let in_shift = want.last().unwrap().0 == DOWN;
+    assert_eq!(machine_state(&t.pool, m).await.0, if in_shift { 1 } else { 3 });
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_oee-server");
+
+/// Runs an administration command against the test's database, beside the running server.
+async fn admin(db: &TestDb, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("OEE_DATABASE__URL", db.url())
+        .env("OEE_PLANT__TIMEZONE", "UTC")
+        .env("OEE_DATA_DIR", scratch_dir(&format!("{}-cli", db.name)))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run oee-server");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Reads the machine's status topic until `check` holds for a message.
+async fn status_until(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    topic: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    loop {
+        let v = next_on(rx, topic).await;
+        if check(&v) {
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_changed_from_the_command_line_applies_at_once_to_the_running_server() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Mill").await;
+    let (client, mut rx) = t.mqtt_client("watcher").await;
+    let topic = format!("oee/v1/machines/{m}/status");
+    client.subscribe(&topic, QoS::AtLeastOnce).await.unwrap();
+
+    let (ok, out) = admin(&t.db, &["shift", "add", "Always"]).await;
+    assert!(ok && out.contains("added shift pattern"), "{out}");
+    let (ok, out) = admin(&t.db, &["shift", "set", "Always", "all", "0000-2400"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&t.db, &["shift", "set", "Always", "mon", "2200-0600"]).await;
+    assert!(!ok && out.contains("ends before it starts") && out.contains("0000-0600"), "{out}");
+    let (ok, out) = admin(&t.db, &["shift", "set", "Nobody", "mon", "0900-1700"]).await;
+    assert!(!ok && out.contains("no shift pattern named `Nobody`"), "{out}");
+
+    // The machine follows a pattern in shift all week: whatever the hour, it is now in shift and Down.
+    let (ok, out) = admin(&t.db, &["machine", "shift", "Mill", "Always"]).await;
+    assert!(ok, "{out}");
+    eventually("the machine is in shift", || async { machine_state(&t.pool, m).await == (1, DOWN, None) }).await;
+    let v = status_until(&mut rx, &topic, |v| v["schedule_state"] == 1).await;
+    assert_eq!(v["activity_code_id"], DOWN);
+
+    // No shifts on any day: out of shift, and Down without a job closes.
+    let (ok, out) = admin(&t.db, &["shift", "set", "Always", "all", "off"]).await;
+    assert!(ok, "{out}");
+    eventually("the machine is out of shift", || async { machine_state(&t.pool, m).await == (3, CLOSED, None) }).await;
+    let v = status_until(&mut rx, &topic, |v| v["schedule_state"] == 3).await;
+    assert_eq!(v["activity_code_id"], CLOSED);
+
+    let (ok, out) = admin(&t.db, &["shift", "list"]).await;
+    assert!(ok && out.contains("Always") && out.contains("mon off") && out.contains("machines: Mill"), "{out}");
+    let (_, out) = admin(&t.db, &["shift", "list"]).await;
+    assert!(out.contains("9-5") && out.contains("sun 0900-1700"), "{out}");
+}
