@@ -170,7 +170,7 @@ async fn main() {
         if keep { " (kept for reuse)" } else { "" }
     );
 
-    let dataset = match read_dataset(&dir, shape) {
+    let dataset = match read_dataset(&dir, shape, &config) {
         Some(d) => {
             eprintln!("reusing the dataset generated {}", d.generated_at.format("%Y-%m-%d %H:%M UTC"));
             d
@@ -327,11 +327,25 @@ async fn start_app(config: &Config) -> App {
 }
 
 /// The dataset a kept directory holds, when it matches this run's shape.
-fn read_dataset(dir: &Path, shape: Shape) -> Option<Dataset> {
-    let text = std::fs::read_to_string(dir.join(DATASET_FILE)).ok()?;
-    let value: Value = serde_json::from_str(&text).ok()?;
-    let d = Dataset::from_json(&value).unwrap_or_else(|| {
-        panic!("{} is not a dataset description: remove the directory to regenerate", dir.join(DATASET_FILE).display())
+fn read_dataset(dir: &Path, shape: Shape, config: &Config) -> Option<Dataset> {
+    let file = dir.join(DATASET_FILE);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        // The description is written last: a cluster without one is what an interrupted generation left.
+        if config.embedded_db_dir().join("PG_VERSION").exists() {
+            panic!(
+                "{} holds a database but no complete dataset (an earlier generation was interrupted): remove the \
+                 directory to generate it again",
+                dir.display()
+            );
+        }
+        return None;
+    };
+    let d = serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Dataset::from_json).unwrap_or_else(|| {
+        panic!(
+            "{} is not a dataset description: remove {} to generate the dataset again",
+            file.display(),
+            dir.display()
+        )
     });
     if d.machines != shape.machines || d.days != shape.days {
         panic!(
