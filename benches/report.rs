@@ -712,10 +712,7 @@ async fn time_engine(
         EngineTiming { fetch_ms: Vec::new(), compute_ms: Vec::new(), activities: 0, jobs: 0, production: 0 };
     for _ in 0..repeats {
         let t = Instant::now();
-        let mut inputs = Vec::with_capacity(machines.len());
-        for &m in machines {
-            inputs.push(report::engine_inputs(pool, m, from, to).await.expect("read the engine's inputs"));
-        }
+        let inputs = read_inputs(pool, machines, from, to).await;
         timing.fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let mut total = Sums::default();
@@ -734,6 +731,20 @@ async fn time_engine(
     timing.fetch_ms.sort_by(f64::total_cmp);
     timing.compute_ms.sort_by(f64::total_cmp);
     timing
+}
+
+/// Every machine's engine inputs for [from, to), read as the API reads them.
+async fn read_inputs(
+    pool: &PgPool,
+    machines: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<report::EngineInputs> {
+    let mut inputs = Vec::with_capacity(machines.len());
+    for &m in machines {
+        inputs.push(report::engine_inputs(pool, m, from, to).await.expect("read the engine's inputs"));
+    }
+    inputs
 }
 
 /// Rows and on-disk size (table, indexes, TOAST) of the tables the history lives in.
