@@ -120,8 +120,11 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("{}", text_table(&outcomes));
-    let md = markdown(&host, &pg_version, &outcomes);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let md = keep_report_section(
+        markdown(&host, &pg_version, &outcomes),
+        &std::fs::read_to_string(&path).unwrap_or_default(),
+    );
     std::fs::write(&path, md).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     println!("wrote {}", path.display());
 }
@@ -975,6 +978,16 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// `md` followed by the section of `old` that `benches/report.rs` writes (between its markers), if any.
+fn keep_report_section(md: String, old: &str) -> String {
+    const START: &str = "<!-- report-bench:start -->";
+    const END: &str = "<!-- report-bench:end -->";
+    match (old.find(START), old.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}\n\n{}\n", md.trim_end(), &old[a..b + END.len()]),
+        _ => md,
+    }
 }
 
 fn markdown(host: &HostInfo, pg_version: &str, outcomes: &[Outcome]) -> String {

@@ -1,0 +1,1051 @@
+//! A bounded benchmark of OEE reports over a year of history: `cargo bench --bench report`.
+//!
+//! It fills an embedded PostgreSQL cluster with a year of history for 100 machines (one activity about
+//! every 5 minutes, three jobs a day with ideal cycle times, a production record every 15 minutes), all
+//! with set-based SQL, then starts the whole server on that cluster and times the 30-day report of the
+//! group and of one machine through `GET /api/v1/oee` over loopback HTTP: the first call after a fresh
+//! start of the server and its PostgreSQL ("cold"), then repeats ("warm"). It also times the engine
+//! alone (`store::report::engine_inputs` and `oee::sums`, no HTTP) and writes its figures into its own
+//! section of `BENCHMARKS.md`.
+//!
+//! Environment:
+//! - `OEE_BENCH_QUICK=1`: 10 machines × 30 days, to check the bench itself; `BENCHMARKS.md` is left alone.
+//! - `OEE_REPORT_BENCH_DIR=/some/dir`: keep the generated dataset there and reuse it on later runs
+//!   (it is generated when the directory holds none). Without it, the data lives in a temporary
+//!   directory that is removed at the end.
+//!
+//! Everything listens on 127.0.0.1 or a unix socket, and every step is bounded: a watchdog ends the
+//! process if a run goes on far longer than expected.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use oee_core::Config;
+use oee_core::oee::{EngineConfig, Sums, Window, sums};
+use oee_core::store::{Database, report, seed};
+use oee_server::{App, Services};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::time::Instant;
+
+/// Seconds between activity slots: each machine changes state about this often.
+const ACTIVITY_SLOT_S: i64 = 300;
+/// Seconds covered by one production record.
+const PRODUCTION_SLOT_S: i64 = 900;
+/// Jobs run back to back, this long each (three a day).
+const JOB_S: i64 = 8 * 3600;
+/// Length of the timed report window.
+const REPORT_DAYS: i64 = 30;
+/// Production records per job (jobs and production slots are aligned).
+const SLOTS_PER_JOB: i64 = JOB_S / PRODUCTION_SLOT_S;
+/// The plant's shift, used to pick codes and quantities: Monday to Friday, 06:00–22:00 UTC.
+const SHIFT_FIRST_HOUR: i32 = 6;
+const SHIFT_LAST_HOUR: i32 = 21;
+/// What marks a complete dataset in a kept directory.
+const DATASET_FILE: &str = "report-bench-dataset.json";
+const SECTION_START: &str = "<!-- report-bench:start -->";
+const SECTION_END: &str = "<!-- report-bench:end -->";
+/// Per-request bound.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The size of a run.
+#[derive(Clone, Copy)]
+struct Shape {
+    machines: i64,
+    days: i64,
+    /// Warm repeats of each request.
+    repeats: usize,
+    /// The process gives up after this long.
+    watchdog: Duration,
+    quick: bool,
+}
+
+impl Shape {
+    fn from_env() -> Shape {
+        let quick = std::env::var("OEE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        if quick {
+            Shape { machines: 10, days: 30, repeats: 3, watchdog: Duration::from_secs(600), quick }
+        } else {
+            Shape { machines: 100, days: 365, repeats: 5, watchdog: Duration::from_secs(3600), quick }
+        }
+    }
+
+    /// Activities per machine; the last one is open. Two slots short of the whole span, so that even
+    /// the last (shifted) start lies before the end of the history.
+    fn activities_per_machine(&self) -> i64 {
+        self.days * 86_400 / ACTIVITY_SLOT_S - 2
+    }
+
+    fn jobs_per_machine(&self) -> i64 {
+        self.days * 86_400 / JOB_S
+    }
+
+    /// Production records per machine; the last slot is left out so that no record ends after the history.
+    fn production_per_machine(&self) -> i64 {
+        self.days * 86_400 / PRODUCTION_SLOT_S - 1
+    }
+}
+
+/// A generated dataset: what it holds and what making it cost. Kept beside the cluster for reuse.
+struct Dataset {
+    machines: i64,
+    days: i64,
+    group: i32,
+    /// The history runs from `end - days` to `end`; the open activity and the running job start before it.
+    end: DateTime<Utc>,
+    generated_at: DateTime<Utc>,
+    /// Seconds spent inserting, in `VACUUM ANALYZE` and in `CHECKPOINT`.
+    load_s: f64,
+    vacuum_s: f64,
+    checkpoint_s: f64,
+    /// Whether this run made it (or reused one made earlier).
+    reused: bool,
+}
+
+impl Dataset {
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "machines": self.machines,
+            "days": self.days,
+            "group": self.group,
+            "end": self.end,
+            "generated_at": self.generated_at,
+            "load_s": self.load_s,
+            "vacuum_s": self.vacuum_s,
+            "checkpoint_s": self.checkpoint_s,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Dataset> {
+        let time = |k: &str| v.get(k)?.as_str()?.parse::<DateTime<Utc>>().ok();
+        Some(Dataset {
+            machines: v.get("machines")?.as_i64()?,
+            days: v.get("days")?.as_i64()?,
+            group: i32::try_from(v.get("group")?.as_i64()?).ok()?,
+            end: time("end")?,
+            generated_at: time("generated_at")?,
+            load_s: v.get("load_s")?.as_f64()?,
+            vacuum_s: v.get("vacuum_s")?.as_f64()?,
+            checkpoint_s: v.get("checkpoint_s")?.as_f64()?,
+            reused: true,
+        })
+    }
+
+    fn generation_s(&self) -> f64 {
+        self.load_s + self.vacuum_s + self.checkpoint_s
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    // By default: no notes about slow statements (bulk loading is slow on purpose) and no broker errors
+    // about its connections going away when a server is stopped between cases.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error,rumqttd=off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let run_started = Instant::now();
+    let shape = Shape::from_env();
+    let watchdog = shape.watchdog;
+    std::thread::spawn(move || {
+        std::thread::sleep(watchdog);
+        eprintln!("report bench: still running after {watchdog:?}; giving up");
+        // Exiting kills the embedded PostgreSQL too (it is tied to this process by a parent-death signal).
+        std::process::exit(2);
+    });
+    let host = HostInfo::gather();
+    let (dir, keep) = bench_dir();
+    let config = bench_config(&dir);
+    eprintln!(
+        "report bench: {} machines × {} days under {}{}",
+        shape.machines,
+        shape.days,
+        dir.display(),
+        if keep { " (kept for reuse)" } else { "" }
+    );
+
+    let dataset = match read_dataset(&dir, shape, &config) {
+        Some(d) => {
+            eprintln!("reusing the dataset generated {}", d.generated_at.format("%Y-%m-%d %H:%M UTC"));
+            d
+        }
+        None => generate(&config, &dir, shape).await,
+    };
+
+    // The report window ends where the history ends: now for a fresh dataset, the generation time for a
+    // reused one (later times would only add one open activity per machine).
+    let to = dataset.end;
+    let from = to - TimeDelta::days(REPORT_DAYS);
+    let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("build the HTTP client");
+    let machines = machine_ids(&config, dataset.group).await;
+    let one = machines[0];
+    let day_count = days_touched(from, to);
+    let cases = [
+        Case {
+            name: format!("group of {} machines, {REPORT_DAYS} days, by=day", machines.len()),
+            query: format!("group={}&from={}&to={}&by=day", dataset.group, rfc3339(from), rfc3339(to)),
+            machines: machines.len(),
+            buckets: day_count,
+            window: (from, to),
+        },
+        Case {
+            name: format!("group of {} machines, {REPORT_DAYS} days, whole window", machines.len()),
+            query: format!("group={}&from={}&to={}", dataset.group, rfc3339(from), rfc3339(to)),
+            machines: machines.len(),
+            buckets: 0,
+            window: (from, to),
+        },
+        Case {
+            name: format!("one machine, {REPORT_DAYS} days, whole window"),
+            query: format!("machine={one}&from={}&to={}", rfc3339(from), rfc3339(to)),
+            machines: 1,
+            buckets: 0,
+            window: (from, to),
+        },
+        Case {
+            name: format!("one machine, {REPORT_DAYS} days, by=day"),
+            query: format!("machine={one}&from={}&to={}&by=day", rfc3339(from), rfc3339(to)),
+            machines: 1,
+            buckets: day_count,
+            window: (from, to),
+        },
+    ];
+
+    let mut timings = Vec::new();
+    let mut engine = None;
+    let mut pg_version = String::new();
+    let mut sizes = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        // A fresh server (and PostgreSQL with empty shared buffers) for every case's first call.
+        let app = start_app(&config).await;
+        let http = format!("http://{}", app.http_addr.expect("the server serves HTTP"));
+        eprintln!("timing: {}", case.name);
+        timings.push(time_case(&client, &http, case, shape.repeats).await);
+        if i + 1 == cases.len() {
+            eprintln!("timing: the engine alone");
+            engine = Some(time_engine(&app.db.pool, &machines, from, to, shape.repeats).await);
+            pg_version = sqlx::query_scalar("SELECT version()")
+                .fetch_one(&app.db.pool)
+                .await
+                .expect("ask PostgreSQL its version");
+            sizes = table_sizes(&app.db.pool).await;
+        }
+        app.stop().await;
+    }
+    let engine = engine.expect("the engine was timed");
+
+    if keep {
+        eprintln!("kept the dataset in {}", dir.display());
+    } else if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("could not remove {}: {e}", dir.display());
+    }
+
+    let run_s = run_started.elapsed().as_secs_f64();
+    let results = Results { host, shape, dataset, pg_version, sizes, timings, engine, run_s, from, to };
+    println!("{}", results.text());
+    if shape.quick {
+        println!("quick run: BENCHMARKS.md left unchanged");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let new = replace_section(&old, &results.markdown());
+    std::fs::write(&path, new).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    println!("wrote the report section of {}", path.display());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Set-up
+
+/// The directory for this run, and whether to keep it: `OEE_REPORT_BENCH_DIR` when set, else a fresh
+/// temporary one (those of earlier runs whose process is gone are removed).
+fn bench_dir() -> (PathBuf, bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, keep) = match std::env::var_os("OEE_REPORT_BENCH_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => (PathBuf::from(d), true),
+        None => {
+            let root = std::env::temp_dir();
+            if let Ok(entries) = std::fs::read_dir(&root) {
+                for e in entries.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if let Some(pid) = name.strip_prefix("oee-report-bench-").and_then(|p| p.parse::<u32>().ok())
+                        && !Path::new(&format!("/proc/{pid}")).exists()
+                    {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+            (root.join(format!("oee-report-bench-{}", std::process::id())), false)
+        }
+    };
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
+    // When this runs as root the cluster runs as `postgres`, which must be able to pass through.
+    for d in [&dir, &data] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", d.display()));
+    }
+    (dir, keep)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("find a free loopback port").port()
+}
+
+fn bench_config(dir: &Path) -> Config {
+    let mut c = Config { data_dir: dir.join("data"), ..Config::default() };
+    c.plant.timezone = "UTC".into();
+    c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mqtt_port = free_port();
+    c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
+    c.mqtt.host = "127.0.0.1".into();
+    c.mqtt.port = mqtt_port;
+    let settings = &mut c.database.embedded.settings;
+    settings.insert("shared_buffers".into(), "512MB".into());
+    // Bulk loading: no checkpoint in the middle of it, and room for VACUUM. Neither changes how reads run.
+    settings.insert("max_wal_size".into(), "8GB".into());
+    settings.insert("maintenance_work_mem".into(), "256MB".into());
+    c
+}
+
+/// Starts the whole server; its broker gets a port of its own, as one stopped earlier may still hold its port.
+async fn start_app(config: &Config) -> App {
+    let mut config = config.clone();
+    let mqtt_port = free_port();
+    config.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
+    config.mqtt.port = mqtt_port;
+    tokio::time::timeout(Duration::from_secs(180), App::start(&config, Services::ALL))
+        .await
+        .expect("the server did not start within 180 s")
+        .expect("start the server")
+}
+
+/// The dataset a kept directory holds, when it matches this run's shape.
+fn read_dataset(dir: &Path, shape: Shape, config: &Config) -> Option<Dataset> {
+    let file = dir.join(DATASET_FILE);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        // The description is written last: a cluster without one is what an interrupted generation left.
+        if config.embedded_db_dir().join("PG_VERSION").exists() {
+            panic!(
+                "{} holds a database but no complete dataset (an earlier generation was interrupted): remove the \
+                 directory to generate it again",
+                dir.display()
+            );
+        }
+        return None;
+    };
+    let d = serde_json::from_str::<Value>(&text).ok().as_ref().and_then(Dataset::from_json).unwrap_or_else(|| {
+        panic!(
+            "{} is not a dataset description: remove {} to generate the dataset again",
+            file.display(),
+            dir.display()
+        )
+    });
+    if d.machines != shape.machines || d.days != shape.days {
+        panic!(
+            "{} holds {} machines × {} days, this run wants {} × {}: use another OEE_REPORT_BENCH_DIR or remove it",
+            dir.display(),
+            d.machines,
+            d.days,
+            shape.machines,
+            shape.days
+        );
+    }
+    Some(d)
+}
+
+async fn machine_ids(config: &Config, group: i32) -> Vec<i32> {
+    let db = Database::open(config).await.expect("open the database");
+    let ids = report::group_machines(&db.pool, group)
+        .await
+        .expect("read the group's machines")
+        .expect("the dataset's machine group exists");
+    db.close().await;
+    assert!(!ids.is_empty(), "the dataset's machine group has no machines");
+    ids
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Generation
+
+/// Fills the database with the history, all set-based: one statement per machine and table.
+async fn generate(config: &Config, dir: &Path, shape: Shape) -> Dataset {
+    let db = tokio::time::timeout(Duration::from_secs(180), Database::open(config))
+        .await
+        .expect("the database did not open within 180 s")
+        .expect("open the database");
+    let pool = &db.pool;
+    seed::seed_first_run(pool, Utc::now()).await.expect("seed the database");
+
+    let generated_at = Utc::now();
+    // The history ends on a 15-minute boundary, so activity, job and production slots line up.
+    let end_secs = generated_at.timestamp() - generated_at.timestamp().rem_euclid(PRODUCTION_SLOT_S);
+    let end = DateTime::from_timestamp(end_secs, 0).expect("a representable time");
+    let start = end - TimeDelta::days(shape.days);
+    let started = Instant::now();
+
+    let group: i32 = sqlx::query_scalar("INSERT INTO machine_group (name) VALUES ('Report bench') RETURNING id")
+        .fetch_one(pool)
+        .await
+        .expect("add the machine group");
+    let machines: Vec<i32> = sqlx::query_scalar(
+        "INSERT INTO machine (name, group_id, current_code_id, current_since, created_at) \
+         SELECT format('report-bench-%s', lpad(n::text, 3, '0')), $1, 3, $2, $2 \
+         FROM generate_series(1, $3::int) AS n ORDER BY n RETURNING id",
+    )
+    .bind(group)
+    .bind(start)
+    .bind(shape.machines as i32)
+    .fetch_all(pool)
+    .await
+    .expect("add the machines");
+
+    for (i, &m) in machines.iter().enumerate() {
+        let t = Instant::now();
+        insert_activities(pool, m, start, shape.activities_per_machine()).await;
+        insert_jobs(pool, m, start, shape.jobs_per_machine()).await;
+        insert_production(pool, m, start, shape.production_per_machine()).await;
+        if i == 0 || (i + 1) % 10 == 0 {
+            eprintln!(
+                "  machine {}/{}: {:.1} s ({:.0} s so far)",
+                i + 1,
+                machines.len(),
+                t.elapsed().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    // The machine row mirrors its open activity and running job.
+    sqlx::query(
+        "UPDATE machine m SET current_code_id = a.activity_code_id, current_since = a.start_time, \
+             active_job_id = j.id \
+         FROM activity a, job j \
+         WHERE m.group_id = $1 AND a.machine_id = m.id AND a.end_time IS NULL AND j.machine_id = m.id AND j.active",
+    )
+    .bind(group)
+    .execute(pool)
+    .await
+    .expect("set the machines' current state");
+    let load_s = started.elapsed().as_secs_f64();
+    eprintln!("  inserted in {load_s:.1} s; VACUUM ANALYZE");
+
+    let t = Instant::now();
+    sqlx::raw_sql("VACUUM ANALYZE machine, activity, job, production_quantity").execute(pool).await.expect("vacuum");
+    let vacuum_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    sqlx::raw_sql("CHECKPOINT").execute(pool).await.expect("checkpoint");
+    let checkpoint_s = t.elapsed().as_secs_f64();
+    eprintln!("  VACUUM ANALYZE {vacuum_s:.1} s, CHECKPOINT {checkpoint_s:.1} s; checking the history");
+
+    check_history(pool, &machines, shape).await;
+    db.close().await;
+    let dataset = Dataset {
+        machines: shape.machines,
+        days: shape.days,
+        group,
+        end,
+        generated_at,
+        load_s,
+        vacuum_s,
+        checkpoint_s,
+        reused: false,
+    };
+    let file = dir.join(DATASET_FILE);
+    std::fs::write(&file, dataset.to_json().to_string())
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+    dataset
+}
+
+/// SQL for "slot time `t` is inside the plant's shift".
+fn in_shift_sql(t: &str) -> String {
+    format!(
+        "(extract(isodow FROM {t} AT TIME ZONE 'UTC') <= 5 \
+          AND extract(hour FROM {t} AT TIME ZONE 'UTC') BETWEEN {SHIFT_FIRST_HOUR} AND {SHIFT_LAST_HOUR})"
+    )
+}
+
+/// One activity per 5-minute slot, alternating between a long "working" activity (even slots: Up in
+/// shift, Closed outside it) and a short "stopped" one (odd slots: Down in shift, Overtime outside it),
+/// so that every row is a change of code. Starts are shifted within their slot by a per-machine amount
+/// (how long the machine works) and a pseudo-random jitter under 40 s, except the first, which starts
+/// with the history; every activity ends where the next one starts, and the last one is open.
+async fn insert_activities(pool: &PgPool, machine: i32, start: DateTime<Utc>, count: i64) {
+    // Odd slots start this many seconds into their slot: 200–259 s, always under the slot length minus
+    // the largest jitter, so starts increase strictly.
+    let work_s = 200 + i64::from(machine) * 37 % 60;
+    let sql = format!(
+        "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
+         SELECT $1, \
+                CASE WHEN {in_shift} THEN (CASE WHEN k % 2 = 0 THEN 1 ELSE 2 END) \
+                     ELSE (CASE WHEN k % 2 = 0 THEN 3 ELSE 4 END) END, \
+                CASE WHEN k = 0 THEN $2 \
+                     ELSE $2 + (k * {slot} + (k % 2) * $4 + ($1 * 7919 + k * 104729) % 40) * interval '1 second' END, \
+                CASE WHEN k < $3 - 1 THEN \
+                    $2 + ((k + 1) * {slot} + ((k + 1) % 2) * $4 + ($1 * 7919 + (k + 1) * 104729) % 40) \
+                         * interval '1 second' END \
+         FROM generate_series(0::bigint, $3 - 1) AS k",
+        in_shift = in_shift_sql(&format!("($2 + k * interval '{ACTIVITY_SLOT_S} seconds')")),
+        slot = ACTIVITY_SLOT_S,
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i64::from(machine))
+        .bind(start)
+        .bind(count)
+        .bind(work_s)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("insert the activities of machine {machine}: {e}"));
+}
+
+/// Back-to-back 8-hour jobs with ideal cycle times of 20–36.5 s; the last one is still running.
+async fn insert_jobs(pool: &PgPool, machine: i32, start: DateTime<Utc>, count: i64) {
+    let sql = format!(
+        "INSERT INTO job (machine_id, job_number, part_number, ideal_cycle_time_s, start_time, end_time, active) \
+         SELECT $1, format('J%s-%s', $1, j), format('P%s', j % 7), \
+                20 + ($1 * 13) % 10 + (j % 4) * 2.5, \
+                $2 + j * interval '{JOB_S} seconds', \
+                CASE WHEN j < $3 - 1 THEN $2 + (j + 1) * interval '{JOB_S} seconds' END, \
+                j = $3 - 1 \
+         FROM generate_series(0::bigint, $3 - 1) AS j"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(machine)
+        .bind(start)
+        .bind(count)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("insert the jobs of machine {machine}: {e}"));
+}
+
+/// One production record per 15 minutes, in the job running then: about 88 % of the ideal count in
+/// shift and 10 % outside it, with 0–2 rejects.
+async fn insert_production(pool: &PgPool, machine: i32, start: DateTime<Utc>, count: i64) {
+    let sql = format!(
+        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
+         SELECT $1, j.id, t.s, t.s + interval '{PRODUCTION_SLOT_S} seconds', \
+                t.total - least(t.total, (p + $1) % 3), least(t.total, (p + $1) % 3) \
+         FROM generate_series(0::bigint, $3 - 1) AS p \
+         CROSS JOIN LATERAL (SELECT $2 + p * interval '{PRODUCTION_SLOT_S} seconds' AS s) AS b \
+         JOIN job j ON j.machine_id = $1 AND j.start_time = $2 + (p / {SLOTS_PER_JOB}) * interval '{JOB_S} seconds' \
+         CROSS JOIN LATERAL (SELECT b.s, \
+                floor({PRODUCTION_SLOT_S} * (CASE WHEN {in_shift} THEN 0.88 ELSE 0.10 END) \
+                      / j.ideal_cycle_time_s)::bigint AS total) AS t",
+        in_shift = in_shift_sql("b.s"),
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(machine)
+        .bind(start)
+        .bind(count)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("insert the production of machine {machine}: {e}"));
+}
+
+/// Fails the run when the generated history is not what the schema and the server expect.
+async fn check_history(pool: &PgPool, machines: &[i32], shape: Shape) {
+    let t = Instant::now();
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM activity WHERE machine_id = ANY($1)), \
+                (SELECT count(*) FROM job WHERE machine_id = ANY($1)), \
+                (SELECT count(*) FROM production_quantity WHERE machine_id = ANY($1))",
+    )
+    .bind(machines)
+    .fetch_one(pool)
+    .await
+    .expect("count the rows");
+    let n = machines.len() as i64;
+    assert_eq!(
+        counts,
+        (n * shape.activities_per_machine(), n * shape.jobs_per_machine(), n * shape.production_per_machine()),
+        "rows generated (activities, jobs, production records)"
+    );
+    // Every activity ends where the next one starts; only the last one is open.
+    let gaps: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT start_time, end_time, activity_code_id, \
+             lead(start_time) OVER w AS next_start, lag(activity_code_id) OVER w AS previous_code \
+           FROM activity WHERE machine_id = ANY($1) \
+           WINDOW w AS (PARTITION BY machine_id ORDER BY start_time)) a \
+         WHERE end_time IS DISTINCT FROM next_start OR end_time <= start_time OR previous_code = activity_code_id",
+    )
+    .bind(machines)
+    .fetch_one(pool)
+    .await
+    .expect("check activity continuity");
+    assert_eq!(gaps, 0, "activities that do not end where the next one starts, are empty, or repeat the previous code");
+    // The machine row matches its open activity and running job.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM machine m \
+         LEFT JOIN activity a ON a.machine_id = m.id AND a.end_time IS NULL \
+         LEFT JOIN job j ON j.machine_id = m.id AND j.active \
+         WHERE m.id = ANY($1) AND (a.id IS NULL OR j.id IS NULL OR m.current_code_id <> a.activity_code_id \
+             OR m.current_since <> a.start_time OR m.active_job_id IS DISTINCT FROM j.id)",
+    )
+    .bind(machines)
+    .fetch_one(pool)
+    .await
+    .expect("check the machines' current state");
+    assert_eq!(mismatched, 0, "machines whose current state does not match their open activity and job");
+    eprintln!("  history checked in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Timing
+
+/// One request to time.
+struct Case {
+    name: String,
+    query: String,
+    machines: usize,
+    /// Buckets the answer must have (0: none asked for).
+    buckets: usize,
+    window: (DateTime<Utc>, DateTime<Utc>),
+}
+
+struct Timing {
+    name: String,
+    query: String,
+    first_ms: f64,
+    /// Warm repeats, sorted.
+    warm_ms: Vec<f64>,
+    bytes: usize,
+    oee: Option<f64>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Calendar days (UTC, the bench plant's time zone) that [from, to) touches: the API's `by=day` buckets.
+fn days_touched(from: DateTime<Utc>, to: DateTime<Utc>) -> usize {
+    let first: NaiveDate = from.date_naive();
+    let last: NaiveDate = (to - TimeDelta::milliseconds(1)).date_naive();
+    ((last - first).num_days() + 1) as usize
+}
+
+async fn time_case(client: &reqwest::Client, http: &str, case: &Case, repeats: usize) -> Timing {
+    let url = format!("{http}/api/v1/oee?{}", case.query);
+    let (first_ms, body) = timed_get(client, &url).await;
+    let (bytes, oee) = check_answer(case, &body);
+    let mut warm_ms = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let (ms, again) = timed_get(client, &url).await;
+        check_answer(case, &again);
+        warm_ms.push(ms);
+    }
+    warm_ms.sort_by(f64::total_cmp);
+    eprintln!("  first {first_ms:.0} ms, warm median {:.0} ms", median(&warm_ms));
+    Timing { name: case.name.clone(), query: case.query.clone(), first_ms, warm_ms, bytes, oee }
+}
+
+/// One GET: the time until the whole body has arrived, and the body.
+async fn timed_get(client: &reqwest::Client, url: &str) -> (f64, String) {
+    let t = Instant::now();
+    let r = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status();
+    let body = r.text().await.unwrap_or_else(|e| panic!("GET {url}: reading the body: {e}"));
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(status, 200, "GET {url} answered {status}: {body}");
+    (ms, body)
+}
+
+/// Checks an answer against what the generator made: one bucket per day asked for, every machine's
+/// whole window counted, and all of it covered by activities. Extra fields are ignored.
+fn check_answer(case: &Case, body: &str) -> (usize, Option<f64>) {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{}: the answer is not JSON: {e}", case.name));
+    let buckets = v.get("buckets").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    assert_eq!(buckets, case.buckets, "{}: buckets in the answer", case.name);
+    let total = v.get("total").unwrap_or_else(|| panic!("{}: the answer has no `total`: {body:.300}", case.name));
+    let (from, to) = case.window;
+    if let Some(all_ms) = total.pointer("/sums/all_ms").and_then(Value::as_i64) {
+        assert_eq!(all_ms, case.machines as i64 * (to - from).num_milliseconds(), "{}: total all_ms", case.name);
+        if let Some(by_code) = total.pointer("/sums/by_code_ms").and_then(Value::as_object) {
+            let covered: i64 = by_code.values().filter_map(Value::as_i64).sum();
+            assert_eq!(covered, all_ms, "{}: time in activity codes (the history covers the window)", case.name);
+        }
+    }
+    (body.len(), total.pointer("/figures/oee").and_then(Value::as_f64))
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The engine without HTTP: reading every machine's inputs, then the daily sums.
+struct EngineTiming {
+    fetch_ms: Vec<f64>,
+    compute_ms: Vec<f64>,
+    activities: usize,
+    jobs: usize,
+    production: usize,
+}
+
+async fn time_engine(
+    pool: &PgPool,
+    machines: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    repeats: usize,
+) -> EngineTiming {
+    let now = Utc::now();
+    let days: Vec<(DateTime<Utc>, DateTime<Utc>)> = {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < to {
+            let midnight = (at.date_naive() + TimeDelta::days(1)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let cut = midnight.min(to);
+            out.push((at, cut));
+            at = cut;
+        }
+        out
+    };
+    let mut timing =
+        EngineTiming { fetch_ms: Vec::new(), compute_ms: Vec::new(), activities: 0, jobs: 0, production: 0 };
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let inputs = read_inputs(pool, machines, from, to).await;
+        timing.fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let mut total = Sums::default();
+        for &(start, end) in &days {
+            let w = Window::new(start, end, now);
+            for i in &inputs {
+                total.add(&sums(w, &i.activities, &i.jobs, &i.production, EngineConfig::default()));
+            }
+        }
+        timing.compute_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(total.all_ms, machines.len() as i64 * (to - from).num_milliseconds(), "engine: all_ms");
+        timing.activities = inputs.iter().map(|i| i.activities.len()).sum();
+        timing.jobs = inputs.iter().map(|i| i.jobs.len()).sum();
+        timing.production = inputs.iter().map(|i| i.production.len()).sum();
+    }
+    timing.fetch_ms.sort_by(f64::total_cmp);
+    timing.compute_ms.sort_by(f64::total_cmp);
+    timing
+}
+
+/// Every machine's engine inputs for [from, to), read as the API reads them.
+async fn read_inputs(
+    pool: &PgPool,
+    machines: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<report::EngineInputs> {
+    let mut inputs = Vec::with_capacity(machines.len());
+    for &m in machines {
+        inputs.push(report::engine_inputs(pool, m, from, to).await.expect("read the engine's inputs"));
+    }
+    inputs
+}
+
+/// Rows and on-disk size (table, indexes, TOAST) of the tables the history lives in.
+async fn table_sizes(pool: &PgPool) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    for table in ["activity", "job", "production_quantity", "machine"] {
+        let row: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM {table}), pg_total_relation_size('{table}')"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("size of {table}: {e}"));
+        out.push((table.to_string(), row.0, row.1));
+    }
+    let db: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(pool)
+        .await
+        .expect("size of the database");
+    out.push(("whole database".to_string(), -1, db));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Results
+
+struct Results {
+    host: HostInfo,
+    shape: Shape,
+    dataset: Dataset,
+    pg_version: String,
+    sizes: Vec<(String, i64, i64)>,
+    timings: Vec<Timing>,
+    engine: EngineTiming,
+    run_s: f64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+}
+
+fn mib(bytes: i64) -> String {
+    format!("{:.0} MiB", bytes as f64 / 1024.0 / 1024.0)
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.1} %", v * 100.0)).unwrap_or_else(|| "–".into())
+}
+
+impl Results {
+    fn generation_line(&self) -> String {
+        let d = &self.dataset;
+        format!(
+            "{:.0} s (inserts {:.0} s, `VACUUM ANALYZE` {:.0} s, `CHECKPOINT` {:.0} s){}",
+            d.generation_s(),
+            d.load_s,
+            d.vacuum_s,
+            d.checkpoint_s,
+            if d.reused {
+                format!("; generated by an earlier run on {} and reused", d.generated_at.format("%Y-%m-%d %H:%M UTC"))
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n{} machines × {} days; generation {}; whole run {:.0} s",
+            self.shape.machines,
+            self.shape.days,
+            self.generation_line(),
+            self.run_s
+        );
+        for (table, rows, bytes) in &self.sizes {
+            let _ = writeln!(
+                s,
+                "  {table:<20} {:>12} rows {:>10}",
+                if *rows >= 0 { rows.to_string() } else { "".into() },
+                mib(*bytes)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<48} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "request", "first ms", "median ms", "min ms", "max ms", "bytes"
+        );
+        for t in &self.timings {
+            let _ = writeln!(
+                s,
+                "{:<48} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10}",
+                t.name,
+                t.first_ms,
+                median(&t.warm_ms),
+                t.warm_ms.first().copied().unwrap_or(f64::NAN),
+                t.warm_ms.last().copied().unwrap_or(f64::NAN),
+                t.bytes
+            );
+        }
+        let e = &self.engine;
+        let _ = writeln!(
+            s,
+            "engine alone: reading inputs median {:.0} ms, daily sums median {:.0} ms ({} activities, {} jobs, {} production records)",
+            median(&e.fetch_ms),
+            median(&e.compute_ms),
+            e.activities,
+            e.jobs,
+            e.production
+        );
+        s
+    }
+
+    fn markdown(&self) -> String {
+        let h = &self.host;
+        let d = &self.dataset;
+        let e = &self.engine;
+        let mut s = String::new();
+        let _ = writeln!(s, "{SECTION_START}");
+        let _ = writeln!(s, "## OEE report over a year of history\n");
+        let _ = writeln!(
+            s,
+            "Written by `benches/report.rs` from the numbers it measured; re-run it rather than editing this \
+             section (`benches/load.rs` keeps it when it rewrites the file).\n"
+        );
+        let _ = writeln!(
+            s,
+            "- Command: `cargo bench --bench report`; the whole run took {:.0} s ({:.1} min)",
+            self.run_s,
+            self.run_s / 60.0
+        );
+        let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
+        let _ = writeln!(s, "- Source: commit {}", h.commit);
+        let _ = writeln!(
+            s,
+            "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
+            h.cpus, h.cpu_model, h.memory, h.kernel, h.loadavg
+        );
+        let _ = writeln!(s, "- Toolchain: {} (bench profile)", h.rustc);
+        let _ = writeln!(
+            s,
+            "- Database: {}; the embedded private cluster on local disk, `shared_buffers = 512MB`",
+            self.pg_version
+        );
+        let _ = writeln!(
+            s,
+            "- Set-up: the whole server (broker, ingest, bridge, web) in the bench's own process; requests over \
+             HTTP on 127.0.0.1, one at a time; plant time zone UTC\n"
+        );
+
+        let _ = writeln!(s, "### Data\n");
+        let _ = writeln!(
+            s,
+            "{} machines in one group, {} days of history ending {}. Each machine alternates about every 5 minutes \
+             between a working activity (Up in shift, Closed outside it; about 8–10 minutes) and a stop (Down in \
+             shift, Overtime outside it; 0–2 minutes), the shift being Monday to Friday 06:00–22:00; every \
+             activity ends where the next starts and the last is open, as in `machine.current_code_id/current_since`. \
+             Jobs run back to back, three a day, with ideal cycle times of 20–36.5 s; the last is running. One \
+             production record per 15 minutes belongs to the job running then. Generated with set-based SQL \
+             (`INSERT … SELECT … generate_series`, one statement per machine and table, foreign keys and indexes \
+             in place), then `VACUUM ANALYZE` and `CHECKPOINT`.\n",
+            d.machines,
+            d.days,
+            d.end.format("%Y-%m-%d %H:%M UTC")
+        );
+        let _ = writeln!(s, "- Generation: {}", self.generation_line());
+        let _ = writeln!(s);
+        let _ = writeln!(s, "| Table | Rows | Size (table, indexes, TOAST) |");
+        let _ = writeln!(s, "|---|---:|---:|");
+        for (table, rows, bytes) in &self.sizes {
+            let rows = if *rows >= 0 { rows.to_string() } else { String::new() };
+            let _ = writeln!(s, "| {table} | {rows} | {} |", mib(*bytes));
+        }
+        let _ = writeln!(s);
+
+        let _ = writeln!(s, "### Timings\n");
+        let _ = writeln!(
+            s,
+            "Window: {} to {} ({REPORT_DAYS} days). `GET /api/v1/oee?…` until the whole body has arrived. \
+             First call: the first request after starting the server and its PostgreSQL afresh (empty shared \
+             buffers; the operating system's file cache may still hold the data). Warm: {} repeats right after.\n",
+            rfc3339(self.from),
+            rfc3339(self.to),
+            self.shape.repeats
+        );
+        let _ = writeln!(
+            s,
+            "| Request | Query | First call ms | Warm median ms | Warm min ms | Warm max ms | Answer bytes | OEE |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for t in &self.timings {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                t.name,
+                t.query,
+                t.first_ms,
+                median(&t.warm_ms),
+                t.warm_ms.first().copied().unwrap_or(f64::NAN),
+                t.warm_ms.last().copied().unwrap_or(f64::NAN),
+                t.bytes,
+                opt_pct(t.oee)
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Engine alone, the group's {REPORT_DAYS} days by day (warm, median of {}): reading the inputs with \
+             `store::report::engine_inputs` machine by machine {:.0} ms (min {:.0}, max {:.0}); the daily sums with \
+             `oee::sums` {:.0} ms (min {:.0}, max {:.0}). Inputs: {} activities, {} jobs, {} production records.\n",
+            self.shape.repeats,
+            median(&e.fetch_ms),
+            e.fetch_ms.first().copied().unwrap_or(f64::NAN),
+            e.fetch_ms.last().copied().unwrap_or(f64::NAN),
+            median(&e.compute_ms),
+            e.compute_ms.first().copied().unwrap_or(f64::NAN),
+            e.compute_ms.last().copied().unwrap_or(f64::NAN),
+            e.activities,
+            e.jobs,
+            e.production
+        );
+        let _ = writeln!(
+            s,
+            "Every answer was checked: HTTP 200, one bucket per day touched when `by=day`, and `total.sums.all_ms` \
+             equal to the window times the number of machines, all of it in activity codes."
+        );
+        let _ = writeln!(s, "{SECTION_END}");
+        s
+    }
+}
+
+/// `old` with its report section replaced by `section` (appended when it has none).
+fn replace_section(old: &str, section: &str) -> String {
+    match (old.find(SECTION_START), old.find(SECTION_END)) {
+        (Some(a), Some(b)) if b > a => {
+            let after = &old[b + SECTION_END.len()..];
+            format!("{}{}{}", &old[..a], section.trim_end(), after)
+        }
+        _ if old.is_empty() => format!("# Benchmarks\n\n{section}"),
+        _ => format!("{}\n\n{section}", old.trim_end()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Machine description
+
+struct HostInfo {
+    cpus: usize,
+    cpu_model: String,
+    memory: String,
+    kernel: String,
+    rustc: String,
+    commit: String,
+    /// Other work on the machine skews the numbers; the load average at the start shows whether there was any.
+    loadavg: String,
+}
+
+impl HostInfo {
+    fn gather() -> HostInfo {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| format!("Linux {}", s.trim()))
+            .unwrap_or_else(|_| "unknown".into());
+        let commit = command_output("git", &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]);
+        let dirty = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false);
+        HostInfo {
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cpu_model,
+            memory,
+            kernel,
+            rustc: command_output("rustc", &["--version"]),
+            commit: if dirty { format!("{commit} (with uncommitted changes)") } else { commit },
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
