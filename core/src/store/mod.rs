@@ -2,6 +2,7 @@
 //! first-run seeding, and one function per query, named for what it answers.
 
 pub mod cluster;
+pub mod cache;
 pub mod code;
 pub mod command;
 pub mod machine;
