@@ -70,9 +70,7 @@ pub(crate) fn time_param(q: &HashMap<String, String>, name: &str, tz: Tz) -> Res
 /// An id parameter.
 pub(crate) fn id_param(q: &HashMap<String, String>, name: &str) -> Result<Option<i32>, ApiError> {
     q.get(name)
-        .map(|v| {
-            v.trim().parse::<i32>().map_err(|_| bad(format!("`{name}` must be a number like 3, not `{v}`")))
-        })
+        .map(|v| v.trim().parse::<i32>().map_err(|_| bad(format!("`{name}` must be a number like 3, not `{v}`"))))
         .transpose()
 }
 
@@ -410,9 +408,7 @@ impl Calculator {
                 }
             }
         }
-        if let (Some(lo), Some(hi)) =
-            (wanted.keys().map(|k| k.1).min(), wanted.values().map(|v| v.1).max())
-        {
+        if let (Some(lo), Some(hi)) = (wanted.keys().map(|k| k.1).min(), wanted.values().map(|v| v.1).max()) {
             let with_days: Vec<i32> = wanted.keys().map(|k| k.0).collect::<HashSet<_>>().into_iter().collect();
             for d in cache::cached_days(pool, &with_days, lo, hi, self.cfg).await? {
                 if let Some((_, end)) = wanted.get(&(d.machine_id, d.day_start))

@@ -569,8 +569,12 @@ mod tests {
         let now = at(10, 30);
         let w = Window::new(at(8, 0), at(12, 0), now);
         assert_eq!(w.end, now);
-        let open =
-            Activity { span: Span { start: at(9, 0), end: None }, code_id: 1, state: MachineState::Uptime, category: Running };
+        let open = Activity {
+            span: Span { start: at(9, 0), end: None },
+            code_id: 1,
+            state: MachineState::Uptime,
+            category: Running,
+        };
         let s = sums(w, &[act((8, 0), (9, 0), 2, Breakdown), open], &[], &[], EngineConfig::default());
         assert_eq!((s.run_ms, s.planned_ms, s.all_ms), (90 * 60_000, 150 * 60_000, 150 * 60_000));
         assert!(Window::new(at(12, 0), at(13, 0), now).ms() == 0, "a window wholly in the future is empty");
@@ -633,7 +637,8 @@ mod tests {
             Job { span: Span { start: at(8, 0), end: Some(at(8, 30)) }, ideal_cycle_time_s: Some(2.0) },
             Job { span: Span { start: at(8, 30), end: None }, ideal_cycle_time_s: None },
         ];
-        let prod = [Production { start: at(8, 0), end: at(8, 30), good: 600, rejects: 0, ideal_cycle_time_s: Some(2.0) }];
+        let prod =
+            [Production { start: at(8, 0), end: at(8, 30), good: 600, rejects: 0, ideal_cycle_time_s: Some(2.0) }];
         let s = sums(day(), &acts, &jobs, &prod, EngineConfig { minor_stop_threshold_ms: 120_000 });
         let l = s.losses();
         assert_eq!(l.minor_stop_ms, 60_000);

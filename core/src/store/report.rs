@@ -98,9 +98,7 @@ type EngineJobRow = (i32, i64, String, DateTime<Utc>, Option<DateTime<Utc>>, Opt
 type EngineProductionRow = (i32, DateTime<Utc>, DateTime<Utc>, i64, i64, Option<f64>);
 
 /// Every activity code's machine state and loss category, by code id.
-pub async fn code_categories(
-    pool: &PgPool,
-) -> Result<HashMap<i32, (MachineState, crate::oee::LossCategory)>, Error> {
+pub async fn code_categories(pool: &PgPool) -> Result<HashMap<i32, (MachineState, crate::oee::LossCategory)>, Error> {
     let rows: Vec<CodeRow> =
         sqlx::query_as("SELECT id, machine_state, loss_category FROM activity_code").fetch_all(pool).await?;
     rows.into_iter()
@@ -200,9 +198,8 @@ pub async fn engine_inputs(
     let codes = code_categories(pool).await?;
     let mut out: HashMap<i32, EngineInputs> = machines.iter().map(|m| (*m, EngineInputs::default())).collect();
     for (machine, code_id, a_start, a_end) in activities_overlapping(pool, machines, start, end).await? {
-        let (state, category) = *codes
-            .get(&code_id)
-            .ok_or_else(|| Error::Invalid(format!("activity code {code_id} does not exist")))?;
+        let (state, category) =
+            *codes.get(&code_id).ok_or_else(|| Error::Invalid(format!("activity code {code_id} does not exist")))?;
         if let Some(i) = out.get_mut(&machine) {
             i.activities.push(Activity { span: Span { start: a_start, end: a_end }, code_id, state, category });
         }
@@ -221,10 +218,7 @@ pub async fn engine_inputs(
 }
 
 /// The shift patterns of `machines`, by machine (a machine without a pattern is absent).
-pub async fn shift_patterns(
-    pool: &PgPool,
-    machines: &[i32],
-) -> Result<HashMap<i32, Vec<crate::shift::Period>>, Error> {
+pub async fn shift_patterns(pool: &PgPool, machines: &[i32]) -> Result<HashMap<i32, Vec<crate::shift::Period>>, Error> {
     let rows: Vec<(i32, i16, i16, i16)> = sqlx::query_as(
         "SELECT m.id, p.day, p.start_minute, p.shift_state FROM machine m \
          JOIN shift_period p ON p.shift_id = m.shift_id WHERE m.id = ANY($1)",
