@@ -171,7 +171,11 @@ pub(crate) async fn oee(
             out
         }
         By::Job => {
-            let jobs = report::jobs_overlapping(&state.pool, &machines, window.start, window.end).await?;
+            let stretches: Vec<report::Stretch> = machines
+                .iter()
+                .map(|m| report::Stretch { machine: *m, start: window.start, end: window.end })
+                .collect();
+            let jobs = report::jobs_overlapping(&state.pool, &stretches).await?;
             if jobs.len() > max {
                 return Err(too_many());
             }
@@ -204,7 +208,7 @@ pub(crate) async fn oee(
     }
     let cfg = state.oee.engine();
     let mut calc = Calculator::new(tz, cfg, local_day_start(tz, now), now, state.oee.daily_cache);
-    calc.load(&state.pool, &machines, &intervals).await?;
+    calc.load(&state.pool, &intervals).await?;
 
     let mut total = Sums::default();
     let mut by_machine = Vec::new();
@@ -393,7 +397,6 @@ impl Calculator {
     async fn load(
         &mut self,
         pool: &sqlx::PgPool,
-        machines: &[i32],
         intervals: &[(i32, DateTime<Utc>, DateTime<Utc>)],
     ) -> Result<(), ApiError> {
         let mut wanted: BTreeMap<(i32, DateTime<Utc>), (NaiveDate, DateTime<Utc>)> = BTreeMap::new();
@@ -425,12 +428,16 @@ impl Calculator {
             .map(|((m, s), (date, e))| (*m, *s, *date, *e))
             .collect();
         live.extend(missing.iter().map(|(m, s, _, e)| (*m, *s, *e)));
-        if let (Some(lo), Some(hi)) = (live.iter().map(|l| l.1).min(), live.iter().map(|l| l.2).max()) {
-            let need: Vec<i32> = {
-                let set: HashSet<i32> = live.iter().map(|l| l.0).collect();
-                machines.iter().copied().filter(|m| set.contains(m)).collect()
-            };
-            for (m, inputs) in report::engine_inputs(pool, &need, lo, hi).await? {
+        // One stretch per machine, from its earliest to its latest live piece.
+        let mut stretches: BTreeMap<i32, report::Stretch> = BTreeMap::new();
+        for (m, start, end) in live {
+            let s = stretches.entry(m).or_insert(report::Stretch { machine: m, start, end });
+            s.start = s.start.min(start);
+            s.end = s.end.max(end);
+        }
+        if !stretches.is_empty() {
+            let stretches: Vec<report::Stretch> = stretches.into_values().collect();
+            for (m, inputs) in report::engine_inputs(pool, &stretches).await? {
                 self.histories.insert(m, History::new(inputs.activities, inputs.jobs, inputs.production));
             }
         }

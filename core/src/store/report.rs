@@ -114,102 +114,104 @@ pub async fn code_categories(pool: &PgPool) -> Result<HashMap<i32, (MachineState
         .collect()
 }
 
-/// The activities of `machines` that overlap [start, end): those starting inside it (an index range
-/// scan) and, per machine, the latest one starting before it when it is still running at `start`
-/// (a machine's activities do not overlap, so no earlier one can reach into the window).
-pub async fn activities_overlapping(
-    pool: &PgPool,
-    machines: &[i32],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<(i32, i32, DateTime<Utc>, Option<DateTime<Utc>>)>, Error> {
-    let rows: Vec<EngineActivityRow> = sqlx::query_as(
-        "SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
-         WHERE machine_id = ANY($1) AND start_time >= $2 AND start_time < $3 \
+/// One machine's stretch of history to read: [start, end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stretch {
+    pub machine: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The stretches as three parallel arrays, for `unnest($1::int[], $2::timestamptz[], $3::timestamptz[])`.
+fn stretch_arrays(stretches: &[Stretch]) -> (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+    (
+        stretches.iter().map(|s| s.machine).collect(),
+        stretches.iter().map(|s| s.start).collect(),
+        stretches.iter().map(|s| s.end).collect(),
+    )
+}
+
+/// Each stretch's activities that overlap it (one query for all machines): those starting inside it (an
+/// index range scan) and the latest one starting before it when it is still running at its start (a
+/// machine's activities do not overlap, so no earlier one can reach into it). Machine, code, start, end.
+pub async fn activities_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineActivityRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
+    Ok(sqlx::query_as(
+        "SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
+             WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi) AS a \
          UNION ALL \
          SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
-         FROM unnest($1::int[]) AS m (id) CROSS JOIN LATERAL ( \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
              SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
-             WHERE machine_id = m.id AND start_time < $2 ORDER BY start_time DESC LIMIT 1) AS a \
-         WHERE a.end_time IS NULL OR a.end_time > $2",
+             WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS a \
+         WHERE a.end_time IS NULL OR a.end_time > r.lo",
     )
-    .bind(machines)
-    .bind(start)
-    .bind(end)
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
     .fetch_all(pool)
-    .await?;
-    Ok(rows)
+    .await?)
 }
 
-/// The jobs of `machines` that overlap [start, end), found like [`activities_overlapping`]: machine, id,
-/// job number, start, end, ideal cycle time.
-pub async fn jobs_overlapping(
-    pool: &PgPool,
-    machines: &[i32],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<EngineJobRow>, Error> {
+/// Each stretch's jobs, found like [`activities_overlapping`]: machine, id, job number, start, end, ideal
+/// cycle time.
+pub async fn jobs_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineJobRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
-        "SELECT machine_id, id, job_number, start_time, end_time, ideal_cycle_time_s FROM job \
-         WHERE machine_id = ANY($1) AND start_time >= $2 AND start_time < $3 \
+        "SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM job WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi) AS j \
          UNION ALL \
          SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
-         FROM unnest($1::int[]) AS m (id) CROSS JOIN LATERAL ( \
-             SELECT machine_id, id, job_number, start_time, end_time, ideal_cycle_time_s FROM job \
-             WHERE machine_id = m.id AND start_time < $2 ORDER BY start_time DESC LIMIT 1) AS j \
-         WHERE j.end_time IS NULL OR j.end_time > $2",
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM job WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS j \
+         WHERE j.end_time IS NULL OR j.end_time > r.lo",
     )
-    .bind(machines)
-    .bind(start)
-    .bind(end)
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
     .fetch_all(pool)
     .await?)
 }
 
-/// The production records of `machines` touching [start, end] (an instant record at `end` included),
-/// each with its job's ideal cycle time.
-pub async fn production_touching(
-    pool: &PgPool,
-    machines: &[i32],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<EngineProductionRow>, Error> {
+/// Each stretch's production records touching [start, end] (an instant record at the end included), with
+/// their jobs' ideal cycle times: machine, start, end, good, rejects, ideal cycle time.
+pub async fn production_touching(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineProductionRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
         "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
-         FROM production_quantity p LEFT JOIN job j ON j.id = p.job_id \
-         WHERE p.machine_id = ANY($1) AND p.end_time >= $2 AND p.start_time <= $3",
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) \
+         JOIN production_quantity p ON p.machine_id = r.id AND p.end_time >= r.lo AND p.start_time <= r.hi \
+         LEFT JOIN job j ON j.id = p.job_id",
     )
-    .bind(machines)
-    .bind(start)
-    .bind(end)
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
     .fetch_all(pool)
     .await?)
 }
 
-/// Everything the OEE engine needs about `machines` for [start, end): one query per table for all the
-/// machines, grouped per machine (in no particular order: [`crate::oee::History`] sorts them).
-pub async fn engine_inputs(
-    pool: &PgPool,
-    machines: &[i32],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<HashMap<i32, EngineInputs>, Error> {
+/// Everything the OEE engine needs for each stretch (one machine each): one query per table for all of
+/// them, grouped per machine (in no particular order: [`crate::oee::History`] sorts them).
+pub async fn engine_inputs(pool: &PgPool, stretches: &[Stretch]) -> Result<HashMap<i32, EngineInputs>, Error> {
     use crate::oee::{Activity, Job, Production, Span};
     let codes = code_categories(pool).await?;
-    let mut out: HashMap<i32, EngineInputs> = machines.iter().map(|m| (*m, EngineInputs::default())).collect();
-    for (machine, code_id, a_start, a_end) in activities_overlapping(pool, machines, start, end).await? {
+    let mut out: HashMap<i32, EngineInputs> = stretches.iter().map(|s| (s.machine, EngineInputs::default())).collect();
+    for (machine, code_id, a_start, a_end) in activities_overlapping(pool, stretches).await? {
         let (state, category) =
             *codes.get(&code_id).ok_or_else(|| Error::Invalid(format!("activity code {code_id} does not exist")))?;
         if let Some(i) = out.get_mut(&machine) {
             i.activities.push(Activity { span: Span { start: a_start, end: a_end }, code_id, state, category });
         }
     }
-    for (machine, _, _, j_start, j_end, ict) in jobs_overlapping(pool, machines, start, end).await? {
+    for (machine, _, _, j_start, j_end, ict) in jobs_overlapping(pool, stretches).await? {
         if let Some(i) = out.get_mut(&machine) {
             i.jobs.push(Job { span: Span { start: j_start, end: j_end }, ideal_cycle_time_s: ict });
         }
     }
-    for (machine, p_start, p_end, good, rejects, ict) in production_touching(pool, machines, start, end).await? {
+    for (machine, p_start, p_end, good, rejects, ict) in production_touching(pool, stretches).await? {
         if let Some(i) = out.get_mut(&machine) {
             i.production.push(Production { start: p_start, end: p_end, good, rejects, ideal_cycle_time_s: ict });
         }
