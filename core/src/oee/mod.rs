@@ -7,12 +7,13 @@
 //! raw (never clamped) and `None` where they are undefined; roll-ups (groups, periods) add [`Sums`], never
 //! average ratios.
 //!
-//! Where the planned time went ([`Losses`], the six big losses in time) adds up exactly:
-//! planned = ideal time of the good parts + breakdown + setup + planned stops + minor stops + reduced speed
-//! + quality loss + run time without an ideal cycle time. The target quantity is what the ideal cycle time
-//! allows: Σ over planned time inside jobs with an ideal cycle time of (that time ÷ the job's ideal cycle
-//! time), i.e. the parts a machine that never stopped and always ran at its ideal rate would have made
-//! (`target_quantity`); `target_quantity_run` does the same over run time only (the performance target).
+//! Where the planned time went ([`Losses`], the six big losses in time) adds up exactly: the planned
+//! time is the ideal time of the good parts plus breakdowns, setup, planned stops, minor stops, reduced
+//! speed, the quality loss and the run time without an ideal cycle time. The target quantity is what the
+//! ideal cycle time allows: the sum, over planned time inside jobs with an ideal cycle time, of that time
+//! divided by the job's ideal cycle time, i.e. the parts a machine that never stopped and always ran at its
+//! ideal rate would have made (`target_quantity`); `target_quantity_run` does the same over run time only
+//! (the performance target).
 
 mod history;
 pub mod reference;
