@@ -2,6 +2,12 @@
 -- for days entirely in the past (today is always computed live). A row records the engine settings it
 -- was computed with and is ignored by a reader whose settings differ.
 --
+-- A reader about to compute missing days first claims them (rows with `sums` NULL, committed), then
+-- takes its snapshot of the history while holding advisory lock 3993807950 exclusively, which waits for
+-- every history writer in flight (the triggers hold that lock shared until they commit); it finally fills
+-- only the claimed rows still there. A writer that commits after the snapshot has deleted the claim, so
+-- a day computed from history that was changed meanwhile is never stored.
+--
 -- Any change to the history under a cached day, by any writer (ingest, history edits, manual SQL),
 -- deletes that day's row: statement-level triggers with transition tables on activity, job and
 -- production_quantity run one DELETE per statement. The live path (closing the open activity at "now"
@@ -16,7 +22,8 @@ CREATE TABLE oee_day_cache (
     day_end                 timestamptz NOT NULL CHECK (day_end > day_start),
     minor_stop_threshold_ms bigint NOT NULL,
     engine_version          integer NOT NULL,
-    sums                    jsonb NOT NULL,
+    -- NULL: claimed by a reader that is computing the day
+    sums                    jsonb,
     computed_at             timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (machine_id, day_start)
 );
@@ -30,6 +37,7 @@ CREATE INDEX oee_day_cache_machine_end ON oee_day_cache (machine_id, day_end);
 -- NULL end times are open: they reach into the future.
 CREATE FUNCTION oee_day_cache_forget_activity() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(3993807950);
     IF TG_OP = 'INSERT' THEN
         DELETE FROM oee_day_cache c USING new_rows n
         WHERE c.machine_id = n.machine_id AND c.day_end > n.start_time
@@ -73,6 +81,7 @@ $$;
 -- to their production records wherever those lie.
 CREATE FUNCTION oee_day_cache_forget_job() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(3993807950);
     IF TG_OP = 'INSERT' THEN
         DELETE FROM oee_day_cache c USING new_rows n
         WHERE c.machine_id = n.machine_id AND c.day_end > n.start_time
@@ -116,6 +125,7 @@ $$;
 -- change affects every day the old or new record touches.
 CREATE FUNCTION oee_day_cache_forget_production() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(3993807950);
     IF TG_OP = 'INSERT' THEN
         DELETE FROM oee_day_cache c USING new_rows n
         WHERE c.machine_id = n.machine_id AND c.day_end > n.start_time AND c.day_start <= n.end_time;
@@ -141,6 +151,7 @@ $$;
 -- A code's machine state or loss category changes how all history counts.
 CREATE FUNCTION oee_day_cache_forget_codes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(3993807950);
     IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n USING (id)
                WHERE (o.machine_state, o.loss_category) IS DISTINCT FROM (n.machine_state, n.loss_category)) THEN
         DELETE FROM oee_day_cache;
@@ -151,6 +162,7 @@ $$;
 
 CREATE FUNCTION oee_day_cache_forget_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(3993807950);
     DELETE FROM oee_day_cache;
     RETURN NULL;
 END

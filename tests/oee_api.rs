@@ -359,3 +359,48 @@ async fn telemetry_readings_come_in_time_order_and_bounded() {
         assert!(body["error"].as_str().unwrap_or_default().contains(needle), "{query}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_changed_while_it_is_computed_is_not_stored() {
+    use oee_core::store::cache::{self, DayClaim, DaySums, HistorySnapshot};
+    let t = spawn_app().await;
+    let m = worked_example(&t, "M1").await;
+    let cfg = oee_core::oee::EngineConfig::default();
+    let day = |d: &str| DayClaim {
+        machine_id: m,
+        day: d.parse().unwrap(),
+        day_start: format!("{d}T00:00:00Z").parse().unwrap(),
+        day_end: format!("{d}T00:00:00Z").parse::<DateTime<Utc>>().unwrap() + Duration::days(1),
+    };
+    let (d10, d11) = (day("2024-01-10"), day("2024-01-11"));
+    cache::claim_days(&t.pool, &[d10, d11], cfg).await.unwrap();
+
+    // a writer in flight (its transaction open) keeps a reader from taking its snapshot
+    let mut writer = t.pool.begin().await.unwrap();
+    sqlx::query("UPDATE activity SET activity_code_id = 2 WHERE machine_id = $1 AND start_time = '2024-01-10 11:00Z'")
+        .bind(m)
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    assert!(HistorySnapshot::take(&t.pool).await.unwrap().is_none(), "the snapshot must wait for the writer");
+    writer.commit().await.unwrap();
+    let snapshot = HistorySnapshot::take(&t.pool).await.unwrap().expect("no writer in flight");
+    snapshot.finish().await.unwrap();
+
+    // the writer deleted the claim of the day it changed: filling it stores nothing; the other day is stored
+    let sums = |c: DayClaim| DaySums {
+        machine_id: c.machine_id,
+        day: c.day,
+        day_start: c.day_start,
+        day_end: c.day_end,
+        sums: oee_core::oee::Sums { all_ms: 1, ..Default::default() },
+    };
+    cache::fill_claimed_days(&t.pool, &[sums(d10), sums(d11)], cfg).await.unwrap();
+    let stored: Vec<chrono::NaiveDate> =
+        sqlx::query_scalar("SELECT day FROM oee_day_cache WHERE machine_id = $1 AND sums IS NOT NULL")
+            .bind(m)
+            .fetch_all(&t.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![d11.day]);
+}

@@ -175,7 +175,8 @@ pub(crate) async fn oee(
                 .iter()
                 .map(|m| report::Stretch { machine: *m, start: window.start, end: window.end })
                 .collect();
-            let jobs = report::jobs_overlapping(&state.pool, &stretches).await?;
+            let mut conn = state.pool.acquire().await.map_err(oee_core::Error::from)?;
+            let jobs = report::jobs_overlapping(&mut conn, &stretches).await?;
             if jobs.len() > max {
                 return Err(too_many());
             }
@@ -435,12 +436,40 @@ impl Calculator {
             s.start = s.start.min(start);
             s.end = s.end.max(end);
         }
-        if !stretches.is_empty() {
-            let stretches: Vec<report::Stretch> = stretches.into_values().collect();
-            for (m, inputs) in report::engine_inputs(pool, &stretches).await? {
-                self.histories.insert(m, History::new(inputs.activities, inputs.jobs, inputs.production));
+        let stretches: Vec<report::Stretch> = stretches.into_values().collect();
+        // Missing past days are claimed and read from a snapshot that follows every history write in
+        // flight, so a day is only stored when no write under it committed after it was read.
+        let claims: Vec<cache::DayClaim> = missing
+            .iter()
+            .map(|(m, start, day, end)| cache::DayClaim { machine_id: *m, day: *day, day_start: *start, day_end: *end })
+            .collect();
+        let mut snapshot = None;
+        if !claims.is_empty() {
+            cache::claim_days(pool, &claims, self.cfg).await?;
+            snapshot = cache::HistorySnapshot::take(pool).await?;
+            if snapshot.is_none() {
+                tracing::info!("history writers were busy: the days of this report are computed but not cached");
             }
         }
+        if !stretches.is_empty() {
+            let inputs = match snapshot.as_mut() {
+                Some(s) => report::engine_inputs(s.conn(), &stretches).await?,
+                None => {
+                    let mut conn = pool.acquire().await.map_err(oee_core::Error::from)?;
+                    report::engine_inputs(&mut conn, &stretches).await?
+                }
+            };
+            for (m, i) in inputs {
+                self.histories.insert(m, History::new(i.activities, i.jobs, i.production));
+            }
+        }
+        let stored = match snapshot {
+            Some(s) => {
+                s.finish().await?;
+                true
+            }
+            None => false,
+        };
         let mut computed = Vec::new();
         for (m, start, date, end) in missing {
             let sums = self.live_sums(m, start, end);
@@ -448,7 +477,7 @@ impl Calculator {
             computed.push(cache::DaySums { machine_id: m, day: date, day_start: start, day_end: end, sums });
         }
         self.days_computed = computed.len();
-        if let Err(e) = cache::store_days(pool, &computed, self.cfg).await {
+        if stored && let Err(e) = cache::fill_claimed_days(pool, &computed, self.cfg).await {
             // The figures are right without the cache; the next request tries again.
             tracing::warn!(error = %e, "could not store the daily OEE cache");
         }

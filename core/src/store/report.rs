@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::activity::MachineState;
 use crate::error::Error;
@@ -98,9 +98,11 @@ type EngineJobRow = (i32, i64, String, DateTime<Utc>, Option<DateTime<Utc>>, Opt
 type EngineProductionRow = (i32, DateTime<Utc>, DateTime<Utc>, i64, i64, Option<f64>);
 
 /// Every activity code's machine state and loss category, by code id.
-pub async fn code_categories(pool: &PgPool) -> Result<HashMap<i32, (MachineState, crate::oee::LossCategory)>, Error> {
+pub async fn code_categories(
+    conn: &mut PgConnection,
+) -> Result<HashMap<i32, (MachineState, crate::oee::LossCategory)>, Error> {
     let rows: Vec<CodeRow> =
-        sqlx::query_as("SELECT id, machine_state, loss_category FROM activity_code").fetch_all(pool).await?;
+        sqlx::query_as("SELECT id, machine_state, loss_category FROM activity_code").fetch_all(&mut *conn).await?;
     rows.into_iter()
         .map(|(id, state, category)| {
             Ok((
@@ -134,7 +136,10 @@ fn stretch_arrays(stretches: &[Stretch]) -> (Vec<i32>, Vec<DateTime<Utc>>, Vec<D
 /// Each stretch's activities that overlap it (one query for all machines): those starting inside it (an
 /// index range scan) and the latest one starting before it when it is still running at its start (a
 /// machine's activities do not overlap, so no earlier one can reach into it). Machine, code, start, end.
-pub async fn activities_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineActivityRow>, Error> {
+pub async fn activities_overlapping(
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<Vec<EngineActivityRow>, Error> {
     let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
         "SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
@@ -151,13 +156,13 @@ pub async fn activities_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Res
     .bind(ids)
     .bind(starts)
     .bind(ends)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
 /// Each stretch's jobs, found like [`activities_overlapping`]: machine, id, job number, start, end, ideal
 /// cycle time.
-pub async fn jobs_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineJobRow>, Error> {
+pub async fn jobs_overlapping(conn: &mut PgConnection, stretches: &[Stretch]) -> Result<Vec<EngineJobRow>, Error> {
     let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
         "SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
@@ -172,13 +177,16 @@ pub async fn jobs_overlapping(pool: &PgPool, stretches: &[Stretch]) -> Result<Ve
     .bind(ids)
     .bind(starts)
     .bind(ends)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
 /// Each stretch's production records touching [start, end] (an instant record at the end included), with
 /// their jobs' ideal cycle times: machine, start, end, good, rejects, ideal cycle time.
-pub async fn production_touching(pool: &PgPool, stretches: &[Stretch]) -> Result<Vec<EngineProductionRow>, Error> {
+pub async fn production_touching(
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<Vec<EngineProductionRow>, Error> {
     let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
         "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
@@ -189,29 +197,32 @@ pub async fn production_touching(pool: &PgPool, stretches: &[Stretch]) -> Result
     .bind(ids)
     .bind(starts)
     .bind(ends)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
 /// Everything the OEE engine needs for each stretch (one machine each): one query per table for all of
 /// them, grouped per machine (in no particular order: [`crate::oee::History`] sorts them).
-pub async fn engine_inputs(pool: &PgPool, stretches: &[Stretch]) -> Result<HashMap<i32, EngineInputs>, Error> {
+pub async fn engine_inputs(
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<HashMap<i32, EngineInputs>, Error> {
     use crate::oee::{Activity, Job, Production, Span};
-    let codes = code_categories(pool).await?;
+    let codes = code_categories(&mut *conn).await?;
     let mut out: HashMap<i32, EngineInputs> = stretches.iter().map(|s| (s.machine, EngineInputs::default())).collect();
-    for (machine, code_id, a_start, a_end) in activities_overlapping(pool, stretches).await? {
+    for (machine, code_id, a_start, a_end) in activities_overlapping(&mut *conn, stretches).await? {
         let (state, category) =
             *codes.get(&code_id).ok_or_else(|| Error::Invalid(format!("activity code {code_id} does not exist")))?;
         if let Some(i) = out.get_mut(&machine) {
             i.activities.push(Activity { span: Span { start: a_start, end: a_end }, code_id, state, category });
         }
     }
-    for (machine, _, _, j_start, j_end, ict) in jobs_overlapping(pool, stretches).await? {
+    for (machine, _, _, j_start, j_end, ict) in jobs_overlapping(&mut *conn, stretches).await? {
         if let Some(i) = out.get_mut(&machine) {
             i.jobs.push(Job { span: Span { start: j_start, end: j_end }, ideal_cycle_time_s: ict });
         }
     }
-    for (machine, p_start, p_end, good, rejects, ict) in production_touching(pool, stretches).await? {
+    for (machine, p_start, p_end, good, rejects, ict) in production_touching(&mut *conn, stretches).await? {
         if let Some(i) = out.get_mut(&machine) {
             i.production.push(Production { start: p_start, end: p_end, good, rejects, ideal_cycle_time_s: ict });
         }
