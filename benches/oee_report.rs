@@ -4,7 +4,8 @@
 //! history for 100 machines (a state change every 5 minutes, Up / Down / Closed in turn, one job a day
 //! with an ideal cycle time, production every hour) over `OEE_BENCH_DAYS` days (default 365), then times
 //! `GET /api/v1/oee?group=…&by=day` over the last 30 days: cold (empty daily cache), warm (cache filled),
-//! and after a backdated change to one machine's history. Prints the figures with the data size.
+//! and after a backdated change to one machine's history. Prints the figures with the data size
+//! (`OEE_BENCH_EXPLAIN=1`: also how PostgreSQL runs the warm path's reads).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,36 @@ async fn main() {
         warm.push(t);
     }
     warm.sort();
+    if std::env::var("OEE_BENCH_EXPLAIN").is_ok() {
+        // How PostgreSQL runs the warm path's reads (today's stretch of every machine).
+        let today_start = today.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        for q in [
+            "SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
+             FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+                 SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
+                 WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi OFFSET 0) AS a \
+             UNION ALL \
+             SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
+             FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+                 SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
+                 WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS a \
+             WHERE a.end_time IS NULL OR a.end_time > r.lo",
+            "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
+             FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+                 SELECT * FROM production_quantity WHERE machine_id = r.id AND end_time >= r.lo AND start_time <= r.hi \
+                 OFFSET 0) AS p \
+             LEFT JOIN job j ON j.id = p.job_id",
+        ] {
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN ANALYZE {q}")))
+                .bind(&machines)
+                .bind(vec![today_start; machines.len()])
+                .bind(vec![Utc::now(); machines.len()])
+                .fetch_all(&pool)
+                .await
+                .expect("explain");
+            eprintln!("{}", plan.join("\n"));
+        }
+    }
     eprintln!("  warm (cache filled), median of 5: {:.2?}", warm[2]);
     let m = machines[MACHINES / 2];
     sqlx::query(

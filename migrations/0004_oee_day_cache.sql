@@ -68,7 +68,9 @@ BEGIN
             WHERE (o.machine_id, o.activity_code_id, o.start_time) = (n.machine_id, n.activity_code_id, n.start_time)
               AND o.end_time IS DISTINCT FROM n.end_time
         ) r
-        WHERE c.machine_id = r.machine_id
+        -- act_start <= lo on every row, so `day_end > act_start` lets the (machine_id, day_end) index
+        -- find the candidates: none at all on the live path.
+        WHERE c.machine_id = r.machine_id AND c.day_end > r.act_start
           AND ((c.day_end > r.lo AND (r.hi IS NULL OR c.day_start < r.hi))
                OR (r.end_only AND c.day_end > r.act_start AND c.day_start < r.lo
                    AND r.lo - r.act_start < c.minor_stop_threshold_ms * interval '1 millisecond'));

@@ -195,7 +195,8 @@ async fn bad_parameters_are_refused_with_a_message() {
         (format!("machine={m}&from=2024-01-10&to=2024-01-10"), 400, "after"),
         (format!("machine={m}&from=10/01/2024"), 400, "10/01/2024"),
         (format!("machine={m}&from=2024-01-10&to=2024-01-11&by=week"), 400, "week"),
-        (format!("machine={m}&from=2010-01-01&to=2024-01-01&by=hour"), 400, "buckets"),
+        (format!("machine={m}&from=2020-01-01&to=2024-01-01&by=hour"), 400, "buckets"),
+        (format!("machine={m}&from=0001-01-01&to=2024-01-01"), 400, "longer"),
     ];
     for (query, status, needle) in cases {
         let (got, body) = get(&t, &format!("/api/v1/oee?{query}")).await;

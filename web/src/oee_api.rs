@@ -150,6 +150,9 @@ pub(crate) async fn oee(
     let max = state.oee.max_buckets;
     let too_many =
         || bad(format!("more than {max} buckets: shorten the window or use a coarser `by` (hour, shift, day)"));
+    if window.end - window.start > Duration::days(max as i64) {
+        return Err(bad(format!("the window is longer than {max} days: shorten it")));
+    }
 
     let buckets: Vec<Bucket> = match by {
         By::None => Vec::new(),
@@ -209,7 +212,9 @@ pub(crate) async fn oee(
     }
     let cfg = state.oee.engine();
     let mut calc = Calculator::new(tz, cfg, local_day_start(tz, now), now, state.oee.daily_cache);
+    let started = std::time::Instant::now();
     calc.load(&state.pool, &intervals).await?;
+    let loaded = started.elapsed();
 
     let mut total = Sums::default();
     let mut by_machine = Vec::new();
@@ -242,6 +247,7 @@ pub(crate) async fn oee(
             row
         })
         .collect();
+    tracing::debug!(?loaded, total = ?started.elapsed(), machines = machines.len(), "OEE report");
     Ok(Json(json!({
         "machines": machines,
         "group": group,
@@ -400,6 +406,7 @@ impl Calculator {
         pool: &sqlx::PgPool,
         intervals: &[(i32, DateTime<Utc>, DateTime<Utc>)],
     ) -> Result<(), ApiError> {
+        let t0 = std::time::Instant::now();
         let mut wanted: BTreeMap<(i32, DateTime<Utc>), (NaiveDate, DateTime<Utc>)> = BTreeMap::new();
         let mut live: Vec<(i32, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
         for (m, s, e) in intervals {
@@ -423,6 +430,7 @@ impl Calculator {
                 }
             }
         }
+        let cache_read = t0.elapsed();
         let missing: Vec<(i32, DateTime<Utc>, NaiveDate, DateTime<Utc>)> = wanted
             .iter()
             .filter(|(k, _)| !self.days.contains_key(k))
@@ -463,6 +471,7 @@ impl Calculator {
                 self.histories.insert(m, History::new(i.activities, i.jobs, i.production));
             }
         }
+        let history_read = t0.elapsed();
         let stored = match snapshot {
             Some(s) => {
                 s.finish().await?;
@@ -477,6 +486,7 @@ impl Calculator {
             computed.push(cache::DaySums { machine_id: m, day: date, day_start: start, day_end: end, sums });
         }
         self.days_computed = computed.len();
+        tracing::debug!(?cache_read, ?history_read, computed = ?t0.elapsed(), "OEE report inputs");
         if stored && let Err(e) = cache::fill_claimed_days(pool, &computed, self.cfg).await {
             // The figures are right without the cache; the next request tries again.
             tracing::warn!(error = %e, "could not store the daily OEE cache");

@@ -134,7 +134,8 @@ fn stretch_arrays(stretches: &[Stretch]) -> (Vec<i32>, Vec<DateTime<Utc>>, Vec<D
 }
 
 /// Each stretch's activities that overlap it (one query for all machines): those starting inside it (an
-/// index range scan) and the latest one starting before it when it is still running at its start (a
+/// index range scan per machine: `OFFSET 0` keeps the planner from flattening the lateral subquery into
+/// a join that scans the whole table) and the latest one starting before it when it is still running at its start (a
 /// machine's activities do not overlap, so no earlier one can reach into it). Machine, code, start, end.
 pub async fn activities_overlapping(
     conn: &mut PgConnection,
@@ -145,7 +146,7 @@ pub async fn activities_overlapping(
         "SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
          FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
              SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
-             WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi) AS a \
+             WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi OFFSET 0) AS a \
          UNION ALL \
          SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
          FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
@@ -167,7 +168,7 @@ pub async fn jobs_overlapping(conn: &mut PgConnection, stretches: &[Stretch]) ->
     Ok(sqlx::query_as(
         "SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
          FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
-             SELECT * FROM job WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi) AS j \
+             SELECT * FROM job WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi OFFSET 0) AS j \
          UNION ALL \
          SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
          FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
@@ -190,8 +191,9 @@ pub async fn production_touching(
     let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
         "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
-         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) \
-         JOIN production_quantity p ON p.machine_id = r.id AND p.end_time >= r.lo AND p.start_time <= r.hi \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM production_quantity WHERE machine_id = r.id AND end_time >= r.lo AND start_time <= r.hi \
+             OFFSET 0) AS p \
          LEFT JOIN job j ON j.id = p.job_id",
     )
     .bind(ids)
