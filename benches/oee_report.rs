@@ -142,11 +142,11 @@ async fn main() {
                  SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
                  WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS a \
              WHERE a.end_time IS NULL OR a.end_time > r.lo",
-            "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
+            "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, \
+         (SELECT j.ideal_cycle_time_s FROM job j WHERE j.id = p.job_id) \
              FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
                  SELECT * FROM production_quantity WHERE machine_id = r.id AND end_time >= r.lo AND start_time <= r.hi \
-                 OFFSET 0) AS p \
-             LEFT JOIN job j ON j.id = p.job_id",
+                 OFFSET 0) AS p",
         ] {
             let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN ANALYZE {q}")))
                 .bind(&machines)

@@ -190,11 +190,11 @@ pub async fn production_touching(
 ) -> Result<Vec<EngineProductionRow>, Error> {
     let (ids, starts, ends) = stretch_arrays(stretches);
     Ok(sqlx::query_as(
-        "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
+        "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, \
+         (SELECT j.ideal_cycle_time_s FROM job j WHERE j.id = p.job_id) \
          FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
              SELECT * FROM production_quantity WHERE machine_id = r.id AND end_time >= r.lo AND start_time <= r.hi \
-             OFFSET 0) AS p \
-         LEFT JOIN job j ON j.id = p.job_id",
+             OFFSET 0) AS p",
     )
     .bind(ids)
     .bind(starts)
