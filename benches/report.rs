@@ -5,7 +5,7 @@
 //! with set-based SQL, then starts the whole server on that cluster and times the 30-day report of the
 //! group and of one machine through `GET /api/v1/oee` over loopback HTTP: the first call after a fresh
 //! start of the server and its PostgreSQL ("cold"), then repeats ("warm"). It also times the engine
-//! alone (`store::report::engine_inputs` and `oee::sums`, no HTTP) and writes its figures into its own
+//! alone (`store::report::engine_inputs` and `oee::History::sums`, no HTTP) and writes its figures into its own
 //! section of `BENCHMARKS.md`.
 //!
 //! Environment:
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use oee_core::Config;
-use oee_core::oee::{EngineConfig, Sums, Window, sums};
+use oee_core::oee::{EngineConfig, History, Sums, Window};
 use oee_core::store::{Database, report, seed};
 use oee_server::{App, Services};
 use serde_json::Value;
@@ -716,10 +716,10 @@ async fn time_engine(
         timing.fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         let mut total = Sums::default();
-        for &(start, end) in &days {
-            let w = Window::new(start, end, now);
-            for i in &inputs {
-                total.add(&sums(w, &i.activities, &i.jobs, &i.production, EngineConfig::default()));
+        for i in &inputs {
+            let history = History::new(i.activities.clone(), i.jobs.clone(), i.production.clone());
+            for &(start, end) in &days {
+                total.add(&history.sums(Window::new(start, end, now), EngineConfig::default()));
             }
         }
         timing.compute_ms.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -733,18 +733,18 @@ async fn time_engine(
     timing
 }
 
-/// Every machine's engine inputs for [from, to), read as the API reads them.
+/// Every machine's engine inputs for [from, to), read as the API reads them (each table once for all machines).
 async fn read_inputs(
     pool: &PgPool,
     machines: &[i32],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Vec<report::EngineInputs> {
-    let mut inputs = Vec::with_capacity(machines.len());
-    for &m in machines {
-        inputs.push(report::engine_inputs(pool, m, from, to).await.expect("read the engine's inputs"));
-    }
-    inputs
+    let stretches: Vec<report::Stretch> =
+        machines.iter().map(|&machine| report::Stretch { machine, start: from, end: to }).collect();
+    let mut conn = pool.acquire().await.expect("a database connection");
+    let mut by_machine = report::engine_inputs(&mut conn, &stretches).await.expect("read the engine's inputs");
+    machines.iter().map(|m| by_machine.remove(m).unwrap_or_default()).collect()
 }
 
 /// Rows and on-disk size (table, indexes, TOAST) of the tables the history lives in.
@@ -951,8 +951,8 @@ impl Results {
         let _ = writeln!(
             s,
             "Engine alone, the group's {REPORT_DAYS} days by day (warm, median of {}): reading the inputs with \
-             `store::report::engine_inputs` machine by machine {:.0} ms (min {:.0}, max {:.0}); the daily sums with \
-             `oee::sums` {:.0} ms (min {:.0}, max {:.0}). Inputs: {} activities, {} jobs, {} production records.\n",
+             `store::report::engine_inputs` for all machines at once {:.0} ms (min {:.0}, max {:.0}); the daily sums with \
+             `oee::History::sums` {:.0} ms (min {:.0}, max {:.0}). Inputs: {} activities, {} jobs, {} production records.\n",
             self.shape.repeats,
             median(&e.fetch_ms),
             e.fetch_ms.first().copied().unwrap_or(f64::NAN),

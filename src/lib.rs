@@ -116,7 +116,7 @@ impl App {
                 router = router.merge(b.router.clone());
             }
             if services.web {
-                router = router.merge(oee_web::router(db.pool.clone(), tz));
+                router = router.merge(oee_web::router(db.pool.clone(), tz, config.oee.clone()));
             }
             http_addr = Some(listener.local_addr()?);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -30,6 +30,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub bridge: BridgeConfig,
     pub scheduler: SchedulerConfig,
+    pub oee: OeeConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             bridge: BridgeConfig::default(),
             scheduler: SchedulerConfig::default(),
+            oee: OeeConfig::default(),
         }
     }
 }
@@ -259,6 +261,35 @@ impl SchedulerConfig {
     }
 }
 
+/// OEE reports (`GET /api/v1/oee`, `GET /api/v1/telemetry`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OeeConfig {
+    /// Breakdowns shorter than this many seconds count as minor stops (a performance loss, run time)
+    /// instead of availability losses. 0: only codes whose loss category is `minor_stop` are minor stops.
+    pub minor_stop_threshold_s: u64,
+    /// Keep each machine's sums per past plant day in the database, so reports over past days are read,
+    /// not recomputed. Today is always computed live.
+    pub daily_cache: bool,
+    /// Most buckets (hours, shifts, days, jobs) one report may have.
+    pub max_buckets: usize,
+    /// Most telemetry readings one request returns (and the default `limit`).
+    pub telemetry_max_rows: i64,
+}
+
+impl Default for OeeConfig {
+    fn default() -> Self {
+        OeeConfig { minor_stop_threshold_s: 0, daily_cache: true, max_buckets: 5_000, telemetry_max_rows: 10_000 }
+    }
+}
+
+impl OeeConfig {
+    /// The engine's settings.
+    pub fn engine(&self) -> crate::oee::EngineConfig {
+        crate::oee::EngineConfig { minor_stop_threshold_ms: self.minor_stop_threshold_s.min(86_400) as i64 * 1000 }
+    }
+}
+
 impl Config {
     /// Defaults, then the TOML file at `path` (if given), then `OEE_…` environment variables.
     pub fn load(path: Option<&Path>) -> Result<Config, Error> {
@@ -305,6 +336,15 @@ impl Config {
         }
         if self.ingest.batch_max == 0 {
             return Err(Error::ConfigParse("ingest.batch_max must be at least 1".into()));
+        }
+        let threshold = self.oee.minor_stop_threshold_s;
+        if threshold > 86_400 {
+            return Err(Error::ConfigParse(format!(
+                "oee.minor_stop_threshold_s must be between 0 and 86400 seconds, not {threshold}"
+            )));
+        }
+        if self.oee.max_buckets == 0 || self.oee.telemetry_max_rows < 1 {
+            return Err(Error::ConfigParse("oee.max_buckets and oee.telemetry_max_rows must be at least 1".into()));
         }
         Ok(())
     }
@@ -403,11 +443,19 @@ mod tests {
     }
 
     #[test]
+    fn the_minor_stop_threshold_reaches_the_engine_in_milliseconds() {
+        let c = Config::from_sources(None, env(&[("OEE_OEE__MINOR_STOP_THRESHOLD_S", "120")])).unwrap();
+        assert_eq!(c.oee.engine().minor_stop_threshold_ms, 120_000);
+    }
+
+    #[test]
     fn values_are_checked_when_loaded() {
         for (var, value, want) in [
             ("OEE_PLANT__TIMEZONE", "Mars/Olympus", "Mars/Olympus"),
             ("OEE_BROKER__MAX_SEGMENT_SIZE", "10", "max_segment_size"),
             ("OEE_INGEST__BATCH_MAX", "0", "batch_max"),
+            ("OEE_OEE__MINOR_STOP_THRESHOLD_S", "90000", "minor_stop_threshold_s"),
+            ("OEE_OEE__MAX_BUCKETS", "0", "max_buckets"),
         ] {
             let err = Config::from_sources(None, env(&[(var, value)])).unwrap_err().to_string();
             assert!(err.contains(want), "{var}: {err}");

@@ -1,8 +1,9 @@
-//! The web service. For now: a health page that says whether the server can reach its database, and the
-//! reference system's read-only OEE endpoints.
+//! The web service: a health page that says whether the server can reach its database, the reference
+//! system's read-only OEE endpoints, and our own v1 read APIs (OEE reports, telemetry).
 
 mod oee_api;
 mod reference_api;
+mod telemetry_api;
 
 use axum::Router;
 use axum::extract::State;
@@ -17,17 +18,20 @@ pub(crate) struct WebState {
     pool: PgPool,
     /// The plant's time zone: days and shifts are local.
     tz: chrono_tz::Tz,
+    /// How reports are computed and bounded.
+    oee: oee_core::config::OeeConfig,
 }
 
 /// The web routes.
-pub fn router(pool: PgPool, tz: chrono_tz::Tz) -> Router {
+pub fn router(pool: PgPool, tz: chrono_tz::Tz, oee: oee_core::config::OeeConfig) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/", get(home))
         .route("/api/oee", get(reference_api::oee))
         .route("/api/activity-durations", get(reference_api::activity_durations))
         .route("/api/v1/oee", get(oee_api::oee))
-        .with_state(WebState { pool, tz })
+        .route("/api/v1/telemetry", get(telemetry_api::telemetry))
+        .with_state(WebState { pool, tz, oee })
 }
 
 /// `GET /health`: 200 `{"status":"ok","database":"ok"}` when the database answers, 503 otherwise.

@@ -6,13 +6,26 @@
 //! end; production records are pro-rated linearly by their overlap with the window; ratios are returned
 //! raw (never clamped) and `None` where they are undefined; roll-ups (groups, periods) add [`Sums`], never
 //! average ratios.
+//!
+//! Where the planned time went ([`Losses`], the six big losses in time) adds up exactly: the planned
+//! time is the ideal time of the good parts plus breakdowns, setup, planned stops, minor stops, reduced
+//! speed, the quality loss and the run time without an ideal cycle time. The target quantity is what the
+//! ideal cycle time allows: the sum, over planned time inside jobs with an ideal cycle time, of that time
+//! divided by the job's ideal cycle time, i.e. the parts a machine that never stopped and always ran at its
+//! ideal rate would have made (`target_quantity`); `target_quantity_run` does the same over run time only
+//! (the performance target).
 
+mod history;
 pub mod reference;
+
+pub use history::History;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::activity::MachineState;
 
 /// How an activity code's time counts in OEE (its "loss category").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +106,8 @@ impl Window {
 pub struct Activity {
     pub span: Span,
     pub code_id: i32,
+    /// The code's machine state (durations are reported per state as well as per code).
+    pub state: MachineState,
     pub category: LossCategory,
 }
 
@@ -105,7 +120,8 @@ pub struct Job {
 }
 
 impl Job {
-    fn ict_s(&self) -> Option<f64> {
+    /// The ideal cycle time in seconds, when it is known and positive.
+    pub fn ict_s(&self) -> Option<f64> {
         self.ideal_cycle_time_s.filter(|v| v.is_finite() && *v > 0.0)
     }
 }
@@ -120,6 +136,9 @@ pub struct Production {
     pub ideal_cycle_time_s: Option<f64>,
 }
 
+/// The version of [`Sums`] and of the rules that fill it: cached sums of another version are recomputed.
+pub const SUMS_VERSION: i32 = 1;
+
 /// Policy knobs of the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineConfig {
@@ -129,7 +148,7 @@ pub struct EngineConfig {
 }
 
 /// Additive totals of one machine over one window; sums of several machines or windows add up.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sums {
     /// The window's length ("all time", TEEP's denominator).
     pub all_ms: i64,
@@ -142,8 +161,17 @@ pub struct Sums {
     pub setup_ms: i64,
     pub planned_stop_ms: i64,
     pub minor_stop_ms: i64,
+    /// Minor stops inside jobs that have an ideal cycle time.
+    pub covered_minor_stop_ms: i64,
+    /// Time in codes whose loss category is reduced speed (run time; the speed loss itself is in [`Losses`]).
     pub reduced_speed_ms: i64,
     pub not_scheduled_ms: i64,
+    /// Planned time inside jobs that have an ideal cycle time.
+    pub covered_planned_ms: i64,
+    /// Parts the ideal cycle time allows in the planned time inside jobs with one (Σ time ÷ ICT).
+    pub target_quantity: f64,
+    /// Parts the ideal cycle time allows in the run time inside jobs with one.
+    pub target_quantity_run: f64,
     /// Σ ideal cycle time × total count, over counts whose job has an ideal cycle time.
     pub ideal_ms: f64,
     /// Σ ideal cycle time × good count, likewise.
@@ -152,6 +180,8 @@ pub struct Sums {
     pub total: f64,
     /// Milliseconds per activity code inside the window.
     pub by_code_ms: BTreeMap<i32, i64>,
+    /// Milliseconds per machine state (uptime, unplanned downtime, planned downtime, overtime).
+    pub by_state_ms: [i64; 4],
 }
 
 /// Adds up one machine's activities, jobs and production inside `window`.
@@ -186,13 +216,32 @@ pub fn sums(
             LossCategory::ReducedSpeed => s.reduced_speed_ms += ms,
             LossCategory::NotScheduled => s.not_scheduled_ms += ms,
         }
-        if category.is_planned() {
+        s.by_state_ms[state_index(a.state)] += ms;
+        let (planned, run) = (category.is_planned(), category.is_run());
+        if planned {
             s.planned_ms += ms;
         }
-        if category.is_run() {
+        if run {
             s.run_ms += ms;
-            s.covered_run_ms +=
-                jobs.iter().filter(|j| j.ict_s().is_some()).map(|j| overlap_ms(window, a.span, j.span)).sum::<i64>();
+        }
+        if planned {
+            for j in jobs {
+                let Some(ict) = j.ict_s() else { continue };
+                let covered = overlap_ms(window, a.span, j.span);
+                if covered == 0 {
+                    continue;
+                }
+                let parts = covered as f64 / (ict * 1000.0);
+                s.covered_planned_ms += covered;
+                s.target_quantity += parts;
+                if run {
+                    s.covered_run_ms += covered;
+                    s.target_quantity_run += parts;
+                }
+                if category == LossCategory::MinorStop {
+                    s.covered_minor_stop_ms += covered;
+                }
+            }
         }
     }
     for p in production {
@@ -210,6 +259,26 @@ pub fn sums(
         }
     }
     s
+}
+
+/// The machine state a code of this category usually has (for tests).
+#[cfg(test)]
+fn state_of(category: LossCategory) -> MachineState {
+    match category {
+        LossCategory::Running | LossCategory::MinorStop | LossCategory::ReducedSpeed => MachineState::Uptime,
+        LossCategory::NotScheduled => MachineState::PlannedDowntime,
+        _ => MachineState::UnplannedDowntime,
+    }
+}
+
+/// Where [`Sums::by_state_ms`] keeps a state.
+fn state_index(state: MachineState) -> usize {
+    match state {
+        MachineState::Uptime => 0,
+        MachineState::UnplannedDowntime => 1,
+        MachineState::PlannedDowntime => 2,
+        MachineState::Overtime => 3,
+    }
 }
 
 /// Milliseconds where `a`, `b` and the window all overlap.
@@ -240,8 +309,12 @@ impl Sums {
         self.setup_ms += o.setup_ms;
         self.planned_stop_ms += o.planned_stop_ms;
         self.minor_stop_ms += o.minor_stop_ms;
+        self.covered_minor_stop_ms += o.covered_minor_stop_ms;
         self.reduced_speed_ms += o.reduced_speed_ms;
         self.not_scheduled_ms += o.not_scheduled_ms;
+        self.covered_planned_ms += o.covered_planned_ms;
+        self.target_quantity += o.target_quantity;
+        self.target_quantity_run += o.target_quantity_run;
         self.ideal_ms += o.ideal_ms;
         self.ideal_good_ms += o.ideal_good_ms;
         self.good += o.good;
@@ -249,6 +322,34 @@ impl Sums {
         for (code, ms) in &o.by_code_ms {
             *self.by_code_ms.entry(*code).or_default() += ms;
         }
+        for (mine, theirs) in self.by_state_ms.iter_mut().zip(o.by_state_ms) {
+            *mine += theirs;
+        }
+    }
+
+    /// Where the planned time went, in milliseconds (the six big losses); the parts add up to the
+    /// planned time exactly (see the module documentation).
+    pub fn losses(&self) -> Losses {
+        let uncovered_minor = self.minor_stop_ms - self.covered_minor_stop_ms;
+        Losses {
+            fully_productive_ms: self.ideal_good_ms,
+            breakdown_ms: self.breakdown_ms,
+            setup_ms: self.setup_ms,
+            planned_stop_ms: self.planned_stop_ms,
+            minor_stop_ms: self.minor_stop_ms,
+            reduced_speed_ms: (self.covered_run_ms - self.covered_minor_stop_ms) as f64 - self.ideal_ms,
+            quality_ms: self.ideal_ms - self.ideal_good_ms,
+            no_ideal_cycle_time_ms: self.run_ms - self.covered_run_ms - uncovered_minor,
+        }
+    }
+
+    /// Milliseconds per machine state, by the state's number (1 uptime, 2 unplanned downtime, 3 planned
+    /// downtime, 4 overtime).
+    pub fn by_state(&self) -> BTreeMap<i16, i64> {
+        [MachineState::Uptime, MachineState::UnplannedDowntime, MachineState::PlannedDowntime, MachineState::Overtime]
+            .into_iter()
+            .map(|st| (i16::from(st), self.by_state_ms[state_index(st)]))
+            .collect()
     }
 
     /// The ratios, by the rules of anchors §4.4.
@@ -284,6 +385,27 @@ impl Sums {
     }
 }
 
+/// The six big losses as time, in milliseconds of planned time. `reduced_speed_ms` is negative when the
+/// machine made parts faster than its ideal cycle time allows (performance over 100 %), never clamped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Losses {
+    /// Ideal cycle time × good parts: the time that made good parts at the ideal rate.
+    pub fully_productive_ms: f64,
+    /// Availability losses.
+    pub breakdown_ms: i64,
+    pub setup_ms: i64,
+    pub planned_stop_ms: i64,
+    /// Performance losses: stops shorter than the minor-stop threshold (and codes in that category) …
+    pub minor_stop_ms: i64,
+    /// … and running slower than ideal: run time (without minor stops) in jobs with an ideal cycle time
+    /// minus the ideal time of all parts made.
+    pub reduced_speed_ms: f64,
+    /// Quality loss: the ideal time of the rejects.
+    pub quality_ms: f64,
+    /// Run time (without minor stops) in jobs with no ideal cycle time: its speed cannot be judged.
+    pub no_ideal_cycle_time_ms: i64,
+}
+
 /// Ratios in 0..1 (performance may exceed 1 and is flagged, never clamped); `None` where undefined.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Figures {
@@ -310,7 +432,12 @@ mod tests {
     }
 
     fn act(from: (i64, i64), to: (i64, i64), code_id: i32, category: LossCategory) -> Activity {
-        Activity { span: Span { start: at(from.0, from.1), end: Some(at(to.0, to.1)) }, code_id, category }
+        Activity {
+            span: Span { start: at(from.0, from.1), end: Some(at(to.0, to.1)) },
+            code_id,
+            state: state_of(category),
+            category,
+        }
     }
 
     fn day() -> Window {
@@ -443,7 +570,12 @@ mod tests {
         let now = at(10, 30);
         let w = Window::new(at(8, 0), at(12, 0), now);
         assert_eq!(w.end, now);
-        let open = Activity { span: Span { start: at(9, 0), end: None }, code_id: 1, category: Running };
+        let open = Activity {
+            span: Span { start: at(9, 0), end: None },
+            code_id: 1,
+            state: MachineState::Uptime,
+            category: Running,
+        };
         let s = sums(w, &[act((8, 0), (9, 0), 2, Breakdown), open], &[], &[], EngineConfig::default());
         assert_eq!((s.run_ms, s.planned_ms, s.all_ms), (90 * 60_000, 150 * 60_000, 150 * 60_000));
         assert!(Window::new(at(12, 0), at(13, 0), now).ms() == 0, "a window wholly in the future is empty");
@@ -473,6 +605,50 @@ mod tests {
         assert_eq!((s.minor_stop_ms, s.breakdown_ms), (60_000, 600_000));
         assert_eq!(s.run_ms, 60 * 60_000, "the minor stop counts as run time");
         assert_eq!(s.planned_ms, 70 * 60_000);
+    }
+
+    #[test]
+    fn losses_targets_and_states_of_the_reference_example() {
+        let acts = [
+            act((8, 0), (10, 0), 1, Running),
+            act((10, 0), (11, 0), 2, Breakdown),
+            act((11, 0), (12, 0), 1, Running),
+            act((12, 0), (13, 0), 3, NotScheduled),
+        ];
+        let job = Job { span: Span { start: at(8, 0), end: Some(at(12, 0)) }, ideal_cycle_time_s: Some(30.0) };
+        let prod =
+            Production { start: at(8, 0), end: at(12, 0), good: 90, rejects: 10, ideal_cycle_time_s: Some(30.0) };
+        let s = sums(day(), &acts, &[job], &[prod], EngineConfig::default());
+        let l = s.losses();
+        // 100 parts × 30 s = 50 min ideal, 45 min of it good; 3 h run, 1 h down.
+        assert_eq!(l.fully_productive_ms, 45.0 * 60_000.0);
+        assert_eq!(l.breakdown_ms, 3_600_000);
+        assert_eq!(l.reduced_speed_ms, (180.0 - 50.0) * 60_000.0);
+        assert_eq!(l.quality_ms, 5.0 * 60_000.0);
+        assert_eq!((l.minor_stop_ms, l.setup_ms, l.planned_stop_ms, l.no_ideal_cycle_time_ms), (0, 0, 0, 0));
+        // 4 h planned inside the job at 30 s a part: 480 parts; 3 h of run time: 360.
+        assert!((s.target_quantity - 480.0).abs() < 1e-9 && (s.target_quantity_run - 360.0).abs() < 1e-9);
+        assert_eq!(s.by_state(), BTreeMap::from([(1, 10_800_000), (2, 3_600_000), (3, 3_600_000), (4, 0)]));
+    }
+
+    #[test]
+    fn minor_stops_and_uncovered_run_time_are_their_own_losses() {
+        let acts = [act((8, 0), (8, 1), 2, Breakdown), act((8, 1), (9, 0), 1, Running)];
+        let jobs = [
+            Job { span: Span { start: at(8, 0), end: Some(at(8, 30)) }, ideal_cycle_time_s: Some(2.0) },
+            Job { span: Span { start: at(8, 30), end: None }, ideal_cycle_time_s: None },
+        ];
+        let prod =
+            [Production { start: at(8, 0), end: at(8, 30), good: 600, rejects: 0, ideal_cycle_time_s: Some(2.0) }];
+        let s = sums(day(), &acts, &jobs, &prod, EngineConfig { minor_stop_threshold_ms: 120_000 });
+        let l = s.losses();
+        assert_eq!(l.minor_stop_ms, 60_000);
+        assert_eq!(l.breakdown_ms, 0);
+        // 30 covered minutes, one of them the minor stop, 20 min ideal (600 × 2 s): 9 min slow.
+        assert_eq!(l.reduced_speed_ms, 9.0 * 60_000.0);
+        assert_eq!(l.no_ideal_cycle_time_ms, 30 * 60_000);
+        assert_eq!(l.fully_productive_ms, 20.0 * 60_000.0);
+        assert!((s.target_quantity - 900.0).abs() < 1e-9, "30 planned minutes at 2 s: {}", s.target_quantity);
     }
 
     #[test]
@@ -534,6 +710,7 @@ mod properties {
                     acts.push(Activity {
                         span: Span { start: t0() + Duration::minutes(at), end: Some(t0() + Duration::minutes(end)) },
                         code_id: i as i32 % 5,
+                        state: state_of(CATEGORIES[cat]),
                         category: CATEGORIES[cat],
                     });
                     at = end;
@@ -542,6 +719,7 @@ mod properties {
                     acts.push(Activity {
                         span: Span { start: t0() + Duration::minutes(at), end: None },
                         code_id: 9,
+                        state: MachineState::Uptime,
                         category: LossCategory::Running,
                     });
                 }
@@ -574,6 +752,12 @@ mod properties {
             let s = sums(w, &acts, &[job], &prod, EngineConfig::default());
             prop_assert_eq!(s.by_code_ms.values().sum::<i64>(), s.all_ms);
             prop_assert_eq!(s.planned_ms + s.not_scheduled_ms, s.all_ms);
+            prop_assert_eq!(s.by_state_ms.iter().sum::<i64>(), s.all_ms);
+            let l = s.losses();
+            let accounted = l.fully_productive_ms + (l.breakdown_ms + l.setup_ms + l.planned_stop_ms + l.minor_stop_ms
+                + l.no_ideal_cycle_time_ms) as f64 + l.reduced_speed_ms + l.quality_ms;
+            prop_assert!(close(accounted, s.planned_ms as f64), "losses {:?} do not add up to {}", l, s.planned_ms);
+            prop_assert!(s.target_quantity_run <= s.target_quantity + 1e-9);
             prop_assert!(s.run_ms <= s.planned_ms);
             let f = s.figures();
             prop_assert!(f.availability.is_none_or(|a| (0.0..=1.0).contains(&a)));
@@ -599,6 +783,9 @@ mod properties {
             prop_assert_eq!(parts.run_ms, whole.run_ms);
             prop_assert_eq!(parts.planned_ms, whole.planned_ms);
             prop_assert_eq!(parts.covered_run_ms, whole.covered_run_ms);
+            prop_assert_eq!(parts.by_state_ms, whole.by_state_ms);
+            prop_assert_eq!(&parts.by_code_ms, &whole.by_code_ms);
+            prop_assert!(close(parts.target_quantity, whole.target_quantity));
             prop_assert!(close(parts.good, whole.good) && close(parts.total, whole.total));
             prop_assert!(close(parts.ideal_ms, whole.ideal_ms) && close(parts.ideal_good_ms, whole.ideal_good_ms));
             let (pf, wf) = (parts.figures(), whole.figures());

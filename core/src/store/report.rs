@@ -1,7 +1,9 @@
 //! Reading a machine's history for reports: activities, jobs and their production in a window.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::activity::MachineState;
 use crate::error::Error;
@@ -82,7 +84,7 @@ pub async fn jobs_in_window(
         .collect())
 }
 
-/// What the OEE engine needs about one machine for a window.
+/// What the OEE engine needs about one machine for a window, each list in time order.
 #[derive(Debug, Clone, Default)]
 pub struct EngineInputs {
     pub activities: Vec<crate::oee::Activity>,
@@ -90,67 +92,165 @@ pub struct EngineInputs {
     pub production: Vec<crate::oee::Production>,
 }
 
-type EngineActivityRow = (i32, String, DateTime<Utc>, Option<DateTime<Utc>>);
-type EngineJobRow = (DateTime<Utc>, Option<DateTime<Utc>>, Option<f64>);
-type EngineProductionRow = (DateTime<Utc>, DateTime<Utc>, i64, i64, Option<f64>);
+type CodeRow = (i32, i16, String);
+type EngineActivityRow = (i32, i32, DateTime<Utc>, Option<DateTime<Utc>>);
+type EngineJobRow = (i32, i64, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<f64>);
+type EngineProductionRow = (i32, DateTime<Utc>, DateTime<Utc>, i64, i64, Option<f64>);
 
-/// One machine's activities (with their codes' loss categories), jobs and production touching [start, end).
+/// Every activity code's machine state and loss category, by code id.
+pub async fn code_categories(
+    conn: &mut PgConnection,
+) -> Result<HashMap<i32, (MachineState, crate::oee::LossCategory)>, Error> {
+    let rows: Vec<CodeRow> =
+        sqlx::query_as("SELECT id, machine_state, loss_category FROM activity_code").fetch_all(&mut *conn).await?;
+    rows.into_iter()
+        .map(|(id, state, category)| {
+            Ok((
+                id,
+                (
+                    MachineState::try_from(state).map_err(Error::Invalid)?,
+                    crate::oee::LossCategory::try_from(category).map_err(Error::Invalid)?,
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// One machine's stretch of history to read: [start, end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stretch {
+    pub machine: i32,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The stretches as three parallel arrays, for `unnest($1::int[], $2::timestamptz[], $3::timestamptz[])`.
+fn stretch_arrays(stretches: &[Stretch]) -> (Vec<i32>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+    (
+        stretches.iter().map(|s| s.machine).collect(),
+        stretches.iter().map(|s| s.start).collect(),
+        stretches.iter().map(|s| s.end).collect(),
+    )
+}
+
+/// Each stretch's activities that overlap it (one query for all machines): those starting inside it (an
+/// index range scan per machine: `OFFSET 0` keeps the planner from flattening the lateral subquery into
+/// a join that scans the whole table) and the latest one starting before it when it is still running at its start (a
+/// machine's activities do not overlap, so no earlier one can reach into it). Machine, code, start, end.
+pub async fn activities_overlapping(
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<Vec<EngineActivityRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
+    Ok(sqlx::query_as(
+        "SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
+             WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi OFFSET 0) AS a \
+         UNION ALL \
+         SELECT a.machine_id, a.activity_code_id, a.start_time, a.end_time \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT machine_id, activity_code_id, start_time, end_time FROM activity \
+             WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS a \
+         WHERE a.end_time IS NULL OR a.end_time > r.lo",
+    )
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Each stretch's jobs, found like [`activities_overlapping`]: machine, id, job number, start, end, ideal
+/// cycle time.
+pub async fn jobs_overlapping(conn: &mut PgConnection, stretches: &[Stretch]) -> Result<Vec<EngineJobRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
+    Ok(sqlx::query_as(
+        "SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM job WHERE machine_id = r.id AND start_time >= r.lo AND start_time < r.hi OFFSET 0) AS j \
+         UNION ALL \
+         SELECT j.machine_id, j.id, j.job_number, j.start_time, j.end_time, j.ideal_cycle_time_s \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM job WHERE machine_id = r.id AND start_time < r.lo ORDER BY start_time DESC LIMIT 1) AS j \
+         WHERE j.end_time IS NULL OR j.end_time > r.lo",
+    )
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Each stretch's production records touching [start, end] (an instant record at the end included), with
+/// their jobs' ideal cycle times: machine, start, end, good, rejects, ideal cycle time.
+pub async fn production_touching(
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<Vec<EngineProductionRow>, Error> {
+    let (ids, starts, ends) = stretch_arrays(stretches);
+    Ok(sqlx::query_as(
+        "SELECT p.machine_id, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, \
+         (SELECT j.ideal_cycle_time_s FROM job j WHERE j.id = p.job_id) \
+         FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[]) AS r (id, lo, hi) CROSS JOIN LATERAL ( \
+             SELECT * FROM production_quantity WHERE machine_id = r.id AND end_time >= r.lo AND start_time <= r.hi \
+             OFFSET 0) AS p",
+    )
+    .bind(ids)
+    .bind(starts)
+    .bind(ends)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Everything the OEE engine needs for each stretch (one machine each): one query per table for all of
+/// them, grouped per machine (in no particular order: [`crate::oee::History`] sorts them).
 pub async fn engine_inputs(
-    pool: &PgPool,
-    machine: i32,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<EngineInputs, Error> {
-    use crate::oee::{Activity, Job, LossCategory, Production, Span};
-    let acts: Vec<EngineActivityRow> = sqlx::query_as(
-        "SELECT a.activity_code_id, c.loss_category, a.start_time, a.end_time \
-         FROM activity a JOIN activity_code c ON c.id = a.activity_code_id \
-         WHERE a.machine_id = $1 AND a.start_time < $3 AND (a.end_time IS NULL OR a.end_time > $2)",
+    conn: &mut PgConnection,
+    stretches: &[Stretch],
+) -> Result<HashMap<i32, EngineInputs>, Error> {
+    use crate::oee::{Activity, Job, Production, Span};
+    let codes = code_categories(&mut *conn).await?;
+    let mut out: HashMap<i32, EngineInputs> = stretches.iter().map(|s| (s.machine, EngineInputs::default())).collect();
+    for (machine, code_id, a_start, a_end) in activities_overlapping(&mut *conn, stretches).await? {
+        let (state, category) =
+            *codes.get(&code_id).ok_or_else(|| Error::Invalid(format!("activity code {code_id} does not exist")))?;
+        if let Some(i) = out.get_mut(&machine) {
+            i.activities.push(Activity { span: Span { start: a_start, end: a_end }, code_id, state, category });
+        }
+    }
+    for (machine, _, _, j_start, j_end, ict) in jobs_overlapping(&mut *conn, stretches).await? {
+        if let Some(i) = out.get_mut(&machine) {
+            i.jobs.push(Job { span: Span { start: j_start, end: j_end }, ideal_cycle_time_s: ict });
+        }
+    }
+    for (machine, p_start, p_end, good, rejects, ict) in production_touching(&mut *conn, stretches).await? {
+        if let Some(i) = out.get_mut(&machine) {
+            i.production.push(Production { start: p_start, end: p_end, good, rejects, ideal_cycle_time_s: ict });
+        }
+    }
+    Ok(out)
+}
+
+/// The shift patterns of `machines`, by machine (a machine without a pattern is absent).
+pub async fn shift_patterns(pool: &PgPool, machines: &[i32]) -> Result<HashMap<i32, Vec<crate::shift::Period>>, Error> {
+    let rows: Vec<(i32, i16, i16, i16)> = sqlx::query_as(
+        "SELECT m.id, p.day, p.start_minute, p.shift_state FROM machine m \
+         JOIN shift_period p ON p.shift_id = m.shift_id WHERE m.id = ANY($1)",
     )
-    .bind(machine)
-    .bind(start)
-    .bind(end)
+    .bind(machines)
     .fetch_all(pool)
     .await?;
-    let jobs: Vec<EngineJobRow> = sqlx::query_as(
-        "SELECT start_time, end_time, ideal_cycle_time_s FROM job \
-         WHERE machine_id = $1 AND start_time < $3 AND (end_time IS NULL OR end_time > $2)",
-    )
-    .bind(machine)
-    .bind(start)
-    .bind(end)
-    .fetch_all(pool)
-    .await?;
-    let production: Vec<EngineProductionRow> = sqlx::query_as(
-        "SELECT p.start_time, p.end_time, p.quantity_good, p.quantity_rejects, j.ideal_cycle_time_s \
-         FROM production_quantity p LEFT JOIN job j ON j.id = p.job_id \
-         WHERE p.machine_id = $1 AND p.start_time <= $3 AND p.end_time >= $2",
-    )
-    .bind(machine)
-    .bind(start)
-    .bind(end)
-    .fetch_all(pool)
-    .await?;
-    Ok(EngineInputs {
-        activities: acts
-            .into_iter()
-            .map(|(code_id, category, start, end)| {
-                Ok(Activity {
-                    span: Span { start, end },
-                    code_id,
-                    category: LossCategory::try_from(category).map_err(Error::Invalid)?,
-                })
-            })
-            .collect::<Result<_, Error>>()?,
-        jobs: jobs
-            .into_iter()
-            .map(|(start, end, ict)| Job { span: Span { start, end }, ideal_cycle_time_s: ict })
-            .collect(),
-        production: production
-            .into_iter()
-            .map(|(start, end, good, rejects, ict)| Production { start, end, good, rejects, ideal_cycle_time_s: ict })
-            .collect(),
-    })
+    let mut out: HashMap<i32, Vec<crate::shift::Period>> = HashMap::new();
+    for (machine, day, minute, state) in rows {
+        out.entry(machine).or_default().push(crate::shift::Period {
+            day: u8::try_from(day).map_err(|_| Error::Invalid(format!("shift day {day} is not 0-6")))?,
+            start_minute: u16::try_from(minute)
+                .map_err(|_| Error::Invalid(format!("shift start minute {minute} is not 0-1439")))?,
+            state: crate::activity::ScheduleState::try_from(state).map_err(Error::Invalid)?,
+        });
+    }
+    Ok(out)
 }
 
 /// The machines of a group, by id; `None` when the group does not exist.
@@ -168,4 +268,23 @@ pub async fn group_machines(pool: &PgPool, group: i32) -> Result<Option<Vec<i32>
             .fetch_all(pool)
             .await?,
     ))
+}
+
+/// Up to `limit` of a machine's telemetry readings (time, data) in [from, to), oldest first.
+pub async fn telemetry_in_window(
+    pool: &PgPool,
+    machine: i32,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(DateTime<Utc>, serde_json::Value)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT ts, data FROM telemetry WHERE machine_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
+    )
+    .bind(machine)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }
