@@ -9,19 +9,6 @@ use common::*;
 use rumqttc::QoS;
 use serde_json::json;
 
-const REPLY: &str = "test/replies/history";
-
-async fn command(
-    client: &rumqttc::AsyncClient,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
-    topic: String,
-    mut body: serde_json::Value,
-) -> serde_json::Value {
-    body["reply_to"] = json!(REPLY);
-    client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap()).await.unwrap();
-    next_on(rx, REPLY).await
-}
-
 /// 2026-01-05 at h:m UTC.
 fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 5, h, m, 0).unwrap()

@@ -6,24 +6,13 @@ use common::*;
 use rumqttc::QoS;
 use serde_json::json;
 
-async fn command(
-    client: &rumqttc::AsyncClient,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
-    topic: String,
-    mut body: serde_json::Value,
-) -> serde_json::Value {
-    body["reply_to"] = json!("test/replies/jobs");
-    client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap()).await.unwrap();
-    next_on(rx, "test/replies/jobs").await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_starts_once_runs_and_ends_with_its_counts() {
     let t = spawn_app().await;
     let m = t.add_machine("Press").await;
     t.set_schedule(m, true).await;
     let (client, mut rx) = t.mqtt_client("plc").await;
-    client.subscribe("test/replies/jobs", QoS::AtLeastOnce).await.unwrap();
+    client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
     let topic = |suffix: &str| format!("oee/v1/machines/{m}/{suffix}");
 
     let v = command(&client, &mut rx, topic("job/end"), json!({"good": 1})).await;

@@ -8,19 +8,6 @@ use common::*;
 use rumqttc::QoS;
 use serde_json::json;
 
-const REPLY: &str = "test/replies/production";
-
-async fn command(
-    client: &rumqttc::AsyncClient,
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
-    topic: String,
-    mut body: serde_json::Value,
-) -> serde_json::Value {
-    body["reply_to"] = json!(REPLY);
-    client.publish(topic, QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap()).await.unwrap();
-    next_on(rx, REPLY).await
-}
-
 /// A machine's production records in time order: (job, start, end, good, rejects).
 type Record = (Option<i64>, DateTime<Utc>, DateTime<Utc>, i64, i64);
 

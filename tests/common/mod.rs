@@ -313,6 +313,21 @@ pub async fn next_on(
     }
 }
 
+/// The topic commands sent with [`command`] are answered on; subscribe to it first.
+pub const REPLY: &str = "test/replies/commands";
+
+/// Publishes `body` to `topic` with [`REPLY`] as its `reply_to` and waits for the verdict.
+pub async fn command(
+    client: &rumqttc::AsyncClient,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    topic: String,
+    mut body: serde_json::Value,
+) -> serde_json::Value {
+    body["reply_to"] = serde_json::json!(REPLY);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap()).await.unwrap();
+    next_on(rx, REPLY).await
+}
+
 /// Polls `check` until it returns true (10 s at most).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
