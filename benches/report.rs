@@ -619,6 +619,8 @@ struct Timing {
     warm_ms: Vec<f64>,
     bytes: usize,
     oee: Option<f64>,
+    /// The daily cache on the first call and on the last warm one: (days read from it, days computed).
+    cache: [(i64, i64); 2],
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -636,15 +638,30 @@ async fn time_case(client: &reqwest::Client, http: &str, case: &Case, repeats: u
     let url = format!("{http}/api/v1/oee?{}", case.query);
     let (first_ms, body) = timed_get(client, &url).await;
     let (bytes, oee) = check_answer(case, &body);
+    let first_cache = cache_use(&body);
     let mut warm_ms = Vec::with_capacity(repeats);
+    let mut warm_cache = (0, 0);
     for _ in 0..repeats {
         let (ms, again) = timed_get(client, &url).await;
         check_answer(case, &again);
+        warm_cache = cache_use(&again);
         warm_ms.push(ms);
     }
     warm_ms.sort_by(f64::total_cmp);
-    eprintln!("  first {first_ms:.0} ms, warm median {:.0} ms", median(&warm_ms));
-    Timing { name: case.name.clone(), query: case.query.clone(), first_ms, warm_ms, bytes, oee }
+    eprintln!(
+        "  first {first_ms:.0} ms, warm median {:.0} ms; days from the cache / computed: first {first_cache:?}, warm \
+         {warm_cache:?}",
+        median(&warm_ms)
+    );
+    let cache = [first_cache, warm_cache];
+    Timing { name: case.name.clone(), query: case.query.clone(), first_ms, warm_ms, bytes, oee, cache }
+}
+
+/// The answer's `cache`: machine-days read from the daily cache and machine-days computed.
+fn cache_use(body: &str) -> (i64, i64) {
+    let v: Value = serde_json::from_str(body).unwrap_or_default();
+    let n = |k: &str| v.pointer(&format!("/cache/{k}")).and_then(Value::as_i64).unwrap_or(0);
+    (n("days_read"), n("days_computed"))
 }
 
 /// One GET: the time until the whole body has arrived, and the body.
@@ -934,19 +951,24 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "| Request | Query | First call ms | Warm median ms | Warm min ms | Warm max ms | Answer bytes | OEE |"
+            "| Request | Query | First call ms | Warm median ms | Warm min ms | Warm max ms | Days cached / computed, \
+             first | warm | Answer bytes | OEE |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for t in &self.timings {
             let _ = writeln!(
                 s,
-                "| {} | `{}` | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                "| {} | `{}` | {:.0} | {:.0} | {:.0} | {:.0} | {} / {} | {} / {} | {} | {} |",
                 t.name,
                 t.query,
                 t.first_ms,
                 median(&t.warm_ms),
                 t.warm_ms.first().copied().unwrap_or(f64::NAN),
                 t.warm_ms.last().copied().unwrap_or(f64::NAN),
+                t.cache[0].0,
+                t.cache[0].1,
+                t.cache[1].0,
+                t.cache[1].1,
                 t.bytes,
                 opt_pct(t.oee)
             );
