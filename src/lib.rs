@@ -54,11 +54,14 @@ pub struct App {
     pub http_addr: Option<SocketAddr>,
     /// Where the embedded broker listens, when it runs.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Where tablet discovery is answered, when it runs (with the bridge).
+    pub discovery_addr: Option<SocketAddr>,
     pub db: Database,
     pub ingest_stats: Option<std::sync::Arc<oee_ingest::Stats>>,
     broker: Option<oee_broker::Broker>,
     ingest: Option<oee_ingest::Ingest>,
     bridge: Option<oee_bridge::Bridge>,
+    discovery: Option<oee_bridge::discovery::Discovery>,
     http: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -131,17 +134,38 @@ impl App {
             tracing::info!("HTTP listening on {}", http_addr.unwrap_or(config.http.listen));
             http = Some((stop_tx, task));
         }
+        let discovery = match (&bridge, config.tablets.discovery_addr()?) {
+            (Some(_), Some(addr)) => {
+                let port = match config.tablets.external_http_port {
+                    0 => http_addr.map_or(config.http.listen.port(), |a| a.port()),
+                    p => p,
+                };
+                match oee_bridge::discovery::start(addr, port, config.tablets.discovery_answers_per_s).await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        // Tablets can still be given the address by hand: the server runs on.
+                        tracing::warn!(
+                            "tablet discovery is off: cannot listen on UDP {addr}: {e} (set tablets.discovery_listen)"
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         if !services.broker && (services.ingest || services.bridge) {
             tracing::info!("using the MQTT broker at {}:{}", config.mqtt.host, config.mqtt.port);
         }
         Ok(App {
             http_addr,
             mqtt_addr: broker.as_ref().map(|b| b.listen),
+            discovery_addr: discovery.as_ref().map(|d| d.local_addr),
             ingest_stats: ingest.as_ref().map(|i| i.stats.clone()),
             db,
             broker,
             ingest,
             bridge,
+            discovery,
             http,
         })
     }
@@ -152,6 +176,7 @@ impl App {
             let _ = stop.send(());
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
         }
+        drop(self.discovery.take());
         drop(self.bridge.take());
         if let Some(ingest) = self.ingest.take() {
             ingest.shutdown().await;

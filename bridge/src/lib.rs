@@ -4,6 +4,7 @@
 
 mod command;
 mod device;
+pub mod discovery;
 mod error;
 mod replies;
 

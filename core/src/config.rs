@@ -29,6 +29,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub ingest: IngestConfig,
     pub bridge: BridgeConfig,
+    /// Operator tablets.
+    pub tablets: TabletsConfig,
     pub scheduler: SchedulerConfig,
     pub oee: OeeConfig,
 }
@@ -44,6 +46,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ingest: IngestConfig::default(),
             bridge: BridgeConfig::default(),
+            tablets: TabletsConfig::default(),
             scheduler: SchedulerConfig::default(),
             oee: OeeConfig::default(),
         }
@@ -225,6 +228,40 @@ impl Default for IngestConfig {
     }
 }
 
+/// Operator tablets: how they find the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TabletsConfig {
+    /// UDP address on which tablets' discovery broadcasts are answered (with the bridge). Empty: no discovery.
+    pub discovery_listen: String,
+    /// The HTTP port tablets are told to use: the port they reach the server on, e.g. 80 behind a reverse
+    /// proxy. 0: the port of `http.listen`.
+    pub external_http_port: u16,
+    /// Most discovery answers per second to one address (a tablet asks a few times; more is a flood).
+    pub discovery_answers_per_s: u32,
+}
+
+impl Default for TabletsConfig {
+    fn default() -> Self {
+        TabletsConfig { discovery_listen: "0.0.0.0:8090".into(), external_http_port: 0, discovery_answers_per_s: 5 }
+    }
+}
+
+impl TabletsConfig {
+    /// The UDP address to answer discovery on, when discovery is on.
+    pub fn discovery_addr(&self) -> Result<Option<SocketAddr>, Error> {
+        let listen = self.discovery_listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            Error::ConfigParse(format!(
+                "tablets.discovery_listen `{listen}` is not an address like 0.0.0.0:8090 (empty turns discovery off)"
+            ))
+        })
+    }
+}
+
 /// The HTTP device bridge.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -328,6 +365,10 @@ impl Config {
     /// Checks what the types alone cannot, so a mistake is reported at start, not when first used.
     pub fn validate(&self) -> Result<(), Error> {
         self.plant_timezone()?;
+        self.tablets.discovery_addr()?;
+        if self.tablets.discovery_answers_per_s == 0 {
+            return Err(Error::ConfigParse("tablets.discovery_answers_per_s must be at least 1".into()));
+        }
         if self.broker.max_segment_size < 1024 {
             return Err(Error::ConfigParse("broker.max_segment_size must be at least 1024 bytes".into()));
         }

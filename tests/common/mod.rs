@@ -155,6 +155,7 @@ pub fn test_config(db: &TestDb) -> Config {
     c.database.url = db.url();
     c.database.max_connections = 8;
     c.bridge.reply_timeout_ms = 10_000;
+    c.tablets.discovery_listen = "127.0.0.1:0".into();
     c
 }
 
