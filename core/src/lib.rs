@@ -13,6 +13,7 @@ pub mod production;
 pub mod schedule;
 pub mod shift;
 pub mod store;
+pub mod tablet;
 pub mod topic;
 pub mod verdict;
 
