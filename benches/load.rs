@@ -11,10 +11,11 @@
 
 #[path = "shared/host.rs"]
 mod host;
+#[path = "shared/server.rs"]
+mod server;
 
 use host::HostInfo;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,23 +162,11 @@ fn bench_dir() -> PathBuf {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("find a free loopback port").port()
-}
-
 fn bench_config(dir: &Path) -> Config {
-    let mut c = Config { data_dir: dir.join("data"), ..Config::default() };
-    c.plant.timezone = "UTC".into();
-    c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mqtt_port = free_port();
-    c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
-    c.mqtt.host = "127.0.0.1".into();
-    c.mqtt.port = mqtt_port;
+    let mut c = server::loopback_config(dir);
     // Commit timestamps are what the MQTT latencies are computed from. synchronous_commit stays at its
     // default (on): the numbers are for durable commits.
-    let settings = &mut c.database.embedded.settings;
-    settings.insert("track_commit_timestamp".into(), "on".into());
-    settings.insert("shared_buffers".into(), "512MB".into());
+    c.database.embedded.settings.insert("track_commit_timestamp".into(), "on".into());
     c
 }
 

@@ -19,6 +19,8 @@
 
 #[path = "shared/host.rs"]
 mod host;
+#[path = "shared/server.rs"]
+mod server;
 
 use host::HostInfo;
 use std::fmt::Write as _;
@@ -298,20 +300,9 @@ fn bench_dir() -> (PathBuf, bool) {
     (dir, keep)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("find a free loopback port").port()
-}
-
 fn bench_config(dir: &Path) -> Config {
-    let mut c = Config { data_dir: dir.join("data"), ..Config::default() };
-    c.plant.timezone = "UTC".into();
-    c.http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mqtt_port = free_port();
-    c.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
-    c.mqtt.host = "127.0.0.1".into();
-    c.mqtt.port = mqtt_port;
+    let mut c = server::loopback_config(dir);
     let settings = &mut c.database.embedded.settings;
-    settings.insert("shared_buffers".into(), "512MB".into());
     // Bulk loading: no checkpoint in the middle of it, and room for VACUUM. Neither changes how reads run.
     settings.insert("max_wal_size".into(), "8GB".into());
     settings.insert("maintenance_work_mem".into(), "256MB".into());
@@ -321,7 +312,7 @@ fn bench_config(dir: &Path) -> Config {
 /// Starts the whole server; its broker gets a port of its own, as one stopped earlier may still hold its port.
 async fn start_app(config: &Config) -> App {
     let mut config = config.clone();
-    let mqtt_port = free_port();
+    let mqtt_port = server::free_port();
     config.broker.listen = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
     config.mqtt.port = mqtt_port;
     tokio::time::timeout(Duration::from_secs(180), App::start(&config, Services::ALL))
