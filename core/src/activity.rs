@@ -184,8 +184,23 @@ impl MachineSnapshot {
     }
 }
 
+/// Codes for the state machine's tests: the four seeded ones and a few a plant might add.
+#[cfg(test)]
+pub(crate) mod test_codes {
+    use super::{Code, MachineState};
+
+    pub const UP: Code = Code { id: 1, state: MachineState::Uptime };
+    pub const DOWN: Code = Code { id: 2, state: MachineState::UnplannedDowntime };
+    pub const CLOSED: Code = Code { id: 3, state: MachineState::PlannedDowntime };
+    pub const OVERTIME: Code = Code { id: 4, state: MachineState::Overtime };
+    pub const SETUP: Code = Code { id: 5, state: MachineState::PlannedDowntime };
+    pub const FAST_RUN: Code = Code { id: 6, state: MachineState::Uptime };
+    pub const JAM: Code = Code { id: 7, state: MachineState::UnplannedDowntime };
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_codes::*;
     use super::*;
     use chrono::TimeZone;
 
@@ -203,13 +218,6 @@ mod tests {
             user_id: None,
         }
     }
-
-    const UP: Code = Code { id: 1, state: MachineState::Uptime };
-    const DOWN: Code = Code { id: 2, state: MachineState::UnplannedDowntime };
-    const CLOSED: Code = Code { id: 3, state: MachineState::PlannedDowntime };
-    const OVERTIME: Code = Code { id: 4, state: MachineState::Overtime };
-    const SETUP: Code = Code { id: 5, state: MachineState::PlannedDowntime };
-    const FAST_RUN: Code = Code { id: 6, state: MachineState::Uptime };
 
     #[test]
     fn requested_code_follows_the_reference_selection() {

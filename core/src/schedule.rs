@@ -154,18 +154,11 @@ pub fn catch_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity::test_codes::*;
     use crate::activity::{OVERTIME_CODE_ID, UP_CODE_ID};
     use crate::shift::standard_day;
     use ScheduleState::*;
     use chrono::TimeZone;
-
-    const UP: Code = Code { id: 1, state: MachineState::Uptime };
-    const DOWN: Code = Code { id: 2, state: MachineState::UnplannedDowntime };
-    const CLOSED: Code = Code { id: 3, state: MachineState::PlannedDowntime };
-    const OVERTIME: Code = Code { id: 4, state: MachineState::Overtime };
-    const SETUP: Code = Code { id: 5, state: MachineState::PlannedDowntime };
-    const FAST_RUN: Code = Code { id: 6, state: MachineState::Uptime };
-    const JAM: Code = Code { id: 7, state: MachineState::UnplannedDowntime };
 
     fn t(d: u32, h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, d, h, m, 0).unwrap()

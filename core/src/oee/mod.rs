@@ -476,8 +476,9 @@ mod tests {
         assert!(close(f.oee, s.ideal_good_ms / s.planned_ms as f64), "the simple form agrees");
     }
 
-    #[test]
-    fn the_reference_worked_example_gives_0_1875() {
+    /// The reference's worked example (§6.9) over its day: up 8-10 and 11-12, down 10-11, closed 12-13; one
+    /// job 8-12 at 30 s a part making 90 good and 10 rejects.
+    fn reference_example() -> ([Activity; 4], Job, Production) {
         let acts = [
             act((8, 0), (10, 0), 1, Running),
             act((10, 0), (11, 0), 2, Breakdown),
@@ -487,6 +488,12 @@ mod tests {
         let job = Job { span: Span { start: at(8, 0), end: Some(at(12, 0)) }, ideal_cycle_time_s: Some(30.0) };
         let prod =
             Production { start: at(8, 0), end: at(12, 0), good: 90, rejects: 10, ideal_cycle_time_s: Some(30.0) };
+        (acts, job, prod)
+    }
+
+    #[test]
+    fn the_reference_worked_example_gives_0_1875() {
+        let (acts, job, prod) = reference_example();
         let s = sums(day(), &acts, &[job], &[prod], EngineConfig::default());
         let f = s.figures();
         assert!(close(f.availability, 0.75) && close(f.performance, 0.27778) && close(f.quality, 0.9), "{f:?}");
@@ -609,15 +616,7 @@ mod tests {
 
     #[test]
     fn losses_targets_and_states_of_the_reference_example() {
-        let acts = [
-            act((8, 0), (10, 0), 1, Running),
-            act((10, 0), (11, 0), 2, Breakdown),
-            act((11, 0), (12, 0), 1, Running),
-            act((12, 0), (13, 0), 3, NotScheduled),
-        ];
-        let job = Job { span: Span { start: at(8, 0), end: Some(at(12, 0)) }, ideal_cycle_time_s: Some(30.0) };
-        let prod =
-            Production { start: at(8, 0), end: at(12, 0), good: 90, rejects: 10, ideal_cycle_time_s: Some(30.0) };
+        let (acts, job, prod) = reference_example();
         let s = sums(day(), &acts, &[job], &[prod], EngineConfig::default());
         let l = s.losses();
         // 100 parts × 30 s = 50 min ideal, 45 min of it good; 3 h run, 1 h down.

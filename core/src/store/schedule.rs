@@ -178,17 +178,27 @@ pub async fn set_shift_days(pool: &PgPool, shift: &str, days: &[u8], periods: &[
         .bind(days.iter().map(|&d| d as i16).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
+    insert_shift_periods(&mut tx, shift_id, periods).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adds `periods` to the pattern `shift_id`; a period the pattern already has at that day and minute is kept.
+pub(crate) async fn insert_shift_periods(
+    tx: &mut Transaction<'_, Postgres>,
+    shift_id: i32,
+    periods: &[Period],
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO shift_period (shift_id, day, start_minute, shift_state) \
-         SELECT $1, * FROM UNNEST($2::smallint[], $3::smallint[], $4::smallint[])",
+         SELECT $1, * FROM UNNEST($2::smallint[], $3::smallint[], $4::smallint[]) ON CONFLICT DO NOTHING",
     )
     .bind(shift_id)
     .bind(periods.iter().map(|p| p.day as i16).collect::<Vec<_>>())
     .bind(periods.iter().map(|p| p.start_minute as i16).collect::<Vec<_>>())
     .bind(periods.iter().map(|p| i16::from(p.state)).collect::<Vec<_>>())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -66,16 +66,7 @@ pub async fn seed_first_run(pool: &PgPool, now: DateTime<Utc>) -> Result<SeedRep
         .fetch_one(&mut *tx)
         .await?;
         let periods: Vec<_> = (0..7u8).flat_map(|d| standard_day(d, 9 * 60, 17 * 60)).collect();
-        sqlx::query(
-            "INSERT INTO shift_period (shift_id, day, start_minute, shift_state) \
-             SELECT $1, * FROM UNNEST($2::smallint[], $3::smallint[], $4::smallint[]) ON CONFLICT DO NOTHING",
-        )
-        .bind(shift_id)
-        .bind(periods.iter().map(|p| p.day as i16).collect::<Vec<_>>())
-        .bind(periods.iter().map(|p| p.start_minute as i16).collect::<Vec<_>>())
-        .bind(periods.iter().map(|p| i16::from(p.state)).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+        super::schedule::insert_shift_periods(&mut tx, shift_id, &periods).await?;
     }
     let no_users: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM app_user)").fetch_one(&mut *tx).await?;
     if no_users {
