@@ -473,8 +473,14 @@ pub struct MachineStatus {
     pub job_id: Option<i64>,
     pub job_number: Option<String>,
     pub user_id: Option<i32>,
-    /// Start of the current activity.
+    /// Start of the current activity: a new value means a new activity segment.
     pub since: DateTime<Utc>,
+    /// The tablet paired to the machine, if any.
+    #[serde(default)]
+    pub input_device_id: Option<i32>,
+    /// That tablet's open operator session, if someone is logged in on it.
+    #[serde(default)]
+    pub session_id: Option<i32>,
     /// The latest thing heard from the machine: its current activity's start, its latest reading or its
     /// latest production record.
     pub last_signal_at: DateTime<Utc>,

@@ -126,11 +126,12 @@ pub async fn machine_statuses(pool: &PgPool, ids: Option<&[i32]>) -> Result<Vec<
         "SELECT m.id AS machine_id, m.name AS machine_name, m.topic_name, m.current_code_id AS activity_code_id, \
                 c.short_description AS activity_code, c.graph_colour AS colour, c.machine_state, \
                 m.schedule_state, m.active_job_id AS job_id, j.job_number, m.current_user_id AS user_id, \
-                m.current_since AS since, \
+                m.current_since AS since, d.id AS input_device_id, d.active_user_session_id AS session_id, \
                 GREATEST(m.current_since, t.ts, p.end_time) AS last_signal_at \
          FROM machine m \
          JOIN activity_code c ON c.id = m.current_code_id \
          LEFT JOIN job j ON j.id = m.active_job_id \
+         LEFT JOIN input_device d ON d.machine_id = m.id \
          LEFT JOIN LATERAL (SELECT ts FROM telemetry WHERE machine_id = m.id ORDER BY ts DESC LIMIT 1) t ON true \
          LEFT JOIN LATERAL (SELECT end_time FROM production_quantity WHERE machine_id = m.id \
                             ORDER BY end_time DESC LIMIT 1) p ON true \
