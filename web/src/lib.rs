@@ -1,7 +1,9 @@
 //! The web service: a health page that says whether the server can reach its database, the reference
-//! system's read-only OEE endpoints, and our own v1 read APIs (OEE reports, telemetry).
+//! system's read-only OEE endpoints, our own v1 read APIs (OEE reports, telemetry), and the operator
+//! tablet page.
 
 mod oee_api;
+mod operator;
 mod reference_api;
 mod telemetry_api;
 
@@ -31,6 +33,7 @@ pub fn router(pool: PgPool, tz: chrono_tz::Tz, oee: oee_core::config::OeeConfig)
         .route("/api/activity-durations", get(reference_api::activity_durations))
         .route("/api/v1/oee", get(oee_api::oee))
         .route("/api/v1/telemetry", get(telemetry_api::telemetry))
+        .merge(operator::routes())
         .with_state(WebState { pool, tz, oee })
 }
 
