@@ -347,8 +347,8 @@
     b.onclick = function () {
       post('/api/v1/tablets/pair', withUuid({ machine_id: m.id }), checkState, function (r) {
         if (r.status === 403) {
-          showError(r.err + ' This tablet is "' + deviceName + '": ask an administrator to pair it with ' +
-            m.name + '.');
+          showError(r.err.replace(/[.\s]*$/, '. ') + 'This tablet is "' + deviceName +
+            '": ask an administrator to pair it with ' + m.name + '.');
         }
         checkState();
       });
