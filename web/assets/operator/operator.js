@@ -31,8 +31,10 @@
   var checkAgain = false;
   var checkTimer = null;
   var offlineMessage = false;
+  var liveStarted = false; // the websocket is opened once the server knows this tablet
   var liveOpen = false;
   var liveEverOpen = false;
+  var liveRefusal = ''; // why the server last refused the websocket
   var clockOffset = 0; // server time minus this tablet's time, in ms
 
   function $(id) {
@@ -233,6 +235,10 @@
           if (!isNaN(d)) clockOffset = d - new Date().getTime();
         }
         render(r.data);
+        if (!liveStarted) {
+          liveStarted = true;
+          connectLive();
+        }
       }
       if (checkAgain) {
         checkAgain = false;
@@ -669,7 +675,7 @@
   function setLive(on) {
     liveOpen = on;
     $('live').className = on ? 'live' : 'live off';
-    $('live').textContent = on ? 'live' : 'live updates off';
+    $('live').textContent = on ? 'live' : 'live updates off' + (liveRefusal ? ': ' + liveRefusal : '');
   }
 
   function connectLive() {
@@ -691,6 +697,7 @@
       opened = true;
       clearTimeout(giveUp);
       ws.send(JSON.stringify({ device_uuid: uuid }));
+      liveRefusal = '';
       setLive(true);
       // Changes made while disconnected were not announced.
       if (liveEverOpen) checkState();
@@ -711,6 +718,9 @@
         formOpen = null;
         showMessage('You have been logged out.', true);
         checkState();
+      } else if (msg.action === 'error') {
+        // The server closes the socket after this; it is tried again like any other closed socket.
+        liveRefusal = typeof msg.reason === 'string' ? msg.reason : 'refused';
       }
     };
     ws.onclose = function () {
@@ -749,7 +759,6 @@
   show('connecting');
   setInterval(tick, 1000);
   checkState();
-  connectLive();
   if (storageLost) {
     showError('This browser does not keep data for this page (private browsing?): the tablet gets a new ' +
       'identity on every reload and must be paired again.');
