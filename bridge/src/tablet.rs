@@ -15,13 +15,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use oee_core::activity::{DOWN_CODE_ID, UP_CODE_ID};
+use oee_core::config::TabletsConfig;
 use oee_core::payload::{SessionAction, lenient_i32};
 use oee_core::store::tablet::{self as store, Tablet, TabletMachine};
-use oee_core::tablet::{Autofill, CycleInput, Field, JobStartSettings, RequestedData, reference_json, requested_data};
+use oee_core::tablet::{
+    Autofill, CycleInput, Field, JobStartSettings, RequestedData, VALIDATION_WARNING, Validation, reference_json,
+    requested_data,
+};
 use oee_core::topic::{self, CommandKind};
 use oee_core::verdict::Verdict;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sqlx::PgPool;
 
 use crate::BridgeState;
 
@@ -250,6 +255,12 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
     };
     let m = machine(&state, machine_id).await?;
     let (Some(job_id), Some(job_number), Some(job_start)) = (m.job_id, m.job_number.as_deref(), m.job_start) else {
+        let mut requested_data = requested_data(&settings(&m, state.tablets.delayed_start));
+        match job_numbers(&state).await {
+            None => {}
+            Some(Ok(v)) => requested_data.job_number.validation = Some(v),
+            Some(Err(())) => requested_data.job_number.warning = Some(VALIDATION_WARNING),
+        }
         return Ok(reference(
             StatusCode::OK,
             &NoJob {
@@ -257,7 +268,7 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
                 state: "no_job",
                 machine_name: &m.name,
                 user_name,
-                requested_data: requested_data(&settings(&m, state.tablets.delayed_start)),
+                requested_data,
             },
         ));
     };
@@ -294,6 +305,56 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
             running_total,
         },
     ))
+}
+
+/// Where job numbers are checked, when `tablets.job_validation_query` is set: the server's database, or the
+/// one `job_validation_url` names (connected when first used).
+pub(crate) fn job_number_source(pool: &PgPool, cfg: &TabletsConfig) -> Option<Result<PgPool, String>> {
+    if cfg.job_validation_query.trim().is_empty() {
+        return None;
+    }
+    let url = cfg.job_validation_url.trim();
+    if url.is_empty() {
+        return Some(Ok(pool.clone()));
+    }
+    let source = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy(url)
+        .map_err(|e| e.to_string());
+    if let Err(e) = &source {
+        tracing::error!(
+            "tablets.job_validation_url is unusable ({e}): tablets will be told job numbers cannot be checked"
+        );
+    }
+    Some(source)
+}
+
+/// The job numbers tablets check against, when they are checked: `Err` when they could not be read (logged).
+async fn job_numbers(state: &BridgeState) -> Option<Result<Validation, ()>> {
+    let source = match state.job_numbers.as_ref()? {
+        Ok(pool) => pool,
+        Err(_) => return Some(Err(())),
+    };
+    let query = state.tablets.job_validation_query.clone();
+    let read = async {
+        let rows: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(query)).fetch_all(source).await?;
+        Ok::<_, sqlx::Error>(rows)
+    };
+    Some(match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(rows)) => Ok(Validation(
+            rows.into_iter().filter_map(|(job, description)| Some((job?, description.unwrap_or_default()))).collect(),
+        )),
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the job numbers tablets check against (tablets.job_validation_query): {e}");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!("the job numbers tablets check against took more than 5 s to read");
+            Err(())
+        }
+    })
 }
 
 /// `POST /android-login` `{"device_uuid","user_id","password"}`.
@@ -359,6 +420,16 @@ pub(crate) async fn start_job(State(state): State<BridgeState>, body: Bytes) -> 
     let mut command = json!({ "job_number": job_number, "ideal_cycle_time_s": ideal, "user_id": user_id });
     if let Some(start) = text(&obj, "start_time").filter(|s| !s.trim().is_empty()) {
         let at = earlier_today(&start, state.tz, Utc::now()).map_err(|e| failure(StatusCode::BAD_REQUEST, &e))?;
+        if at < m.current_since {
+            let since = m.current_since.with_timezone(&state.tz).format("%H:%M");
+            return Err(failure(
+                StatusCode::CONFLICT,
+                &format!(
+                    "the start time {start} is before the machine's current activity began ({since}): enter {since} \
+                     or later, and add the earlier time as a past job in the history"
+                ),
+            ));
+        }
         command["timestamp"] = json!(at);
     }
     apply(&state, machine_id, CommandKind::JobStart, command).await
