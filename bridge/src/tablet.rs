@@ -40,13 +40,29 @@ const PARSE_ERROR: &str = "Server error parsing data";
 const NO_MACHINE: &str = "No assigned machine. Pair via the admin interface then press back to refresh.";
 
 /// A finished answer: every way out of a handler.
-type Answer = Result<Response, Response>;
+type Answer = Result<Response, Fail>;
+
+/// An answer other than success (boxed: a response is large and travels through many `?`).
+#[derive(Debug)]
+pub(crate) struct Fail(Box<Response>);
+
+impl From<Response> for Fail {
+    fn from(r: Response) -> Fail {
+        Fail(Box::new(r))
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
 
 /// A JSON body written as the reference's Python wrote it.
 fn reference(status: StatusCode, value: &impl Serialize) -> Response {
     match reference_json(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => unavailable(format!("cannot write the answer: {e}")),
+        Err(e) => unavailable(format!("cannot write the answer: {e}")).into_response(),
     }
 }
 
@@ -70,25 +86,25 @@ fn ok() -> Answer {
 }
 
 /// `{"success": false}` with no reason, as the reference gives for a missing activity code (C24, C30).
-fn bare_failure() -> Response {
-    reference(StatusCode::OK, &Success { success: false })
+fn bare_failure() -> Fail {
+    reference(StatusCode::OK, &Success { success: false }).into()
 }
 
-fn failure(status: StatusCode, reason: &str) -> Response {
-    reference(status, &Failure { success: false, reason })
+fn failure(status: StatusCode, reason: &str) -> Fail {
+    reference(status, &Failure { success: false, reason }).into()
 }
 
-fn unavailable(reason: String) -> Response {
+fn unavailable(reason: String) -> Fail {
     failure(StatusCode::SERVICE_UNAVAILABLE, &reason)
 }
 
-fn db(e: oee_core::Error) -> Response {
+fn db(e: oee_core::Error) -> Fail {
     tracing::error!("tablet API database error: {e}");
     unavailable("the database is not reachable: try again".into())
 }
 
 /// The JSON object of a request body.
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, Fail> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(failure(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
@@ -109,20 +125,20 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
 async fn tablet_of(
     state: &BridgeState,
     obj: &Map<String, Value>,
-    not_registered: fn() -> Response,
-) -> Result<Tablet, Response> {
+    not_registered: fn() -> Fail,
+) -> Result<Tablet, Fail> {
     let Some(uuid) = obj.get("device_uuid").and_then(Value::as_str) else {
         return Err(failure(StatusCode::BAD_REQUEST, "No device_uuid supplied"));
     };
     store::tablet_by_uuid(&state.pool, uuid).await.map_err(db)?.ok_or_else(not_registered)
 }
 
-fn not_registered_json() -> Response {
+fn not_registered_json() -> Fail {
     failure(StatusCode::BAD_REQUEST, NOT_REGISTERED)
 }
 
 /// The tablet's machine and logged-in user, or the answer when either is missing.
-fn session_of(t: &Tablet, no_session: impl FnOnce() -> Response) -> Result<(i32, i32), Response> {
+fn session_of(t: &Tablet, no_session: impl FnOnce() -> Fail) -> Result<(i32, i32), Fail> {
     match (t.machine_id, t.user_id) {
         (Some(m), Some(u)) => Ok((m, u)),
         (None, Some(_)) => Err(failure(StatusCode::CONFLICT, "No assigned machine")),
@@ -130,16 +146,16 @@ fn session_of(t: &Tablet, no_session: impl FnOnce() -> Response) -> Result<(i32,
     }
 }
 
-fn logged_out() -> Response {
+fn logged_out() -> Fail {
     failure(StatusCode::OK, LOGGED_OUT)
 }
 
-fn logged_out_401() -> Response {
+fn logged_out_401() -> Fail {
     failure(StatusCode::UNAUTHORIZED, LOGGED_OUT)
 }
 
 /// Sends a command for the machine to ingest and waits for its verdict.
-async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Response> {
+async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Fail> {
     state
         .replies
         .send(topic::command(&machine_id.to_string(), kind), body, state.timeout)
@@ -148,7 +164,7 @@ async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: 
 }
 
 /// A refused verdict as a tablet answer: its status and message.
-fn refused(v: &Verdict) -> Response {
+fn refused(v: &Verdict) -> Fail {
     let status = StatusCode::from_u16(v.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     failure(status, v.message.as_deref().unwrap_or("refused"))
 }
@@ -159,7 +175,7 @@ async fn apply(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Va
     if v.ok { ok() } else { Err(refused(&v)) }
 }
 
-async fn machine(state: &BridgeState, machine_id: i32) -> Result<TabletMachine, Response> {
+async fn machine(state: &BridgeState, machine_id: i32) -> Result<TabletMachine, Fail> {
     store::tablet_machine(&state.pool, machine_id)
         .await
         .map_err(db)?
@@ -360,7 +376,7 @@ async fn job_numbers(state: &BridgeState) -> Option<Result<Validation, ()>> {
 /// `POST /android-login` `{"device_uuid","user_id","password"}`.
 pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answer {
     let obj = body_object(&body)?;
-    let t = tablet_of(&state, &obj, || html(StatusCode::BAD_REQUEST, NOT_REGISTERED)).await?;
+    let t = tablet_of(&state, &obj, || html(StatusCode::BAD_REQUEST, NOT_REGISTERED).into()).await?;
     let Some(user) = text(&obj, "user_id").filter(|u| !u.is_empty()) else {
         return Err(failure(StatusCode::BAD_REQUEST, "No user_id supplied"));
     };
@@ -382,7 +398,7 @@ pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answ
 }
 
 /// Logs the tablet's operator out through ingest.
-async fn log_out(state: &BridgeState, tablet_id: i32, machine_id: i32) -> Result<Verdict, Response> {
+async fn log_out(state: &BridgeState, tablet_id: i32, machine_id: i32) -> Result<Verdict, Fail> {
     command(
         state,
         machine_id,
@@ -467,7 +483,7 @@ pub(crate) async fn update(State(state): State<BridgeState>, body: Bytes) -> Ans
 }
 
 /// A count the app sent as a string: a whole number of parts, at least 0 (`"12"` and `"12.0"` are 12).
-fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Response> {
+fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Fail> {
     let Some(v) = obj.get(key) else { return Ok(None) };
     let x = match v {
         Value::Number(n) => n.as_f64(),
@@ -481,15 +497,15 @@ fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Response> {
 }
 
 /// Both counts of an end-of-job or running-total body, or the reference's answer for a missing one.
-fn counts(obj: &Map<String, Value>) -> Result<(i64, i64), Response> {
+fn counts(obj: &Map<String, Value>) -> Result<(i64, i64), Fail> {
     match (parts(obj, "quantity_good")?, parts(obj, "rejects")?) {
         (Some(good), Some(rejects)) => Ok((good, rejects)),
         _ => Err(failure(StatusCode::OK, PARSE_ERROR)),
     }
 }
 
-fn no_active_job() -> Response {
-    html(StatusCode::BAD_REQUEST, "No active job")
+fn no_active_job() -> Fail {
+    html(StatusCode::BAD_REQUEST, "No active job").into()
 }
 
 /// `POST /android-end-job` `{"device_uuid","quantity_good","rejects"}`.
@@ -664,10 +680,10 @@ mod tests {
         let obj = |v: Value| v.as_object().unwrap().clone();
         assert_eq!(counts(&obj(json!({"quantity_good": "100", "rejects": "3.0"}))).unwrap(), (100, 3));
         assert_eq!(counts(&obj(json!({"quantity_good": 7, "rejects": 0}))).unwrap(), (7, 0));
-        assert_eq!(counts(&obj(json!({"quantity_good": "5"}))).unwrap_err().status(), StatusCode::OK);
+        assert_eq!(counts(&obj(json!({"quantity_good": "5"}))).unwrap_err().into_response().status(), StatusCode::OK);
         for bad in [json!("-1"), json!("2.5"), json!("many"), json!(true)] {
             let e = counts(&obj(json!({"quantity_good": bad, "rejects": "0"}))).unwrap_err();
-            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(e.into_response().status(), StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 }
