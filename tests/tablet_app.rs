@@ -1059,6 +1059,8 @@ async fn a_planned_quantity_in_planned_minutes_sent_as_strings_gives_seconds_per
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_time_earlier_today_sets_the_job_start() {
     let t = spawn_app().await;
+    // The operator logs in now and says the job began half an hour ago (before the login), as the app's
+    // time field allows.
     let (m, tablet) = ready_tablet(&t, Setup::default()).await;
     let now = Utc::now();
     let today = now.date_naive();
