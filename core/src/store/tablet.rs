@@ -347,3 +347,31 @@ pub async fn logged_in_tablets(pool: &PgPool) -> Result<Vec<(i32, Option<i32>)>,
         .fetch_all(pool)
         .await?)
 }
+
+/// The tablet named `name` (its name, id or UUID) and the machine named `machine` (its name or id), for
+/// the administration commands.
+pub async fn find_for_pairing(pool: &PgPool, tablet: &str, machine: Option<&str>) -> Result<(i32, Option<i32>), Error> {
+    let tablet = tablet.trim();
+    let tablet_id: Option<i32> = sqlx::query_scalar(
+        "SELECT id FROM input_device WHERE name = $1 OR uuid = $1 OR id::text = $1 \
+         ORDER BY name = $1 DESC, uuid = $1 DESC LIMIT 1",
+    )
+    .bind(tablet)
+    .fetch_optional(pool)
+    .await?;
+    let tablet_id = tablet_id.ok_or_else(|| {
+        Error::NotFound(format!("there is no tablet `{tablet}` (by name, id or UUID): see `oee-server tablet list`"))
+    })?;
+    let Some(machine) = machine.map(str::trim) else { return Ok((tablet_id, None)) };
+    let machine_id: Option<i32> =
+        sqlx::query_scalar("SELECT id FROM machine WHERE name = $1 OR id::text = $1 ORDER BY name = $1 DESC LIMIT 1")
+            .bind(machine)
+            .fetch_optional(pool)
+            .await?;
+    let machine_id = machine_id.ok_or_else(|| {
+        Error::NotFound(format!(
+            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
+        ))
+    })?;
+    Ok((tablet_id, Some(machine_id)))
+}
