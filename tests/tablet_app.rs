@@ -1059,20 +1059,38 @@ async fn a_planned_quantity_in_planned_minutes_sent_as_strings_gives_seconds_per
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_time_earlier_today_sets_the_job_start() {
     let t = spawn_app().await;
-    // The operator logs in now and says the job began half an hour ago (before the login), as the app's
-    // time field allows.
+    // The operator logs in now and says the job began half an hour ago, as the app's time field allows.
     let (m, tablet) = ready_tablet(&t, Setup::default()).await;
     let now = Utc::now();
     let today = now.date_naive();
     let earlier = now - Duration::minutes(30);
     let at = if earlier.date_naive() == today { earlier.time() } else { NaiveTime::MIN };
     let hhmm = at.format("%H:%M").to_string();
+    let expected = today.and_time(NaiveTime::parse_from_str(&hhmm, "%H:%M").unwrap()).and_utc();
+    // Before the login's activity it would cut the machine's timeline: refused, saying what to do.
+    let r = tablet.start_job(&[("job_number", "J3"), ("ideal_cycle_time", "5"), ("start_time", &hhmm)]).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("before the machine's current activity began"), "{}", r.body);
+    assert!(latest_job(&t, m).await.is_none());
+    // As if the operator had logged in before the job began.
+    let login = expected - Duration::minutes(10);
+    sqlx::query("UPDATE activity SET start_time = $2 WHERE machine_id = $1 AND end_time IS NULL")
+        .bind(m)
+        .bind(login)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE machine SET current_since = $2 WHERE id = $1")
+        .bind(m)
+        .bind(login)
+        .execute(&t.pool)
+        .await
+        .unwrap();
     tablet
         .start_job(&[("job_number", "J3"), ("ideal_cycle_time", "5"), ("start_time", &hhmm)])
         .await
         .assert_json(200, SUCCESS);
     let job = latest_job(&t, m).await.expect("a job");
-    let expected = today.and_time(NaiveTime::parse_from_str(&hhmm, "%H:%M").unwrap()).and_utc();
     assert_eq!(job.start, expected);
     let v = assert_active_job_shape(&tablet.check_state().await);
     assert_running(&v, m, "default", "active_job", "J3", 1);

@@ -169,3 +169,55 @@ async fn job_numbers_are_offered_for_checking_and_a_failed_read_is_a_warning() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_commands_over_mqtt_check_the_pairing_and_show_in_the_status() {
+    let app = spawn_app().await;
+    let machine = app.add_machine("Press 1").await;
+    let other = app.add_machine("Press 2").await;
+    app.set_schedule(machine, true).await;
+    get(&app, "/check-state?device_uuid=t-1").await; // paired with Press 1
+    let (id, _) = tablet::find_for_pairing(&app.pool, "t-1", None).await.unwrap();
+    let (client, mut rx) = app.mqtt_client("session-test").await;
+    client.subscribe(REPLY, rumqttc::QoS::AtLeastOnce).await.unwrap();
+    client.subscribe(format!("oee/v1/machines/{machine}/status"), rumqttc::QoS::AtLeastOnce).await.unwrap();
+    let session = |m: i32| format!("oee/v1/machines/{m}/session");
+
+    let v = command(&client, &mut rx, session(other), json!({"action": "login", "input_device_id": id, "user_id": 1}))
+        .await;
+    assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(409), Some("tablet_not_paired")), "{v}");
+    let v = command(&client, &mut rx, session(machine), json!({"action": "logout", "input_device_id": id})).await;
+    assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(409), Some("not_logged_in")), "{v}");
+    let v =
+        command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 99}))
+            .await;
+    assert_eq!(v["status"].as_u64(), Some(404), "{v}");
+    let v = command(&client, &mut rx, session(machine), json!({"action": "dance", "input_device_id": id})).await;
+    assert_eq!(v["status"].as_u64(), Some(400), "{v}");
+    let v = command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id})).await;
+    assert_eq!(v["status"].as_u64(), Some(422), "{v}");
+
+    let v =
+        command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 1}))
+            .await;
+    assert_eq!((v["ok"].as_bool(), v["activity_code_id"].as_i64()), (Some(true), Some(2)), "{v}");
+    let session_id: i32 =
+        sqlx::query_scalar("SELECT id FROM user_session WHERE active").fetch_one(&app.pool).await.unwrap();
+    let topic = format!("oee/v1/machines/{machine}/status");
+    let mut status = next_on(&mut rx, &topic).await;
+    while status["session_id"].as_i64() != Some(session_id as i64) {
+        status = next_on(&mut rx, &topic).await;
+    }
+    assert_eq!((status["input_device_id"].as_i64(), status["user_id"].as_i64()), (Some(id as i64), Some(1)));
+
+    // logging in again closes the first session
+    command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 1})).await;
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_session WHERE active").fetch_one(&app.pool).await.unwrap();
+    let closed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_session WHERE NOT active AND time_logout IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!((open, closed), (1, 1));
+}
