@@ -7,6 +7,7 @@ mod device;
 pub mod discovery;
 mod error;
 mod replies;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub fn start(pool: PgPool, mqtt: &MqttConfig, cfg: &BridgeConfig) -> Bridge {
         .route("/api/machine-state-change", post(device::machine_state_change))
         .route("/api/activity-codes", get(device::activity_codes))
         .route("/api/v1/machines/{machine}/{*command}", post(command::machine_command))
+        .merge(ws::routes())
         .with_state(state);
     Bridge { router, tasks }
 }
