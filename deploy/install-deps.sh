@@ -4,13 +4,27 @@
 #   mosquitto-clients mosquitto_pub / mosquitto_sub, the outside MQTT client the tests drive
 #   mosquitto         a second broker the tests start on a free port (its system service is disabled so
 #                     it does not take port 1883 from the embedded broker)
+# With --tests, also what only the tests use:
+#   chromium chromium-driver  headless Chromium driven over WebDriver through the operator page
 # Installs only what is missing; safe to run again.
 set -euo pipefail
+
+tests=false
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=true ;;
+    *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+if $tests; then
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -109,7 +109,9 @@ impl App {
                 config.mqtt.port
             );
         }
-        let bridge = services.bridge.then(|| oee_bridge::start(db.pool.clone(), &config.mqtt, &config.bridge));
+        let bridge = services
+            .bridge
+            .then(|| oee_bridge::start(db.pool.clone(), &config.mqtt, &config.bridge, &config.tablets, tz));
 
         let mut http = None;
         let mut http_addr = None;

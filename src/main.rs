@@ -1,4 +1,4 @@
-//! `oee-server`: the command line. `serve` runs the server; `machine`, `shift` and `user` administer it.
+//! `oee-server`: the command line. `serve` runs the server; `machine`, `shift`, `user` and `tablet` administer it.
 
 use std::path::PathBuf;
 
@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oee_core::Config;
 use oee_core::shift::{DAY_NAMES, describe_day, parse_day_hours, parse_days};
-use oee_core::store::{machine, schedule, user};
+use oee_core::store::{machine, schedule, tablet, user};
 use oee_server::{App, Services, open_database, read_password_line};
 
 #[derive(Parser)]
@@ -36,6 +36,19 @@ enum Command {
     /// Users (operators log in on tablets with their user id and password).
     #[command(subcommand)]
     User(UserCmd),
+    /// Operator tablets: a tablet registers itself the first time it asks the server; here they are paired.
+    #[command(subcommand)]
+    Tablet(TabletCmd),
+}
+
+#[derive(Subcommand)]
+enum TabletCmd {
+    /// List tablets: their machine and who is logged in.
+    List,
+    /// Pair a tablet (name, id or UUID) with a machine (name or id); the machine must have no other tablet.
+    Pair { tablet: String, machine: String },
+    /// Unpair a tablet from its machine.
+    Unpair { tablet: String },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +144,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Tablet(cmd) => {
+            let db = open_database(&config).await?;
+            let result = tablet_cmd(&db.pool, cmd).await;
+            db.close().await;
+            result
+        }
     }
 }
 
@@ -183,6 +202,35 @@ async fn machine_cmd(config: &Config, pool: &sqlx::PgPool, cmd: MachineCmd) -> a
         MachineCmd::Shift { machine, shift } => {
             let id = schedule::set_machine_shift(pool, &machine, &shift).await?;
             println!("machine {id} follows shift pattern `{}` from now on", shift.trim());
+        }
+    }
+    Ok(())
+}
+
+async fn tablet_cmd(pool: &sqlx::PgPool, cmd: TabletCmd) -> anyhow::Result<()> {
+    match cmd {
+        TabletCmd::List => {
+            println!("{:>4}  {:<12} {:<24} {:<16} uuid", "id", "name", "machine", "logged in");
+            for t in tablet::list_tablets(pool).await? {
+                println!(
+                    "{:>4}  {:<12} {:<24} {:<16} {}",
+                    t.id,
+                    t.name,
+                    t.machine_name.unwrap_or_else(|| "-".into()),
+                    t.user_name.unwrap_or_else(|| "-".into()),
+                    t.uuid
+                );
+            }
+        }
+        TabletCmd::Pair { tablet: name, machine } => {
+            let (id, machine_id) = tablet::find_for_pairing(pool, &name, Some(&machine)).await?;
+            tablet::pair_tablet(pool, id, machine_id).await?;
+            println!("tablet {id} is paired with machine {}", machine_id.unwrap_or_default());
+        }
+        TabletCmd::Unpair { tablet: name } => {
+            let (id, _) = tablet::find_for_pairing(pool, &name, None).await?;
+            tablet::pair_tablet(pool, id, None).await?;
+            println!("tablet {id} is paired with no machine");
         }
     }
     Ok(())

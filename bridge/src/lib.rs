@@ -7,6 +7,7 @@ mod device;
 pub mod discovery;
 mod error;
 mod replies;
+mod tablet;
 mod ws;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use oee_core::config::{BridgeConfig, MqttConfig};
+use oee_core::config::{BridgeConfig, MqttConfig, TabletsConfig};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
@@ -27,6 +28,9 @@ pub(crate) struct BridgeState {
     pool: PgPool,
     replies: Arc<Replies>,
     timeout: Duration,
+    tablets: Arc<TabletsConfig>,
+    /// The plant's time zone (tablets give times of day).
+    tz: chrono_tz::Tz,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -44,13 +48,39 @@ impl Drop for Bridge {
 }
 
 /// Connects the bridge's MQTT client and builds its routes.
-pub fn start(pool: PgPool, mqtt: &MqttConfig, cfg: &BridgeConfig) -> Bridge {
+pub fn start(
+    pool: PgPool,
+    mqtt: &MqttConfig,
+    cfg: &BridgeConfig,
+    tablets: &TabletsConfig,
+    tz: chrono_tz::Tz,
+) -> Bridge {
     let (replies, tasks) = Replies::start(mqtt);
-    let state = BridgeState { pool, replies, timeout: Duration::from_millis(cfg.reply_timeout_ms.max(1)) };
+    let state = BridgeState {
+        pool,
+        replies,
+        timeout: Duration::from_millis(cfg.reply_timeout_ms.max(1)),
+        tablets: Arc::new(tablets.clone()),
+        tz,
+    };
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))
         .route("/api/activity-codes", get(device::activity_codes))
         .route("/api/v1/machines/{machine}/{*command}", post(command::machine_command))
+        .route("/check-state", get(tablet::check_state))
+        .route("/android-login", post(tablet::login))
+        .route("/android-logout", post(tablet::logout))
+        .route("/android-start-job", post(tablet::start_job))
+        .route("/android-update", post(tablet::update))
+        .route("/android-end-job", post(tablet::end_job))
+        .route("/pausable-pause-job", post(tablet::pause_job))
+        .route("/pausable-resume-job", post(tablet::resume_job))
+        .route("/pausable-android-update", post(tablet::pausable_update))
+        .route("/android-update-quantity", post(tablet::update_quantity))
+        .route("/end_all_sessions", post(tablet::end_all_sessions))
+        .route("/api/force-logout/{input_device_id}", post(tablet::force_logout))
+        .route("/api/v1/tablets/machines", get(tablet::machines))
+        .route("/api/v1/tablets/pair", post(tablet::pair))
         .merge(ws::routes())
         .with_state(state);
     Bridge { router, tasks }

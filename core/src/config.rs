@@ -228,7 +228,7 @@ impl Default for IngestConfig {
     }
 }
 
-/// Operator tablets: how they find the server.
+/// Operator tablets: how they find the server, and what they may do.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TabletsConfig {
@@ -239,11 +239,25 @@ pub struct TabletsConfig {
     pub external_http_port: u16,
     /// Most discovery answers per second to one address (a tablet asks a few times; more is a flood).
     pub discovery_answers_per_s: u32,
+    /// A new tablet is paired with the first machine that has none, and tablets may pick their machine
+    /// (the reference's behaviour). Off: an administrator pairs each tablet (`oee-server tablet pair`).
+    pub auto_pair: bool,
+    /// Tablets offer a start time (earlier today) when starting a job.
+    pub delayed_start: bool,
+    /// How often a running-total tablet asks its operator for the count, in seconds.
+    pub running_total_update_s: u32,
 }
 
 impl Default for TabletsConfig {
     fn default() -> Self {
-        TabletsConfig { discovery_listen: "0.0.0.0:8090".into(), external_http_port: 0, discovery_answers_per_s: 5 }
+        TabletsConfig {
+            discovery_listen: "0.0.0.0:8090".into(),
+            external_http_port: 0,
+            discovery_answers_per_s: 5,
+            auto_pair: true,
+            delayed_start: false,
+            running_total_update_s: 3600,
+        }
     }
 }
 

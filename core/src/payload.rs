@@ -31,6 +31,9 @@ pub struct StateCommand {
     /// When the change happened; default: when ingest received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
+    /// Text appended to the running job's notes with the change (a tablet's reason for a pause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_note: Option<String>,
     #[serde(flatten)]
     pub reply: ReplyTo,
 }
@@ -48,8 +51,58 @@ impl StateCommand {
             activity_code_id: lenient_i32(obj, "activity_code_id")?,
             user_id: lenient_i32(obj, "user_id")?,
             timestamp: timestamp(obj, "timestamp")?,
+            job_note: match obj.get("job_note") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.len() <= 2000 => Some(s.clone()),
+                Some(_) => return Err(Refusal::Malformed("`job_note` must be text of at most 2000 bytes".into())),
+            },
             reply: reply(obj)?,
         })
+    }
+}
+
+/// What a tablet session command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAction {
+    Login,
+    Logout,
+}
+
+/// An operator logs in or out on a machine's tablet (`oee/v1/machines/{m}/session`).
+///
+/// Logging in closes the tablet's earlier session, if any. With a job running the machine keeps its
+/// activity (a new segment records who is now at the machine); with no job it goes Down in shift and
+/// Closed out of shift. Logging out does the same without a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCommand {
+    pub action: SessionAction,
+    /// The tablet (`input_device.id`); it must be paired with the machine.
+    pub input_device_id: i32,
+    /// Who logs in (required to log in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i32>,
+    #[serde(flatten)]
+    pub reply: ReplyTo,
+}
+
+impl SessionCommand {
+    pub fn parse(bytes: &[u8]) -> Result<SessionCommand, Refusal> {
+        let obj = object(bytes)?;
+        let action = match obj.get("action").and_then(Value::as_str) {
+            Some("login") => SessionAction::Login,
+            Some("logout") => SessionAction::Logout,
+            None => return Err(Refusal::MissingField("action")),
+            Some(other) => {
+                return Err(Refusal::Malformed(format!("`action` must be \"login\" or \"logout\", not `{other}`")));
+            }
+        };
+        let input_device_id = lenient_i32(&obj, "input_device_id")?.ok_or(Refusal::MissingField("input_device_id"))?;
+        let user_id = lenient_i32(&obj, "user_id")?;
+        if action == SessionAction::Login && user_id.is_none() {
+            return Err(Refusal::MissingField("user_id"));
+        }
+        Ok(SessionCommand { action, input_device_id, user_id, reply: reply(&obj)? })
     }
 }
 

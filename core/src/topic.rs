@@ -40,10 +40,12 @@ pub enum CommandKind {
     HistoryJob,
     /// Add a production record or change one (`…/history/production`).
     HistoryProduction,
+    /// An operator logs in or out on the machine's tablet (`…/session`).
+    Session,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 8] = [
+    pub const ALL: [CommandKind; 9] = [
         CommandKind::State,
         CommandKind::Telemetry,
         CommandKind::JobStart,
@@ -52,6 +54,7 @@ impl CommandKind {
         CommandKind::HistoryActivity,
         CommandKind::HistoryJob,
         CommandKind::HistoryProduction,
+        CommandKind::Session,
     ];
 
     /// The part of the topic after the machine, e.g. `job/start`.
@@ -65,6 +68,7 @@ impl CommandKind {
             CommandKind::HistoryActivity => "history/activity",
             CommandKind::HistoryJob => "history/job",
             CommandKind::HistoryProduction => "history/production",
+            CommandKind::Session => "session",
         }
     }
 

@@ -70,6 +70,10 @@ pub enum Refusal {
          production table: job {job_id} has {records} records, change them with history/production"
     )]
     JobHasManyRecords { job_id: i64, records: usize },
+    #[error("tablet {device_id} is not paired with machine {machine_id}: pair it again (oee-server tablet pair)")]
+    TabletNotPaired { device_id: i32, machine_id: i32 },
+    #[error("nobody is logged in on tablet {0}")]
+    NotLoggedIn(i32),
     #[error(
         "machine {machine_id}'s job {job_id} started at {job_start}, after these counts' timestamp {at}: \
          record earlier counts with history/production"
@@ -103,6 +107,8 @@ impl Refusal {
             Refusal::RunningJobEnd { .. } => "running_job_end",
             Refusal::JobHasManyRecords { .. } => "job_has_many_records",
             Refusal::CountsBeforeJob { .. } => "counts_before_job",
+            Refusal::TabletNotPaired { .. } => "tablet_not_paired",
+            Refusal::NotLoggedIn(_) => "not_logged_in",
         }
     }
 
@@ -131,6 +137,7 @@ impl Refusal {
             | Refusal::JobHasManyRecords { .. } => 400,
             Refusal::UnknownActivity { .. } | Refusal::UnknownJob { .. } | Refusal::UnknownRecord { .. } => 404,
             Refusal::CurrentActivityEnd { .. } | Refusal::RunningJobEnd { .. } | Refusal::CountsBeforeJob { .. } => 409,
+            Refusal::TabletNotPaired { .. } | Refusal::NotLoggedIn(_) => 409,
         }
     }
 }

@@ -11,7 +11,7 @@ use oee_core::config::IngestConfig;
 use oee_core::history::{self, Span};
 use oee_core::payload::{
     HistoryActivityCommand, HistoryJobCommand, HistoryProductionCommand, JobEndCommand, JobStartCommand,
-    ProductionCommand, StateCommand, TelemetryCommand,
+    ProductionCommand, SessionAction, SessionCommand, StateCommand, TelemetryCommand,
 };
 use oee_core::production::{self, Totals};
 use oee_core::store::command::{
@@ -43,6 +43,7 @@ enum Command {
     HistoryActivity(HistoryActivityCommand),
     HistoryJob(HistoryJobCommand),
     HistoryProduction(HistoryProductionCommand),
+    Session(SessionCommand),
 }
 
 impl Command {
@@ -56,6 +57,7 @@ impl Command {
             Command::HistoryActivity(c) => &c.reply,
             Command::HistoryJob(c) => &c.reply,
             Command::HistoryProduction(c) => &c.reply,
+            Command::Session(c) => &c.reply,
         }
     }
 
@@ -68,6 +70,8 @@ impl Command {
             Command::Production(c) => c.timestamp,
             // History edits take effect when they arrive, among the live commands around them.
             Command::HistoryActivity(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => None,
+            // A login or logout happens when it arrives.
+            Command::Session(_) => None,
         }
     }
 
@@ -77,6 +81,7 @@ impl Command {
             Command::JobStart(c) => c.user_id,
             Command::JobEnd(c) => c.user_id,
             Command::HistoryActivity(c) => c.user_id,
+            Command::Session(c) => c.user_id,
             Command::Telemetry(_) | Command::Production(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => {
                 None
             }
@@ -113,6 +118,7 @@ impl Item {
             Some((m, CommandKind::HistoryProduction)) => {
                 (Some(m), HistoryProductionCommand::parse(payload).map(Command::HistoryProduction))
             }
+            Some((m, CommandKind::Session)) => (Some(m), SessionCommand::parse(payload).map(Command::Session)),
             None => (None, Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic)))),
         };
         // Even a command that fails to parse is answered when its reply topic can be read.
@@ -642,6 +648,10 @@ async fn apply(
                 match judge(c, named, machine_id, &mut machines, &codes, &users, received_at, now, skew) {
                     Ok(change) => {
                         item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                        let job = machines.get(&change.machine_id).and_then(|m| m.active_job_id);
+                        if let (Some(note), Some(job)) = (&c.job_note, job) {
+                            pending.notes.push((job, note.clone()));
+                        }
                         pending.changes.push(change);
                     }
                     Err(refusal) => item.refuse(refusal),
@@ -755,6 +765,23 @@ async fn apply(
                 };
                 match edited {
                     Ok(row) => item.verdict = Some(Verdict::created(item.request_id.clone(), row)),
+                    Err(refusal) => item.refuse(refusal),
+                }
+            }
+            Command::Session(c) => {
+                let judged = target(named, machine_id, &mut machines, &users, c.user_id, None, received_at, now, skew);
+                let session = match judged {
+                    Err(refusal) => Err(refusal),
+                    Ok((m, at)) => session(&mut tx, c, m, at).await?,
+                };
+                match session {
+                    Ok(change) => {
+                        if let Some(m) = machines.get_mut(&change.machine_id) {
+                            m.apply(&change);
+                        }
+                        item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                        pending.changes.push(change);
+                    }
                     Err(refusal) => item.refuse(refusal),
                 }
             }
@@ -895,6 +922,8 @@ struct Pending {
     production: Vec<ProductionRow>,
     /// Machines' counter totals after their last running-total message, and when it was counted.
     counters: HashMap<i32, (Totals, DateTime<Utc>)>,
+    /// Text to append to jobs' notes.
+    notes: Vec<(i64, String)>,
     /// Machines whose status must be published again.
     changed: HashSet<i32>,
 }
@@ -913,8 +942,44 @@ impl Pending {
             self.counters.drain().map(|(m, (totals, at))| (m, totals, at)).collect();
         counters.sort_unstable_by_key(|c| c.0);
         store::save_counter_totals(tx, &counters).await?;
+        store::append_job_notes(tx, &self.notes).await?;
+        self.notes.clear();
         Ok(())
     }
+}
+
+/// Logs an operator in or out on the machine's tablet. The machine's activity gets a new segment that
+/// records who is at the machine: with a job running it keeps its code (a login must not stop a running
+/// job), with none it goes Down in shift and Closed out of shift.
+async fn session(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    c: &SessionCommand,
+    m: &MachineSnapshot,
+    at: DateTime<Utc>,
+) -> Result<Result<Change, Refusal>, oee_core::Error> {
+    if at < m.since {
+        return Ok(Err(Refusal::BeforeCurrentActivity { machine_id: m.id, since: m.since, at }));
+    }
+    let done = match (c.action, c.user_id) {
+        (SessionAction::Login, Some(user)) => {
+            oee_core::store::tablet::begin_session(tx, c.input_device_id, m.id, user, at).await?.map(|_| ())
+        }
+        (SessionAction::Login, None) => Err(Refusal::MissingField("user_id")),
+        (SessionAction::Logout, _) => oee_core::store::tablet::end_session(tx, c.input_device_id, m.id, at).await?,
+    };
+    if let Err(r) = done {
+        return Ok(Err(r));
+    }
+    let code_id = match (m.active_job_id, m.schedule) {
+        (Some(_), _) => m.code_id,
+        (None, activity::ScheduleState::InShift) => activity::DOWN_CODE_ID,
+        (None, activity::ScheduleState::OutOfShift) => activity::CLOSED_CODE_ID,
+    };
+    let user_id = match c.action {
+        SessionAction::Login => c.user_id,
+        SessionAction::Logout => None,
+    };
+    Ok(Ok(Change { machine_id: m.id, at, code_id, user_id }))
 }
 
 /// Judges a production message: the record it makes (for the machine's running job, or for no job when none

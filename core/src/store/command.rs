@@ -425,3 +425,11 @@ pub async fn prune_command_log(pool: &PgPool, days: u32) -> Result<u64, Error> {
         .await?
         .rows_affected())
 }
+
+/// Appends text to jobs' notes, in the order given.
+pub async fn append_job_notes(tx: &mut Transaction<'_, Postgres>, notes: &[(i64, String)]) -> Result<(), Error> {
+    for (job, note) in notes {
+        sqlx::query("UPDATE job SET notes = notes || $2 WHERE id = $1").bind(job).bind(note).execute(&mut **tx).await?;
+    }
+    Ok(())
+}

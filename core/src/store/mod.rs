@@ -10,6 +10,7 @@ pub mod machine;
 pub mod report;
 pub mod schedule;
 pub mod seed;
+pub mod tablet;
 pub mod user;
 
 use std::str::FromStr;

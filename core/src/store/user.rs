@@ -64,3 +64,10 @@ pub async fn check_password(pool: &PgPool, username: &str, password: &str) -> Re
         .await?;
     Ok(stored.is_some_and(|h| password::verify(password, &h)))
 }
+
+/// Whether user `id` exists, and if so whether `password` is theirs.
+pub async fn check_password_by_id(pool: &PgPool, id: i32, password: &str) -> Result<Option<bool>, Error> {
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM app_user WHERE id = $1").bind(id).fetch_optional(pool).await?;
+    Ok(stored.map(|h| password::verify(password, &h)))
+}

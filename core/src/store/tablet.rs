@@ -1,0 +1,377 @@
+//! Tablets (`input_device`) and their operator sessions: registration and pairing (configuration, written
+//! by the bridge and the CLI), what the tablet API reads, and the session writes ingest makes under the
+//! machine's row lock.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::error::Error;
+use crate::verdict::Refusal;
+
+/// A tablet as the tablet API sees it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Tablet {
+    pub id: i32,
+    pub uuid: String,
+    pub name: String,
+    pub machine_id: Option<i32>,
+    pub machine_name: Option<String>,
+    /// The open session's user, when someone is logged in.
+    pub session_id: Option<i32>,
+    pub user_id: Option<i32>,
+    pub user_name: Option<String>,
+}
+
+/// Tablets by UUID, by id, or all of them (neither given), by id.
+async fn tablets(pool: &PgPool, uuid: Option<&str>, id: Option<i32>) -> Result<Vec<Tablet>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT d.id, d.uuid, d.name, d.machine_id, m.name AS machine_name, \
+                d.active_user_session_id AS session_id, s.user_id, u.username AS user_name \
+         FROM input_device d \
+         LEFT JOIN machine m ON m.id = d.machine_id \
+         LEFT JOIN user_session s ON s.id = d.active_user_session_id \
+         LEFT JOIN app_user u ON u.id = s.user_id \
+         WHERE ($1::text IS NULL OR d.uuid = $1) AND ($2::int4 IS NULL OR d.id = $2) \
+         ORDER BY d.id",
+    )
+    .bind(uuid)
+    .bind(id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The tablet with this UUID, if it is registered.
+pub async fn tablet_by_uuid(pool: &PgPool, uuid: &str) -> Result<Option<Tablet>, Error> {
+    Ok(tablets(pool, Some(uuid), None).await?.pop())
+}
+
+/// The tablet with this id, if there is one.
+pub async fn tablet_by_id(pool: &PgPool, id: i32) -> Result<Option<Tablet>, Error> {
+    Ok(tablets(pool, None, Some(id)).await?.pop())
+}
+
+/// Every tablet, by id.
+pub async fn list_tablets(pool: &PgPool) -> Result<Vec<Tablet>, Error> {
+    tablets(pool, None, None).await
+}
+
+/// The tablet with this UUID, registered now as "Tablet <id>" when it is new. A new tablet is paired with
+/// the first active machine (by id) that has no tablet when `auto_pair` is on.
+pub async fn register_tablet(pool: &PgPool, uuid: &str, auto_pair: bool) -> Result<Tablet, Error> {
+    if let Some(t) = tablet_by_uuid(pool, uuid).await? {
+        return Ok(t);
+    }
+    let inserted: Option<i32> = sqlx::query_scalar(
+        "WITH n AS (SELECT nextval(pg_get_serial_sequence('input_device', 'id'))::int4 AS id) \
+         INSERT INTO input_device (id, uuid, name) SELECT id, $1, 'Tablet ' || id FROM n \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(uuid)
+    .fetch_optional(pool)
+    .await?;
+    if let (Some(id), true) = (inserted, auto_pair) {
+        // Two tablets registering at once may pick the same machine: the unique pairing lets one win and
+        // the other tries the next free machine.
+        for _ in 0..3 {
+            let r = sqlx::query(
+                "UPDATE input_device SET machine_id = ( \
+                     SELECT m.id FROM machine m WHERE m.active \
+                       AND NOT EXISTS (SELECT 1 FROM input_device x WHERE x.machine_id = m.id) \
+                     ORDER BY m.id LIMIT 1) \
+                 WHERE id = $1 AND machine_id IS NULL",
+            )
+            .bind(id)
+            .execute(pool)
+            .await;
+            match r {
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => continue,
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
+    }
+    tablet_by_uuid(pool, uuid)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("tablet `{uuid}` could not be registered: its name is taken")))
+}
+
+/// A machine a tablet may be paired with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct PairingChoice {
+    pub id: i32,
+    pub name: String,
+    /// Whether another tablet is paired with it.
+    pub paired: bool,
+}
+
+/// Active machines, by id, and whether each has a tablet.
+pub async fn pairing_choices(pool: &PgPool) -> Result<Vec<PairingChoice>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT m.id, m.name, EXISTS (SELECT 1 FROM input_device d WHERE d.machine_id = m.id) AS paired \
+         FROM machine m WHERE m.active ORDER BY m.id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Pairs a tablet with a machine (or unpairs it with `None`). Refused while someone is logged in on the
+/// tablet, and when the machine has another tablet.
+pub async fn pair_tablet(pool: &PgPool, tablet_id: i32, machine_id: Option<i32>) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Option<i32>, Option<i32>)> =
+        sqlx::query_as("SELECT machine_id, active_user_session_id FROM input_device WHERE id = $1 FOR UPDATE")
+            .bind(tablet_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((current, session)) = row else {
+        return Err(Error::NotFound(format!("there is no tablet {tablet_id} (oee-server tablet list shows them)")));
+    };
+    if current == machine_id {
+        return Ok(());
+    }
+    if session.is_some() {
+        return Err(Error::Conflict(format!(
+            "someone is logged in on tablet {tablet_id}: log them out first (POST /api/force-logout/{tablet_id})"
+        )));
+    }
+    if let Some(m) = machine_id {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine WHERE id = $1)")
+            .bind(m)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            return Err(Error::NotFound(format!("there is no machine {m} (oee-server machine list shows them)")));
+        }
+    }
+    sqlx::query("UPDATE input_device SET machine_id = $2 WHERE id = $1")
+        .bind(tablet_id)
+        .bind(machine_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(format!(
+                "machine {} already has a tablet: unpair that one first",
+                machine_id.unwrap_or_default()
+            )),
+            _ => Error::Database(e),
+        })?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Logs `user_id` in on the tablet, closing its earlier session; the tablet must be paired with
+/// `machine_id` (whose row the caller has locked). Returns the new session's id.
+pub async fn begin_session(
+    tx: &mut Transaction<'_, Postgres>,
+    tablet_id: i32,
+    machine_id: i32,
+    user_id: i32,
+    at: DateTime<Utc>,
+) -> Result<Result<i32, Refusal>, Error> {
+    if let Err(r) = paired_session(tx, tablet_id, machine_id).await? {
+        return Ok(Err(r));
+    }
+    close_sessions(tx, tablet_id, at).await?;
+    let session: i32 = sqlx::query_scalar(
+        "INSERT INTO user_session (user_id, input_device_id, time_login) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(tablet_id)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE input_device SET active_user_id = $2, active_user_session_id = $3 WHERE id = $1")
+        .bind(tablet_id)
+        .bind(user_id)
+        .bind(session)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE machine SET active_user_id = $2 WHERE id = $1")
+        .bind(machine_id)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Ok(session))
+}
+
+/// Logs the tablet's operator out; refused when nobody is logged in on it.
+pub async fn end_session(
+    tx: &mut Transaction<'_, Postgres>,
+    tablet_id: i32,
+    machine_id: i32,
+    at: DateTime<Utc>,
+) -> Result<Result<(), Refusal>, Error> {
+    match paired_session(tx, tablet_id, machine_id).await? {
+        Err(r) => return Ok(Err(r)),
+        Ok(None) => return Ok(Err(Refusal::NotLoggedIn(tablet_id))),
+        Ok(Some(_)) => {}
+    }
+    close_sessions(tx, tablet_id, at).await?;
+    sqlx::query("UPDATE machine SET active_user_id = NULL WHERE id = $1").bind(machine_id).execute(&mut **tx).await?;
+    Ok(Ok(()))
+}
+
+/// The tablet's open session, after checking it is paired with the machine.
+async fn paired_session(
+    tx: &mut Transaction<'_, Postgres>,
+    tablet_id: i32,
+    machine_id: i32,
+) -> Result<Result<Option<i32>, Refusal>, Error> {
+    let row: Option<(Option<i32>, Option<i32>)> =
+        sqlx::query_as("SELECT machine_id, active_user_session_id FROM input_device WHERE id = $1 FOR UPDATE")
+            .bind(tablet_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match row {
+        Some((Some(m), session)) if m == machine_id => Ok(session),
+        _ => Err(Refusal::TabletNotPaired { device_id: tablet_id, machine_id }),
+    })
+}
+
+/// Closes every open session of the tablet at `at` and clears its logged-in user.
+async fn close_sessions(tx: &mut Transaction<'_, Postgres>, tablet_id: i32, at: DateTime<Utc>) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE user_session SET active = false, time_logout = GREATEST($2, time_login) \
+         WHERE input_device_id = $1 AND active",
+    )
+    .bind(tablet_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE input_device SET active_user_id = NULL, active_user_session_id = NULL WHERE id = $1")
+        .bind(tablet_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Closes sessions no tablet points at any more (left open by a tablet unpaired or removed): the only
+/// session write outside ingest, as no machine's state depends on them.
+pub async fn close_orphan_sessions(pool: &PgPool, at: DateTime<Utc>) -> Result<u64, Error> {
+    Ok(sqlx::query(
+        "UPDATE user_session s SET active = false, time_logout = GREATEST($1, s.time_login) \
+         WHERE s.active AND NOT EXISTS (SELECT 1 FROM input_device d WHERE d.active_user_session_id = s.id)",
+    )
+    .bind(at)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// What the tablet API shows of a machine.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TabletMachine {
+    pub id: i32,
+    pub name: String,
+    pub workflow_type: String,
+    pub job_start_input_type: String,
+    pub job_number_input_type: String,
+    pub autofill_job_start_amount: f64,
+    pub current_code_id: i32,
+    pub current_machine_state: i16,
+    pub colour: String,
+    pub job_id: Option<i64>,
+    pub job_number: Option<String>,
+    pub job_start: Option<DateTime<Utc>>,
+}
+
+/// The machine as its tablet shows it, if it exists.
+pub async fn tablet_machine(pool: &PgPool, machine_id: i32) -> Result<Option<TabletMachine>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT m.id, m.name, m.workflow_type, m.job_start_input_type, m.job_number_input_type, \
+                m.autofill_job_start_amount, m.current_code_id, c.machine_state AS current_machine_state, \
+                c.graph_colour AS colour, m.active_job_id AS job_id, j.job_number, j.start_time AS job_start \
+         FROM machine m JOIN activity_code c ON c.id = m.current_code_id \
+         LEFT JOIN job j ON j.id = m.active_job_id WHERE m.id = $1",
+    )
+    .bind(machine_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// An activity code a tablet offers.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TabletCode {
+    pub id: i32,
+    pub colour: String,
+    pub description: String,
+}
+
+/// The active codes a machine's tablet offers, by id: all but the machine's excluded ones; the four
+/// default codes cannot be excluded.
+pub async fn tablet_codes(pool: &PgPool, machine_id: i32) -> Result<Vec<TabletCode>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.graph_colour AS colour, c.short_description AS description FROM activity_code c \
+         WHERE c.active AND (c.id <= 4 OR NOT EXISTS ( \
+             SELECT 1 FROM machine_activity_code_exclusion e WHERE e.machine_id = $1 AND e.activity_code_id = c.id)) \
+         ORDER BY c.id",
+    )
+    .bind(machine_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A job's counts so far and when its latest count ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobTotals {
+    pub good: i64,
+    pub rejects: i64,
+    pub last_count: Option<DateTime<Utc>>,
+}
+
+/// The job's total good and rejected parts.
+pub async fn job_totals(pool: &PgPool, job_id: i64) -> Result<JobTotals, Error> {
+    Ok(sqlx::query_as(
+        "SELECT COALESCE(sum(quantity_good), 0)::int8 AS good, COALESCE(sum(quantity_rejects), 0)::int8 AS rejects, \
+                max(end_time) AS last_count \
+         FROM production_quantity WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The machine's open activity.
+pub async fn current_activity_id(pool: &PgPool, machine_id: i32) -> Result<Option<i64>, Error> {
+    Ok(sqlx::query_scalar("SELECT id FROM activity WHERE machine_id = $1 AND end_time IS NULL")
+        .bind(machine_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Tablets someone is logged in on: `(tablet, its machine)`.
+pub async fn logged_in_tablets(pool: &PgPool) -> Result<Vec<(i32, Option<i32>)>, Error> {
+    Ok(sqlx::query_as("SELECT id, machine_id FROM input_device WHERE active_user_session_id IS NOT NULL ORDER BY id")
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The tablet named `name` (its name, id or UUID) and the machine named `machine` (its name or id), for
+/// the administration commands.
+pub async fn find_for_pairing(pool: &PgPool, tablet: &str, machine: Option<&str>) -> Result<(i32, Option<i32>), Error> {
+    let tablet = tablet.trim();
+    let tablet_id: Option<i32> = sqlx::query_scalar(
+        "SELECT id FROM input_device WHERE name = $1 OR uuid = $1 OR id::text = $1 \
+         ORDER BY name = $1 DESC, uuid = $1 DESC LIMIT 1",
+    )
+    .bind(tablet)
+    .fetch_optional(pool)
+    .await?;
+    let tablet_id = tablet_id.ok_or_else(|| {
+        Error::NotFound(format!("there is no tablet `{tablet}` (by name, id or UUID): see `oee-server tablet list`"))
+    })?;
+    let Some(machine) = machine.map(str::trim) else { return Ok((tablet_id, None)) };
+    let machine_id: Option<i32> =
+        sqlx::query_scalar("SELECT id FROM machine WHERE name = $1 OR id::text = $1 ORDER BY name = $1 DESC LIMIT 1")
+            .bind(machine)
+            .fetch_optional(pool)
+            .await?;
+    let machine_id = machine_id.ok_or_else(|| {
+        Error::NotFound(format!(
+            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
+        ))
+    })?;
+    Ok((tablet_id, Some(machine_id)))
+}
