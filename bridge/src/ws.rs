@@ -19,6 +19,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use oee_core::payload::{MachineStatus, lenient_i32};
 use oee_core::store::machine::machine_statuses;
+use oee_core::store::tablet::tablet_by_uuid;
 use oee_core::verdict::Refusal;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -153,19 +154,20 @@ async fn start(pool: &PgPool, client: Client, first: &Map<String, Value>) -> Res
                     return Err("send {\"device_uuid\": \"<the tablet's uuid>\"} as the first message".to_string());
                 }
             };
-            let Some((device_id, machine_id)) = tablet_by_uuid(pool, uuid).await.map_err(unavailable)? else {
+            let Some(tablet) = tablet_by_uuid(pool, uuid).await.map_err(unavailable)? else {
                 return Err(format!(
                     "no tablet has the uuid {uuid}: open the app's start screen so that the tablet registers \
                      (GET /check-state?device_uuid={uuid}), then connect again"
                 ));
             };
-            let Some(machine_id) = machine_id else {
+            let Some(machine_id) = tablet.machine_id else {
                 return Err(format!(
-                    "tablet {device_id} (uuid {uuid}) is not paired to a machine: pair it (oee-server tablet pair), \
-                     then connect again"
+                    "tablet {} (uuid {uuid}) is not paired to a machine: pair it (oee-server tablet pair), \
+                     then connect again",
+                    tablet.id
                 ));
             };
-            (machine_id, Some(device_id))
+            (machine_id, Some(tablet.id))
         }
         Client::Machine => {
             let id = lenient_i32(first, "machine_id")
@@ -182,12 +184,6 @@ async fn start(pool: &PgPool, client: Client, first: &Map<String, Value>) -> Res
         .ok_or_else(|| Refusal::UnknownMachine(machine_id.to_string()).to_string())?;
     let watch = Watch { machine_id, tablet, since: status.since, session: status.session_id };
     Ok((watch, status.activity_code_id))
-}
-
-/// A tablet's id and the machine it is paired to, by the uuid the app made; `None` for an unknown uuid.
-// Belongs with the tablet queries in `oee_core::store` once the tablet API brings them.
-async fn tablet_by_uuid(pool: &PgPool, uuid: &str) -> Result<Option<(i32, Option<i32>)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, machine_id FROM input_device WHERE uuid = $1").bind(uuid).fetch_optional(pool).await
 }
 
 /// The reason given to a client when the database cannot be read; the detail goes to the log.
