@@ -344,3 +344,68 @@ async fn activity_updates_send_the_bare_code_of_every_new_activity() {
         }
     }
 }
+
+/// `POST path` with a JSON body: (status, body).
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, String) {
+    let r = app.client.post(format!("{}{path}", app.http)).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Frames up to and including the logout event: every one before it must be an activity change.
+async fn until_logout(ws: &mut Socket) {
+    loop {
+        let v = next_json(ws).await;
+        if v == json!({"action": "logout"}) {
+            return;
+        }
+        assert_eq!(v["action"], "activity_change", "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tablet_api_drives_the_socket_from_login_to_force_logout() {
+    let app = spawn_app().await;
+    let m = app.add_machine("Mill").await;
+    app.set_schedule(m, true).await;
+    let mut dev = Device::new(&app, "mill-watcher").await;
+    let uuid = "mill-tablet";
+    let r = app.client.get(format!("{}/check-state?device_uuid={uuid}", app.http)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the tablet registers and pairs itself");
+    let tablet: i32 = sqlx::query_scalar("SELECT id FROM input_device WHERE uuid = $1 AND machine_id = $2")
+        .bind(uuid)
+        .bind(m)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let login = json!({"device_uuid": uuid, "user_id": "1", "password": "digitme2"});
+    assert_eq!(post(&app, "/android-login", login.clone()).await.0, 200);
+    dev.published(&app, m).await;
+
+    let mut ws = open(&app, "/api/input-device-updates", &json!({"device_uuid": uuid}).to_string()).await;
+    assert_eq!(next_text(&mut ws).await, app.current_code(m).await.to_string());
+
+    assert_eq!(post(&app, "/android-update", json!({"device_uuid": uuid, "activity_code_id": 3})).await.0, 200);
+    assert_eq!(next_json(&mut ws).await, activity_change(3));
+    dev.published(&app, m).await;
+
+    // the pausable paused screen changes the code in place: no frame, or the screen would close
+    let (status, body) =
+        post(&app, "/pausable-android-update", json!({"device_uuid": uuid, "activity_code_id": 2})).await;
+    assert_eq!(status, 200, "{body}");
+    dev.published(&app, m).await;
+    assert_eq!(post(&app, "/android-update", json!({"device_uuid": uuid, "activity_code_id": 3})).await.0, 200);
+    assert_eq!(next_json(&mut ws).await, activity_change(3), "nothing came of the in-place change");
+    dev.published(&app, m).await;
+
+    // the status page's force logout
+    let (status, body) = post(&app, &format!("/api/force-logout/{tablet}"), json!({})).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    until_logout(&mut ws).await;
+    dev.published(&app, m).await;
+
+    // and the tablet's own logout after a new login
+    assert_eq!(post(&app, "/android-login", login).await.0, 200);
+    dev.published(&app, m).await;
+    assert_eq!(post(&app, "/android-logout", json!({"device_uuid": uuid})).await.0, 200);
+    until_logout(&mut ws).await;
+}
