@@ -69,6 +69,21 @@ async fn the_binary_serves_administers_and_stops_cleanly_on_sigterm() {
     assert!(ok && out.contains("Line 1") && out.contains("line-1"), "{out}");
     assert_eq!(postmaster_pid(&env.data_dir), Some(pg), "the running server's database was left alone");
 
+    // a tablet registers itself and is paired with the free machine; an administrator moves it
+    let r = client.get(format!("{http}/check-state?device_uuid=tab-1")).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains(r#""machine": "Line 1", "device_name": "Tablet 1""#));
+    let (ok, out, err) = env.run(&["tablet", "list"]).await;
+    assert!(
+        ok && out.lines().any(|l| l.contains("Tablet 1") && l.contains("Line 1") && l.ends_with("tab-1")),
+        "{out}{err}"
+    );
+    let (ok, out, err) = env.run(&["tablet", "unpair", "tab-1"]).await;
+    assert!(ok && out.contains("tablet 1 is paired with no machine"), "{out}{err}");
+    let (ok, _, err) = env.run(&["tablet", "pair", "Tablet 1", "Line 9"]).await;
+    assert!(!ok && err.contains("no machine named `Line 9`"), "{err}");
+    let (ok, out, err) = env.run(&["tablet", "pair", "1", "Line 1"]).await;
+    assert!(ok && out.contains("tablet 1 is paired with machine 1"), "{out}{err}");
+
     let r = client
         .post(format!("{http}/api/machine-state-change"))
         .json(&json!({"machine_id": 1, "activity_code_id": 3}))

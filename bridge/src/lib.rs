@@ -31,6 +31,8 @@ pub(crate) struct BridgeState {
     tablets: Arc<TabletsConfig>,
     /// The plant's time zone (tablets give times of day).
     tz: chrono_tz::Tz,
+    /// Where `tablets.job_validation_query` runs, when job numbers are checked (`Err`: its URL is unusable).
+    job_numbers: Option<Result<PgPool, String>>,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -56,12 +58,14 @@ pub fn start(
     tz: chrono_tz::Tz,
 ) -> Bridge {
     let (replies, tasks) = Replies::start(mqtt);
+    let job_numbers = tablet::job_number_source(&pool, tablets);
     let state = BridgeState {
         pool,
         replies,
         timeout: Duration::from_millis(cfg.reply_timeout_ms.max(1)),
         tablets: Arc::new(tablets.clone()),
         tz,
+        job_numbers,
     };
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))

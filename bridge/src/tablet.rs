@@ -15,13 +15,18 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use oee_core::activity::{DOWN_CODE_ID, UP_CODE_ID};
+use oee_core::config::TabletsConfig;
 use oee_core::payload::{SessionAction, lenient_i32};
 use oee_core::store::tablet::{self as store, Tablet, TabletMachine};
-use oee_core::tablet::{Autofill, CycleInput, Field, JobStartSettings, RequestedData, reference_json, requested_data};
+use oee_core::tablet::{
+    Autofill, CycleInput, Field, JobStartSettings, RequestedData, VALIDATION_WARNING, Validation, reference_json,
+    requested_data,
+};
 use oee_core::topic::{self, CommandKind};
 use oee_core::verdict::Verdict;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use sqlx::PgPool;
 
 use crate::BridgeState;
 
@@ -35,13 +40,29 @@ const PARSE_ERROR: &str = "Server error parsing data";
 const NO_MACHINE: &str = "No assigned machine. Pair via the admin interface then press back to refresh.";
 
 /// A finished answer: every way out of a handler.
-type Answer = Result<Response, Response>;
+type Answer = Result<Response, Fail>;
+
+/// An answer other than success (boxed: a response is large and travels through many `?`).
+#[derive(Debug)]
+pub(crate) struct Fail(Box<Response>);
+
+impl From<Response> for Fail {
+    fn from(r: Response) -> Fail {
+        Fail(Box::new(r))
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
 
 /// A JSON body written as the reference's Python wrote it.
 fn reference(status: StatusCode, value: &impl Serialize) -> Response {
     match reference_json(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => unavailable(format!("cannot write the answer: {e}")),
+        Err(e) => unavailable(format!("cannot write the answer: {e}")).into_response(),
     }
 }
 
@@ -65,25 +86,25 @@ fn ok() -> Answer {
 }
 
 /// `{"success": false}` with no reason, as the reference gives for a missing activity code (C24, C30).
-fn bare_failure() -> Response {
-    reference(StatusCode::OK, &Success { success: false })
+fn bare_failure() -> Fail {
+    reference(StatusCode::OK, &Success { success: false }).into()
 }
 
-fn failure(status: StatusCode, reason: &str) -> Response {
-    reference(status, &Failure { success: false, reason })
+fn failure(status: StatusCode, reason: &str) -> Fail {
+    reference(status, &Failure { success: false, reason }).into()
 }
 
-fn unavailable(reason: String) -> Response {
+fn unavailable(reason: String) -> Fail {
     failure(StatusCode::SERVICE_UNAVAILABLE, &reason)
 }
 
-fn db(e: oee_core::Error) -> Response {
+fn db(e: oee_core::Error) -> Fail {
     tracing::error!("tablet API database error: {e}");
     unavailable("the database is not reachable: try again".into())
 }
 
 /// The JSON object of a request body.
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, Fail> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(failure(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
@@ -104,20 +125,20 @@ fn text(obj: &Map<String, Value>, key: &str) -> Option<String> {
 async fn tablet_of(
     state: &BridgeState,
     obj: &Map<String, Value>,
-    not_registered: fn() -> Response,
-) -> Result<Tablet, Response> {
+    not_registered: fn() -> Fail,
+) -> Result<Tablet, Fail> {
     let Some(uuid) = obj.get("device_uuid").and_then(Value::as_str) else {
         return Err(failure(StatusCode::BAD_REQUEST, "No device_uuid supplied"));
     };
     store::tablet_by_uuid(&state.pool, uuid).await.map_err(db)?.ok_or_else(not_registered)
 }
 
-fn not_registered_json() -> Response {
+fn not_registered_json() -> Fail {
     failure(StatusCode::BAD_REQUEST, NOT_REGISTERED)
 }
 
 /// The tablet's machine and logged-in user, or the answer when either is missing.
-fn session_of(t: &Tablet, no_session: impl FnOnce() -> Response) -> Result<(i32, i32), Response> {
+fn session_of(t: &Tablet, no_session: impl FnOnce() -> Fail) -> Result<(i32, i32), Fail> {
     match (t.machine_id, t.user_id) {
         (Some(m), Some(u)) => Ok((m, u)),
         (None, Some(_)) => Err(failure(StatusCode::CONFLICT, "No assigned machine")),
@@ -125,16 +146,16 @@ fn session_of(t: &Tablet, no_session: impl FnOnce() -> Response) -> Result<(i32,
     }
 }
 
-fn logged_out() -> Response {
+fn logged_out() -> Fail {
     failure(StatusCode::OK, LOGGED_OUT)
 }
 
-fn logged_out_401() -> Response {
+fn logged_out_401() -> Fail {
     failure(StatusCode::UNAUTHORIZED, LOGGED_OUT)
 }
 
 /// Sends a command for the machine to ingest and waits for its verdict.
-async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Response> {
+async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Fail> {
     state
         .replies
         .send(topic::command(&machine_id.to_string(), kind), body, state.timeout)
@@ -143,7 +164,7 @@ async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: 
 }
 
 /// A refused verdict as a tablet answer: its status and message.
-fn refused(v: &Verdict) -> Response {
+fn refused(v: &Verdict) -> Fail {
     let status = StatusCode::from_u16(v.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     failure(status, v.message.as_deref().unwrap_or("refused"))
 }
@@ -154,7 +175,7 @@ async fn apply(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Va
     if v.ok { ok() } else { Err(refused(&v)) }
 }
 
-async fn machine(state: &BridgeState, machine_id: i32) -> Result<TabletMachine, Response> {
+async fn machine(state: &BridgeState, machine_id: i32) -> Result<TabletMachine, Fail> {
     store::tablet_machine(&state.pool, machine_id)
         .await
         .map_err(db)?
@@ -250,6 +271,12 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
     };
     let m = machine(&state, machine_id).await?;
     let (Some(job_id), Some(job_number), Some(job_start)) = (m.job_id, m.job_number.as_deref(), m.job_start) else {
+        let mut requested_data = requested_data(&settings(&m, state.tablets.delayed_start));
+        match job_numbers(&state).await {
+            None => {}
+            Some(Ok(v)) => requested_data.job_number.validation = Some(v),
+            Some(Err(())) => requested_data.job_number.warning = Some(VALIDATION_WARNING),
+        }
         return Ok(reference(
             StatusCode::OK,
             &NoJob {
@@ -257,7 +284,7 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
                 state: "no_job",
                 machine_name: &m.name,
                 user_name,
-                requested_data: requested_data(&settings(&m, state.tablets.delayed_start)),
+                requested_data,
             },
         ));
     };
@@ -296,10 +323,60 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
     ))
 }
 
+/// Where job numbers are checked, when `tablets.job_validation_query` is set: the server's database, or the
+/// one `job_validation_url` names (connected when first used).
+pub(crate) fn job_number_source(pool: &PgPool, cfg: &TabletsConfig) -> Option<Result<PgPool, String>> {
+    if cfg.job_validation_query.trim().is_empty() {
+        return None;
+    }
+    let url = cfg.job_validation_url.trim();
+    if url.is_empty() {
+        return Some(Ok(pool.clone()));
+    }
+    let source = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy(url)
+        .map_err(|e| e.to_string());
+    if let Err(e) = &source {
+        tracing::error!(
+            "tablets.job_validation_url is unusable ({e}): tablets will be told job numbers cannot be checked"
+        );
+    }
+    Some(source)
+}
+
+/// The job numbers tablets check against, when they are checked: `Err` when they could not be read (logged).
+async fn job_numbers(state: &BridgeState) -> Option<Result<Validation, ()>> {
+    let source = match state.job_numbers.as_ref()? {
+        Ok(pool) => pool,
+        Err(_) => return Some(Err(())),
+    };
+    let query = state.tablets.job_validation_query.clone();
+    let read = async {
+        let rows: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(query)).fetch_all(source).await?;
+        Ok::<_, sqlx::Error>(rows)
+    };
+    Some(match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(rows)) => Ok(Validation(
+            rows.into_iter().filter_map(|(job, description)| Some((job?, description.unwrap_or_default()))).collect(),
+        )),
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the job numbers tablets check against (tablets.job_validation_query): {e}");
+            Err(())
+        }
+        Err(_) => {
+            tracing::warn!("the job numbers tablets check against took more than 5 s to read");
+            Err(())
+        }
+    })
+}
+
 /// `POST /android-login` `{"device_uuid","user_id","password"}`.
 pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answer {
     let obj = body_object(&body)?;
-    let t = tablet_of(&state, &obj, || html(StatusCode::BAD_REQUEST, NOT_REGISTERED)).await?;
+    let t = tablet_of(&state, &obj, || html(StatusCode::BAD_REQUEST, NOT_REGISTERED).into()).await?;
     let Some(user) = text(&obj, "user_id").filter(|u| !u.is_empty()) else {
         return Err(failure(StatusCode::BAD_REQUEST, "No user_id supplied"));
     };
@@ -321,7 +398,7 @@ pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answ
 }
 
 /// Logs the tablet's operator out through ingest.
-async fn log_out(state: &BridgeState, tablet_id: i32, machine_id: i32) -> Result<Verdict, Response> {
+async fn log_out(state: &BridgeState, tablet_id: i32, machine_id: i32) -> Result<Verdict, Fail> {
     command(
         state,
         machine_id,
@@ -359,6 +436,16 @@ pub(crate) async fn start_job(State(state): State<BridgeState>, body: Bytes) -> 
     let mut command = json!({ "job_number": job_number, "ideal_cycle_time_s": ideal, "user_id": user_id });
     if let Some(start) = text(&obj, "start_time").filter(|s| !s.trim().is_empty()) {
         let at = earlier_today(&start, state.tz, Utc::now()).map_err(|e| failure(StatusCode::BAD_REQUEST, &e))?;
+        if at < m.current_since {
+            let since = m.current_since.with_timezone(&state.tz).format("%H:%M");
+            return Err(failure(
+                StatusCode::CONFLICT,
+                &format!(
+                    "the start time {start} is before the machine's current activity began ({since}): enter {since} \
+                     or later, and add the earlier time as a past job in the history"
+                ),
+            ));
+        }
         command["timestamp"] = json!(at);
     }
     apply(&state, machine_id, CommandKind::JobStart, command).await
@@ -396,7 +483,7 @@ pub(crate) async fn update(State(state): State<BridgeState>, body: Bytes) -> Ans
 }
 
 /// A count the app sent as a string: a whole number of parts, at least 0 (`"12"` and `"12.0"` are 12).
-fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Response> {
+fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Fail> {
     let Some(v) = obj.get(key) else { return Ok(None) };
     let x = match v {
         Value::Number(n) => n.as_f64(),
@@ -410,15 +497,15 @@ fn parts(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, Response> {
 }
 
 /// Both counts of an end-of-job or running-total body, or the reference's answer for a missing one.
-fn counts(obj: &Map<String, Value>) -> Result<(i64, i64), Response> {
+fn counts(obj: &Map<String, Value>) -> Result<(i64, i64), Fail> {
     match (parts(obj, "quantity_good")?, parts(obj, "rejects")?) {
         (Some(good), Some(rejects)) => Ok((good, rejects)),
         _ => Err(failure(StatusCode::OK, PARSE_ERROR)),
     }
 }
 
-fn no_active_job() -> Response {
-    html(StatusCode::BAD_REQUEST, "No active job")
+fn no_active_job() -> Fail {
+    html(StatusCode::BAD_REQUEST, "No active job").into()
 }
 
 /// `POST /android-end-job` `{"device_uuid","quantity_good","rejects"}`.
@@ -593,10 +680,10 @@ mod tests {
         let obj = |v: Value| v.as_object().unwrap().clone();
         assert_eq!(counts(&obj(json!({"quantity_good": "100", "rejects": "3.0"}))).unwrap(), (100, 3));
         assert_eq!(counts(&obj(json!({"quantity_good": 7, "rejects": 0}))).unwrap(), (7, 0));
-        assert_eq!(counts(&obj(json!({"quantity_good": "5"}))).unwrap_err().status(), StatusCode::OK);
+        assert_eq!(counts(&obj(json!({"quantity_good": "5"}))).unwrap_err().into_response().status(), StatusCode::OK);
         for bad in [json!("-1"), json!("2.5"), json!("many"), json!(true)] {
             let e = counts(&obj(json!({"quantity_good": bad, "rejects": "0"}))).unwrap_err();
-            assert_eq!(e.status(), StatusCode::BAD_REQUEST, "{bad}");
+            assert_eq!(e.into_response().status(), StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 }

@@ -246,6 +246,11 @@ pub struct TabletsConfig {
     pub delayed_start: bool,
     /// How often a running-total tablet asks its operator for the count, in seconds.
     pub running_total_update_s: u32,
+    /// An SQL query whose rows (job number, description; both text) are the job numbers tablets check a typed
+    /// job number against. Empty: no checking.
+    pub job_validation_query: String,
+    /// The PostgreSQL database that query runs in (e.g. the ERP's). Empty: the server's own database.
+    pub job_validation_url: String,
 }
 
 impl Default for TabletsConfig {
@@ -257,6 +262,8 @@ impl Default for TabletsConfig {
             auto_pair: true,
             delayed_start: false,
             running_total_update_s: 3600,
+            job_validation_query: String::new(),
+            job_validation_url: String::new(),
         }
     }
 }

@@ -92,10 +92,42 @@ pub struct StartTimeField {
     pub autofill: &'static str,
 }
 
+/// Job numbers the tablet checks a typed number against, with their descriptions, in the order read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Validation(pub Vec<(String, String)>);
+
+impl Serialize for Validation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// What the tablet is told when the job numbers to check against could not be read.
+pub const VALIDATION_WARNING: &str = "Could not get job validation data from database.";
+
+/// The job number field: a [`Field`], with the job numbers to check against or a warning that they could
+/// not be read, when job numbers are validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobNumberField {
+    pub title: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub autofill: Autofill,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
+}
+
 /// `requested_data` of `/check-state` when a user is logged in and no job runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestedData {
-    pub job_number: Field,
+    pub job_number: JobNumberField,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ideal_cycle_time: Option<SpeedField>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,7 +160,13 @@ pub fn requested_data(settings: &JobStartSettings) -> RequestedData {
     let speed = |title| SpeedField { kind: "number", autofill, title };
     let planned = settings.input == CycleInput::PlannedQuantityMinutes;
     RequestedData {
-        job_number: Field { title: "Job Number", kind: settings.job_number_type, autofill: Autofill::Empty },
+        job_number: JobNumberField {
+            title: "Job Number",
+            kind: settings.job_number_type,
+            autofill: Autofill::Empty,
+            validation: None,
+            warning: None,
+        },
         ideal_cycle_time: settings.input.title().map(speed),
         planned_quantity: planned.then(|| speed("Planned quantity")),
         planned_time: planned.then(|| speed("Planned time (min)")),
@@ -222,6 +260,19 @@ mod tests {
             "{v}"
         );
         assert_eq!(reference_json(&json!([1, {"a": [true, null]}])).unwrap(), r#"[1, {"a": [true, null]}]"#);
+        // job numbers to check against keep their order; a failed read is a warning
+        let mut r = requested_data(&settings(CycleInput::NoCycleTime, 0.0));
+        r.job_number.validation =
+            Some(Validation(vec![("J2".into(), "Brackets".into()), ("J1".into(), String::new())]));
+        assert_eq!(
+            reference_json(&r).unwrap(),
+            r#"{"job_number": {"title": "Job Number", "type": "text", "autofill": "", "validation": {"J2": "Brackets", "J1": ""}}}"#
+        );
+        r.job_number.validation = None;
+        r.job_number.warning = Some(VALIDATION_WARNING);
+        assert!(
+            reference_json(&r).unwrap().contains(r#""warning": "Could not get job validation data from database.""#)
+        );
         // C19: no cycle time
         let v = serde_json::to_value(requested_data(&settings(CycleInput::NoCycleTime, 0.0))).unwrap();
         assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["job_number"]);

@@ -270,6 +270,8 @@ pub struct TabletMachine {
     pub job_number_input_type: String,
     pub autofill_job_start_amount: f64,
     pub current_code_id: i32,
+    /// When the current activity began.
+    pub current_since: DateTime<Utc>,
     pub current_machine_state: i16,
     pub colour: String,
     pub job_id: Option<i64>,
@@ -281,7 +283,7 @@ pub struct TabletMachine {
 pub async fn tablet_machine(pool: &PgPool, machine_id: i32) -> Result<Option<TabletMachine>, Error> {
     Ok(sqlx::query_as(
         "SELECT m.id, m.name, m.workflow_type, m.job_start_input_type, m.job_number_input_type, \
-                m.autofill_job_start_amount, m.current_code_id, c.machine_state AS current_machine_state, \
+                m.autofill_job_start_amount, m.current_code_id, m.current_since, c.machine_state AS current_machine_state, \
                 c.graph_colour AS colour, m.active_job_id AS job_id, j.job_number, j.start_time AS job_start \
          FROM machine m JOIN activity_code c ON c.id = m.current_code_id \
          LEFT JOIN job j ON j.id = m.active_job_id WHERE m.id = $1",
