@@ -8,6 +8,7 @@ pub mod discovery;
 mod error;
 mod replies;
 mod tablet;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +85,7 @@ pub fn start(
         .route("/api/force-logout/{input_device_id}", post(tablet::force_logout))
         .route("/api/v1/tablets/machines", get(tablet::machines))
         .route("/api/v1/tablets/pair", post(tablet::pair))
+        .merge(ws::routes())
         .with_state(state);
     Bridge { router, tasks }
 }

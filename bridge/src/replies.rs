@@ -1,5 +1,6 @@
 //! Commands out, verdicts back: the bridge's MQTT client publishes each command with a fresh request id
-//! and its own reply topic, and hands the verdict that comes back to the waiting request.
+//! and its own reply topic, and hands the verdict that comes back to the waiting request. The same client
+//! follows the machines' retained status topics and fans every status out to the tablets' websockets.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,12 +8,12 @@ use std::time::Duration;
 
 use oee_core::config::MqttConfig;
 use oee_core::mqtt::{self, Incoming};
-use oee_core::payload::ReplyTo;
+use oee_core::payload::{MachineStatus, ReplyTo};
 use oee_core::topic;
 use oee_core::verdict::Verdict;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Why a command got no verdict.
@@ -26,11 +27,17 @@ pub enum SendError {
     Publish(String),
 }
 
+/// How many statuses a websocket may fall behind before it re-reads the machine from the database. A full
+/// republish (ingest reconnecting) is one status per machine, so this covers large plants without lag.
+const STATUS_BACKLOG: usize = 4096;
+
 pub(crate) struct Replies {
     client: AsyncClient,
     reply_topic: String,
     pending: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
     connected: watch::Receiver<bool>,
+    /// Weak, so that the channel closes (and every websocket with it) when the MQTT tasks stop.
+    statuses: broadcast::WeakSender<Arc<MachineStatus>>,
 }
 
 impl Replies {
@@ -41,13 +48,16 @@ impl Replies {
         let (client, eventloop) = AsyncClient::new(mqtt::client_options(cfg, &client_id, true), 20_000);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let (connected_tx, connected) = watch::channel(false);
+        let (statuses, _) = broadcast::channel(STATUS_BACKLOG);
         let replies = Arc::new(Replies {
             client: client.clone(),
             reply_topic: reply_topic.clone(),
             pending: Mutex::new(HashMap::new()),
             connected,
+            statuses: statuses.downgrade(),
         });
-        let driver = tokio::spawn(mqtt::drive(eventloop, client, vec![reply_topic], tx));
+        let filters = vec![reply_topic, topic::status("+")];
+        let driver = tokio::spawn(mqtt::drive(eventloop, client, filters, tx));
         let me = replies.clone();
         let receiver = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -57,14 +67,27 @@ impl Replies {
                     Incoming::Subscribed => {
                         let _ = connected_tx.send(true);
                     }
-                    Incoming::Publish(p) => match serde_json::from_slice::<Verdict>(&p.payload) {
-                        Ok(v) => me.deliver(v),
-                        Err(e) => tracing::warn!("unreadable verdict on {}: {e}", p.topic),
-                    },
+                    Incoming::Publish(p) if p.topic == me.reply_topic => {
+                        match serde_json::from_slice::<Verdict>(&p.payload) {
+                            Ok(v) => me.deliver(v),
+                            Err(e) => tracing::warn!("unreadable verdict on {}: {e}", p.topic),
+                        }
+                    }
+                    Incoming::Publish(p) => fan_out_status(&statuses, &p.topic, &p.payload),
                 }
             }
         });
         (replies, vec![driver, receiver])
+    }
+
+    /// Every machine status published from now on, for one listener. A listener that falls more than
+    /// [`STATUS_BACKLOG`] statuses behind gets `Lagged` and should read the current state again.
+    /// Once the bridge stops, the receiver says `Closed`.
+    pub(crate) fn statuses(&self) -> broadcast::Receiver<Arc<MachineStatus>> {
+        match self.statuses.upgrade() {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 
     fn deliver(&self, verdict: Verdict) {
@@ -126,5 +149,25 @@ impl Replies {
             Ok(Ok(_)) => Ok(()),
             _ => Err(SendError::NotConnected),
         }
+    }
+}
+
+/// Passes a status on to the listeners. A machine with a topic name has its status published twice, on its
+/// id topic and its name topic: only the id topic's copy is passed on.
+fn fan_out_status(listeners: &broadcast::Sender<Arc<MachineStatus>>, topic: &str, payload: &[u8]) {
+    // An empty retained message only clears the topic.
+    if payload.is_empty() {
+        return;
+    }
+    let segment =
+        topic.strip_prefix(topic::MACHINES).and_then(|r| r.strip_prefix('/')).and_then(|r| r.split('/').next());
+    let Some(topic::MachineRef::Id(id)) = segment.and_then(topic::machine_ref) else { return };
+    match serde_json::from_slice::<MachineStatus>(payload) {
+        // No listener is not an error: statuses flow whether or not a tablet is connected.
+        Ok(s) if s.machine_id == id => {
+            let _ = listeners.send(Arc::new(s));
+        }
+        Ok(s) => tracing::warn!("status of machine {} published on {topic}", s.machine_id),
+        Err(e) => tracing::warn!("unreadable machine status on {topic}: {e}"),
     }
 }
