@@ -128,7 +128,12 @@ impl Browser {
     /// Polls the JS expression `condition` until it is true; fails after [`PATIENCE`] with what the page
     /// shows.
     async fn wait_for(&self, what: &str, condition: &str) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+        self.wait_for_within(what, condition, PATIENCE).await
+    }
+
+    /// As [`Browser::wait_for`], failing after `patience`.
+    async fn wait_for_within(&self, what: &str, condition: &str, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             if self.script(&format!("return !!({condition});")).await == true {
                 return;
@@ -355,6 +360,23 @@ async fn an_operator_pairs_logs_in_runs_a_job_records_a_stop_and_logs_out_in_chr
         "the stop is marked as current",
         "document.querySelector(\"#job-codes button.current\") && \
          document.querySelector(\"#job-codes button.current\").getAttribute('data-code') === '5'",
+    )
+    .await;
+
+    // A change made elsewhere (an HTTP device here) reaches the page over the websocket at once: well
+    // before the page's 30 s fallback poll, which this wait's bound of 10 s rules out.
+    b.wait_for("the page has live updates", "document.getElementById('live').textContent === 'live'").await;
+    t.post_state(serde_json::json!({"machine_id": m, "activity_code_id": 2})).await;
+    b.wait_for_within(
+        "the background turns to Down's colour without a tap",
+        "getComputedStyle(document.body).backgroundColor === 'rgb(178, 34, 34)'",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.tap("#job-codes button[data-code='5']").await;
+    b.wait_for(
+        "the stop code's colour again",
+        "getComputedStyle(document.body).backgroundColor === 'rgb(51, 102, 204)'",
     )
     .await;
 
