@@ -221,3 +221,27 @@ async fn session_commands_over_mqtt_check_the_pairing_and_show_in_the_status() {
             .unwrap();
     assert_eq!((open, closed), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_passwords_hold_off_that_user_on_every_tablet() {
+    let app = spawn_app().await;
+    app.add_machine("Press 1").await;
+    app.add_machine("Press 2").await;
+    oee_core::store::user::add_user(&app.pool, "op", "4321", false).await.unwrap();
+    get(&app, "/check-state?device_uuid=t-1").await;
+    get(&app, "/check-state?device_uuid=t-2").await;
+    let login = |uuid: &str, user: &str, pin: &str| json!({"device_uuid": uuid, "user_id": user, "password": pin});
+    for pin in ["0000", "1111", "2222", "3333", "4444"] {
+        let (status, body) = post(&app, "/android-login", login("t-1", "1", pin)).await;
+        assert_eq!((status, body.as_str()), (400, r#"{"success": false, "reason": "Wrong password"}"#));
+    }
+    // the right password is refused too for a while, from any tablet, and the reason says so
+    let (status, body) = post(&app, "/android-login", login("t-2", "1", "digitme2")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("Too many wrong passwords for user 1: try again in"), "{body}");
+    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM user_session").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(open, 0);
+    // another user is not held off
+    let (status, body) = post(&app, "/android-login", login("t-2", "2", "4321")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"success": true}"#));
+}

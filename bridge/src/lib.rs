@@ -6,6 +6,7 @@ mod command;
 mod device;
 pub mod discovery;
 mod error;
+mod pin_guard;
 mod replies;
 mod tablet;
 mod ws;
@@ -33,6 +34,8 @@ pub(crate) struct BridgeState {
     tz: chrono_tz::Tz,
     /// Where `tablets.job_validation_query` runs, when job numbers are checked (`Err`: its URL is unusable).
     job_numbers: Option<Result<PgPool, String>>,
+    /// Wrong tablet passwords per user.
+    pins: Arc<pin_guard::PinGuard>,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -66,6 +69,7 @@ pub fn start(
         tablets: Arc::new(tablets.clone()),
         tz,
         job_numbers,
+        pins: Arc::default(),
     };
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))

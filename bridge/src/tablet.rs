@@ -385,10 +385,19 @@ pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answ
     };
     let no_user = || failure(StatusCode::UNAUTHORIZED, &format!("User {user} does not exist"));
     let user_id: i32 = user.trim().parse().map_err(|_| no_user())?;
+    if let Some(wait) = state.pins.wait(user_id, std::time::Instant::now()) {
+        return Err(failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many wrong passwords for user {user_id}: try again in {} s", wait.as_secs().max(1)),
+        ));
+    }
     match oee_core::store::user::check_password_by_id(&state.pool, user_id, &password).await.map_err(db)? {
         None => return Err(no_user()),
-        Some(false) => return Err(failure(StatusCode::BAD_REQUEST, "Wrong password")),
-        Some(true) => {}
+        Some(false) => {
+            state.pins.failed(user_id, std::time::Instant::now());
+            return Err(failure(StatusCode::BAD_REQUEST, "Wrong password"));
+        }
+        Some(true) => state.pins.succeeded(user_id),
     }
     let Some(machine_id) = t.machine_id else {
         return Err(failure(StatusCode::BAD_REQUEST, "No assigned machine"));
