@@ -126,7 +126,7 @@ async fn main() {
 
     println!("{}", text_table(&outcomes));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-    let md = keep_report_section(
+    let md = keep_other_sections(
         markdown(&host, &pg_version, &outcomes),
         &std::fs::read_to_string(&path).unwrap_or_default(),
     );
@@ -910,14 +910,31 @@ async fn http_closed_loop(app: &App, client: &reqwest::Client, http: &str, pool:
 // ---------------------------------------------------------------------------------------------------
 // The report
 
-/// `md` followed by the section of `old` that `benches/report.rs` writes (between its markers), if any.
-fn keep_report_section(md: String, old: &str) -> String {
-    const START: &str = "<!-- report-bench:start -->";
-    const END: &str = "<!-- report-bench:end -->";
-    match (old.find(START), old.find(END)) {
-        (Some(a), Some(b)) if b > a => format!("{}\n\n{}\n", md.trim_end(), &old[a..b + END.len()]),
-        _ => md,
+/// Every marked section (`<!-- NAME:start -->` … `<!-- NAME:end -->`) of `old`, in order, markers included:
+/// the other benches' own sections of BENCHMARKS.md.
+fn marked_sections(old: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = old;
+    while let Some(a) = rest.find("<!-- ") {
+        let Some(name_end) = rest[a..].find(":start -->") else { break };
+        let name = &rest[a + 5..a + name_end];
+        let end = format!("<!-- {name}:end -->");
+        let Some(b) = rest[a..].find(&end) else { break };
+        out.push(&rest[a..a + b + end.len()]);
+        rest = &rest[a + b + end.len()..];
     }
+    out
+}
+
+/// The load figures, followed by the other benches' sections of the old file as they were.
+fn keep_other_sections(md: String, old: &str) -> String {
+    let mut out = md.trim_end().to_string();
+    for section in marked_sections(old) {
+        out.push_str("\n\n");
+        out.push_str(section);
+    }
+    out.push('\n');
+    out
 }
 
 fn markdown(host: &HostInfo, pg_version: &str, outcomes: &[Outcome]) -> String {

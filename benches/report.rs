@@ -19,6 +19,8 @@
 
 #[path = "shared/host.rs"]
 mod host;
+#[path = "shared/sections.rs"]
+mod sections;
 #[path = "shared/server.rs"]
 mod server;
 
@@ -261,7 +263,7 @@ async fn main() {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = replace_section(&old, &results.markdown());
+    let new = sections::replace_section(&old, SECTION_START, SECTION_END, &results.markdown());
     std::fs::write(&path, new).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     println!("wrote the report section of {}", path.display());
 }
@@ -988,18 +990,6 @@ impl Results {
         );
         let _ = writeln!(s, "{SECTION_END}");
         s
-    }
-}
-
-/// `old` with its report section replaced by `section` (appended when it has none).
-fn replace_section(old: &str, section: &str) -> String {
-    match (old.find(SECTION_START), old.find(SECTION_END)) {
-        (Some(a), Some(b)) if b > a => {
-            let after = &old[b + SECTION_END.len()..];
-            format!("{}{}{}", &old[..a], section.trim_end(), after)
-        }
-        _ if old.is_empty() => format!("# Benchmarks\n\n{section}"),
-        _ => format!("{}\n\n{section}", old.trim_end()),
     }
 }
 

@@ -21,6 +21,8 @@
 
 #[path = "shared/host.rs"]
 mod host;
+#[path = "shared/sections.rs"]
+mod sections;
 #[path = "shared/server.rs"]
 mod server;
 
@@ -180,7 +182,7 @@ async fn main() {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&old, &results.markdown()))
+    std::fs::write(&path, sections::replace_section(&old, SECTION_START, SECTION_END, &results.markdown()))
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     println!("wrote the tablet section of {}", path.display());
 }
@@ -874,17 +876,5 @@ impl Results {
         );
         let _ = writeln!(s, "{SECTION_END}");
         s
-    }
-}
-
-/// `old` with its tablet section replaced by `section` (appended when it has none).
-fn replace_section(old: &str, section: &str) -> String {
-    match (old.find(SECTION_START), old.find(SECTION_END)) {
-        (Some(a), Some(b)) if b > a => {
-            let after = &old[b + SECTION_END.len()..];
-            format!("{}{}{}", &old[..a], section.trim_end(), after)
-        }
-        _ if old.is_empty() => format!("# Benchmarks\n\n{section}"),
-        _ => format!("{}\n\n{section}", old.trim_end()),
     }
 }
