@@ -16,7 +16,7 @@ mod server;
 
 use host::HostInfo;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -67,22 +67,11 @@ fn other_code(code: i32) -> i32 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    std::thread::spawn(|| {
-        std::thread::sleep(WATCHDOG);
-        eprintln!("load bench: still running after {WATCHDOG:?}; giving up");
-        // Exiting kills the embedded PostgreSQL too (it is tied to this process by a parent-death signal).
-        std::process::exit(2);
-    });
+    server::start_logging("warn");
+    server::start_watchdog("load", WATCHDOG);
 
     let host = HostInfo::gather();
-    let dir = bench_dir();
+    let dir = server::fresh_dir("oee-bench");
     let config = bench_config(&dir);
     eprintln!("load bench: starting the server (embedded PostgreSQL under {})", dir.display());
     let app = tokio::time::timeout(Duration::from_secs(180), App::start(&config, Services::ALL))
@@ -136,31 +125,6 @@ async fn main() {
 
 // ---------------------------------------------------------------------------------------------------
 // Set-up
-
-/// A fresh directory for this run; directories of earlier runs whose process is gone are removed.
-fn bench_dir() -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let root = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if let Some(pid) = name.strip_prefix("oee-bench-").and_then(|p| p.parse::<u32>().ok())
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let dir = root.join(format!("oee-bench-{}", std::process::id()));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
-    // When this runs as root the cluster runs as `postgres`, which must be able to pass through.
-    for d in [&dir, &data] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", d.display()));
-    }
-    dir
-}
 
 fn bench_config(dir: &Path) -> Config {
     let mut c = server::loopback_config(dir);

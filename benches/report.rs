@@ -151,22 +151,10 @@ impl Dataset {
 async fn main() {
     // By default: no notes about slow statements (bulk loading is slow on purpose) and no broker errors
     // about its connections going away when a server is stopped between cases.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error,rumqttd=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    server::start_logging("warn,sqlx::query=error,rumqttd=off");
     let run_started = Instant::now();
     let shape = Shape::from_env();
-    let watchdog = shape.watchdog;
-    std::thread::spawn(move || {
-        std::thread::sleep(watchdog);
-        eprintln!("report bench: still running after {watchdog:?}; giving up");
-        // Exiting kills the embedded PostgreSQL too (it is tied to this process by a parent-death signal).
-        std::process::exit(2);
-    });
+    server::start_watchdog("report", shape.watchdog);
     let host = HostInfo::gather();
     let (dir, keep) = bench_dir();
     let config = bench_config(&dir);
@@ -274,32 +262,14 @@ async fn main() {
 /// The directory for this run, and whether to keep it: `OEE_REPORT_BENCH_DIR` when set, else a fresh
 /// temporary one (those of earlier runs whose process is gone are removed).
 fn bench_dir() -> (PathBuf, bool) {
-    use std::os::unix::fs::PermissionsExt;
-    let (dir, keep) = match std::env::var_os("OEE_REPORT_BENCH_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => (PathBuf::from(d), true),
-        None => {
-            let root = std::env::temp_dir();
-            if let Ok(entries) = std::fs::read_dir(&root) {
-                for e in entries.flatten() {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    if let Some(pid) = name.strip_prefix("oee-report-bench-").and_then(|p| p.parse::<u32>().ok())
-                        && !Path::new(&format!("/proc/{pid}")).exists()
-                    {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-            (root.join(format!("oee-report-bench-{}", std::process::id())), false)
+    match std::env::var_os("OEE_REPORT_BENCH_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => {
+            let dir = PathBuf::from(d);
+            server::prepare_dir(&dir);
+            (dir, true)
         }
-    };
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
-    // When this runs as root the cluster runs as `postgres`, which must be able to pass through.
-    for d in [&dir, &data] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", d.display()));
+        None => (server::fresh_dir("oee-report-bench"), false),
     }
-    (dir, keep)
 }
 
 fn bench_config(dir: &Path) -> Config {

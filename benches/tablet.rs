@@ -29,7 +29,7 @@ mod server;
 use host::HostInfo;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -105,25 +105,13 @@ impl Shape {
 async fn main() {
     // By default: no notes about the slow `CHECKPOINT`s before the phases and no broker errors about
     // connections going away when the server stops.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error,rumqttd=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    server::start_logging("warn,sqlx::query=error,rumqttd=off");
     let run_started = Instant::now();
     let shape = Shape::from_env();
-    let watchdog = shape.watchdog;
-    std::thread::spawn(move || {
-        std::thread::sleep(watchdog);
-        eprintln!("tablet bench: still running after {watchdog:?}; giving up");
-        // Exiting kills the embedded PostgreSQL too (it is tied to this process by a parent-death signal).
-        std::process::exit(2);
-    });
+    server::start_watchdog("tablet", shape.watchdog);
 
     let host = HostInfo::gather();
-    let dir = bench_dir();
+    let dir = server::fresh_dir("oee-tablet-bench");
     let config = server::loopback_config(&dir);
     eprintln!("tablet bench: starting the server (embedded PostgreSQL under {})", dir.display());
     let app = start_app(&config).await;
@@ -189,31 +177,6 @@ async fn main() {
 
 // ---------------------------------------------------------------------------------------------------
 // Set-up
-
-/// A fresh directory for this run; directories of earlier runs whose process is gone are removed.
-fn bench_dir() -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let root = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if let Some(pid) = name.strip_prefix("oee-tablet-bench-").and_then(|p| p.parse::<u32>().ok())
-                && !Path::new(&format!("/proc/{pid}")).exists()
-            {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let dir = root.join(format!("oee-tablet-bench-{}", std::process::id()));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
-    // When this runs as root the cluster runs as `postgres`, which must be able to pass through.
-    for d in [&dir, &data] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", d.display()));
-    }
-    dir
-}
 
 async fn start_app(config: &Config) -> App {
     tokio::time::timeout(Duration::from_secs(180), App::start(config, Services::ALL))
