@@ -169,6 +169,16 @@ fn refused(v: &Verdict) -> Fail {
     failure(status, v.message.as_deref().unwrap_or("refused"))
 }
 
+/// A verdict as a tablet answer: `{"success": true}` when applied, the reference's own answer for the
+/// refusal `reason` it has one for, else [`refused`].
+fn answer(v: &Verdict, reason: &str, reference_answer: fn() -> Fail) -> Answer {
+    match v.reason.as_deref() {
+        _ if v.ok => ok(),
+        Some(r) if r == reason => Err(reference_answer()),
+        _ => Err(refused(v)),
+    }
+}
+
 /// A command whose success is `{"success": true}`.
 async fn apply(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Answer {
     let v = command(state, machine_id, kind, body).await?;
@@ -423,11 +433,7 @@ pub(crate) async fn logout(State(state): State<BridgeState>, body: Bytes) -> Ans
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (machine_id, _) = session_of(&t, logged_out)?;
     let v = log_out(&state, t.id, machine_id).await?;
-    match v.reason.as_deref() {
-        _ if v.ok => ok(),
-        Some("not_logged_in") => Err(logged_out()),
-        _ => Err(refused(&v)),
-    }
+    answer(&v, "not_logged_in", logged_out)
 }
 
 /// `POST /android-start-job` `{"device_uuid","job_number", <speed fields>, "start_time"?}`.
@@ -530,11 +536,7 @@ pub(crate) async fn end_job(State(state): State<BridgeState>, body: Bytes) -> An
         json!({ "good": good, "rejects": rejects, "user_id": user_id }),
     )
     .await?;
-    match v.reason.as_deref() {
-        _ if v.ok => ok(),
-        Some("no_active_job") => Err(no_active_job()),
-        _ => Err(refused(&v)),
-    }
+    answer(&v, "no_active_job", no_active_job)
 }
 
 /// `POST /pausable-pause-job` `{"device_uuid"}`: the machine goes Down.
