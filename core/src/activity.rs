@@ -160,7 +160,7 @@ pub fn judge_job_start(
     judge(&with_job, start_code, at, user_id)
 }
 
-/// Judges ending the running job: the machine goes Down in shift, Closed out of shift.
+/// Judges ending the running job: the machine goes idle (Down in shift, Closed out of shift).
 pub fn judge_job_end(machine: &MachineSnapshot, at: DateTime<Utc>, user_id: Option<i32>) -> Result<Change, Refusal> {
     if machine.active_job_id.is_none() {
         return Err(Refusal::NoActiveJob(machine.id));
@@ -168,11 +168,30 @@ pub fn judge_job_end(machine: &MachineSnapshot, at: DateTime<Utc>, user_id: Opti
     if at < machine.since {
         return Err(Refusal::BeforeCurrentActivity { machine_id: machine.id, since: machine.since, at });
     }
-    let code_id = match machine.schedule {
+    Ok(Change { machine_id: machine.id, at, code_id: idle_code(machine.schedule), user_id })
+}
+
+/// Judges an operator logging in (`user_id`) or out (`None`) on the machine's tablet: a new segment that
+/// records who is at the machine. A running job keeps its code (a login must not stop it); with no job the
+/// machine goes idle.
+pub fn judge_operator_change(
+    machine: &MachineSnapshot,
+    at: DateTime<Utc>,
+    user_id: Option<i32>,
+) -> Result<Change, Refusal> {
+    if at < machine.since {
+        return Err(Refusal::BeforeCurrentActivity { machine_id: machine.id, since: machine.since, at });
+    }
+    let code_id = if machine.active_job_id.is_some() { machine.code_id } else { idle_code(machine.schedule) };
+    Ok(Change { machine_id: machine.id, at, code_id, user_id })
+}
+
+/// The code of a machine with no job: Down in shift, Closed out of shift.
+fn idle_code(schedule: ScheduleState) -> i32 {
+    match schedule {
         ScheduleState::InShift => DOWN_CODE_ID,
         ScheduleState::OutOfShift => CLOSED_CODE_ID,
-    };
-    Ok(Change { machine_id: machine.id, at, code_id, user_id })
+    }
 }
 
 impl MachineSnapshot {
@@ -217,6 +236,19 @@ mod tests {
             since: t(8),
             user_id: None,
         }
+    }
+
+    #[test]
+    fn an_operator_change_keeps_a_running_job_and_otherwise_idles_the_machine() {
+        let running = MachineSnapshot { code_id: 6, ..machine(ScheduleState::OutOfShift, true) };
+        let c = judge_operator_change(&running, t(9), Some(3)).unwrap();
+        assert_eq!((c.code_id, c.user_id, c.at), (6, Some(3), t(9)));
+        let idle_in = judge_operator_change(&machine(ScheduleState::InShift, false), t(9), Some(3)).unwrap();
+        assert_eq!(idle_in.code_id, DOWN_CODE_ID);
+        let idle_out = judge_operator_change(&machine(ScheduleState::OutOfShift, false), t(9), None).unwrap();
+        assert_eq!((idle_out.code_id, idle_out.user_id), (CLOSED_CODE_ID, None));
+        let early = judge_operator_change(&machine(ScheduleState::InShift, false), t(7), None).unwrap_err();
+        assert_eq!(early.status(), 409);
     }
 
     #[test]

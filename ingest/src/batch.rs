@@ -948,38 +948,28 @@ impl Pending {
     }
 }
 
-/// Logs an operator in or out on the machine's tablet. The machine's activity gets a new segment that
-/// records who is at the machine: with a job running it keeps its code (a login must not stop a running
-/// job), with none it goes Down in shift and Closed out of shift.
+/// Logs an operator in or out on the machine's tablet: the session rows, and the machine's new segment
+/// ([`activity::judge_operator_change`]).
 async fn session(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     c: &SessionCommand,
     m: &MachineSnapshot,
     at: DateTime<Utc>,
 ) -> Result<Result<Change, Refusal>, oee_core::Error> {
-    if at < m.since {
-        return Ok(Err(Refusal::BeforeCurrentActivity { machine_id: m.id, since: m.since, at }));
-    }
-    let done = match (c.action, c.user_id) {
-        (SessionAction::Login, Some(user)) => {
-            oee_core::store::tablet::begin_session(tx, c.input_device_id, m.id, user, at).await?.map(|_| ())
-        }
-        (SessionAction::Login, None) => Err(Refusal::MissingField("user_id")),
-        (SessionAction::Logout, _) => oee_core::store::tablet::end_session(tx, c.input_device_id, m.id, at).await?,
-    };
-    if let Err(r) = done {
-        return Ok(Err(r));
-    }
-    let code_id = match (m.active_job_id, m.schedule) {
-        (Some(_), _) => m.code_id,
-        (None, activity::ScheduleState::InShift) => activity::DOWN_CODE_ID,
-        (None, activity::ScheduleState::OutOfShift) => activity::CLOSED_CODE_ID,
-    };
     let user_id = match c.action {
-        SessionAction::Login => c.user_id,
+        SessionAction::Login => Some(c.user_id.ok_or(Refusal::MissingField("user_id"))),
         SessionAction::Logout => None,
+    }
+    .transpose();
+    let change = match user_id.and_then(|user| activity::judge_operator_change(m, at, user)) {
+        Ok(change) => change,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    Ok(Ok(Change { machine_id: m.id, at, code_id, user_id }))
+    let done = match change.user_id {
+        Some(user) => oee_core::store::tablet::begin_session(tx, c.input_device_id, m.id, user, at).await?.map(|_| ()),
+        None => oee_core::store::tablet::end_session(tx, c.input_device_id, m.id, at).await?,
+    };
+    Ok(done.map(|()| change))
 }
 
 /// Judges a production message: the record it makes (for the machine's running job, or for no job when none
