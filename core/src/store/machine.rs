@@ -21,6 +21,21 @@ pub struct MachineSummary {
     pub activity_code: String,
 }
 
+/// The id of the machine named `machine`, or with that id (a name wins over an id).
+pub async fn machine_id_by_name<'c>(db: impl sqlx::PgExecutor<'c>, machine: &str) -> Result<i32, Error> {
+    let machine = machine.trim();
+    let id: Option<i32> =
+        sqlx::query_scalar("SELECT id FROM machine WHERE name = $1 OR id::text = $1 ORDER BY name = $1 DESC LIMIT 1")
+            .bind(machine)
+            .fetch_optional(db)
+            .await?;
+    id.ok_or_else(|| {
+        Error::NotFound(format!(
+            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
+        ))
+    })
+}
+
 /// Creates a machine in the first group and shift pattern, in the schedule state the pattern gives now,
 /// with a first open activity: Down in shift, Closed out of shift; the scheduler takes it from `now` on. Its
 /// topic name is derived from its name.

@@ -207,21 +207,8 @@ pub(crate) async fn insert_shift_periods(
 pub async fn set_machine_shift(pool: &PgPool, machine: &str, shift: &str) -> Result<i32, Error> {
     let mut tx = pool.begin().await?;
     let shift_id = shift_id_by_name(&mut tx, shift).await?;
-    let machine = machine.trim();
-    let id: Option<i32> = sqlx::query_scalar(
-        "UPDATE machine SET shift_id = $2 \
-         WHERE id = (SELECT id FROM machine WHERE name = $1 OR id::text = $1 ORDER BY name = $1 DESC LIMIT 1) \
-         RETURNING id",
-    )
-    .bind(machine)
-    .bind(shift_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let id = id.ok_or_else(|| {
-        Error::NotFound(format!(
-            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
-        ))
-    })?;
+    let id = super::machine::machine_id_by_name(&mut *tx, machine).await?;
+    sqlx::query("UPDATE machine SET shift_id = $2 WHERE id = $1").bind(id).bind(shift_id).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(id)
 }

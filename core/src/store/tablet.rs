@@ -120,12 +120,7 @@ pub async fn pairing_choices(pool: &PgPool) -> Result<Vec<PairingChoice>, Error>
 /// tablet, and when the machine has another tablet.
 pub async fn pair_tablet(pool: &PgPool, tablet_id: i32, machine_id: Option<i32>) -> Result<(), Error> {
     let mut tx = pool.begin().await?;
-    let row: Option<(Option<i32>, Option<i32>)> =
-        sqlx::query_as("SELECT machine_id, active_user_session_id FROM input_device WHERE id = $1 FOR UPDATE")
-            .bind(tablet_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((current, session)) = row else {
+    let Some((current, session)) = lock_tablet(&mut tx, tablet_id).await? else {
         return Err(Error::NotFound(format!("there is no tablet {tablet_id} (oee-server tablet list shows them)")));
     };
     if current == machine_id {
@@ -219,15 +214,21 @@ async fn paired_session(
     tablet_id: i32,
     machine_id: i32,
 ) -> Result<Result<Option<i32>, Refusal>, Error> {
-    let row: Option<(Option<i32>, Option<i32>)> =
-        sqlx::query_as("SELECT machine_id, active_user_session_id FROM input_device WHERE id = $1 FOR UPDATE")
-            .bind(tablet_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(match row {
+    Ok(match lock_tablet(tx, tablet_id).await? {
         Some((Some(m), session)) if m == machine_id => Ok(session),
         _ => Err(Refusal::TabletNotPaired { device_id: tablet_id, machine_id }),
     })
+}
+
+/// Locks the tablet's row: its machine and open session, if the tablet exists.
+async fn lock_tablet(
+    tx: &mut Transaction<'_, Postgres>,
+    tablet_id: i32,
+) -> Result<Option<(Option<i32>, Option<i32>)>, Error> {
+    Ok(sqlx::query_as("SELECT machine_id, active_user_session_id FROM input_device WHERE id = $1 FOR UPDATE")
+        .bind(tablet_id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Closes every open session of the tablet at `at` and clears its logged-in user.
@@ -364,16 +365,6 @@ pub async fn find_for_pairing(pool: &PgPool, tablet: &str, machine: Option<&str>
     let tablet_id = tablet_id.ok_or_else(|| {
         Error::NotFound(format!("there is no tablet `{tablet}` (by name, id or UUID): see `oee-server tablet list`"))
     })?;
-    let Some(machine) = machine.map(str::trim) else { return Ok((tablet_id, None)) };
-    let machine_id: Option<i32> =
-        sqlx::query_scalar("SELECT id FROM machine WHERE name = $1 OR id::text = $1 ORDER BY name = $1 DESC LIMIT 1")
-            .bind(machine)
-            .fetch_optional(pool)
-            .await?;
-    let machine_id = machine_id.ok_or_else(|| {
-        Error::NotFound(format!(
-            "there is no machine named `{machine}` (or with that id): see `oee-server machine list`"
-        ))
-    })?;
-    Ok((tablet_id, Some(machine_id)))
+    let Some(machine) = machine else { return Ok((tablet_id, None)) };
+    Ok((tablet_id, Some(super::machine::machine_id_by_name(pool, machine).await?)))
 }
