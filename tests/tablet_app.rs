@@ -1074,18 +1074,7 @@ async fn a_start_time_earlier_today_sets_the_job_start() {
     assert!(latest_job(&t, m).await.is_none());
     // As if the operator had logged in before the job began.
     let login = expected - Duration::minutes(10);
-    sqlx::query("UPDATE activity SET start_time = $2 WHERE machine_id = $1 AND end_time IS NULL")
-        .bind(m)
-        .bind(login)
-        .execute(&t.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE machine SET current_since = $2 WHERE id = $1")
-        .bind(m)
-        .bind(login)
-        .execute(&t.pool)
-        .await
-        .unwrap();
+    t.backdate_current_activity(m, login).await;
     tablet
         .start_job(&[("job_number", "J3"), ("ideal_cycle_time", "5"), ("start_time", &hhmm)])
         .await

@@ -128,12 +128,7 @@ async fn job_numbers_are_offered_for_checking_and_a_failed_read_is_a_warning() {
         assert!(body.contains("before the machine's current activity began"), "{body}");
         // as if the operator had logged in ten minutes ago
         let ago = now - chrono::Duration::minutes(10);
-        sqlx::query("UPDATE activity SET start_time = $1 WHERE end_time IS NULL")
-            .bind(ago)
-            .execute(&app.pool)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE machine SET current_since = $1").bind(ago).execute(&app.pool).await.unwrap();
+        app.backdate_current_activity(machine, ago).await;
         let (status, body) = post(
             &app,
             "/android-start-job",

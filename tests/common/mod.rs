@@ -221,6 +221,22 @@ impl TestApp {
         id
     }
 
+    /// Moves the start of the machine's open activity back to `at`, as if it had begun then.
+    pub async fn backdate_current_activity(&self, machine: i32, at: chrono::DateTime<chrono::Utc>) {
+        sqlx::query("UPDATE activity SET start_time = $2 WHERE machine_id = $1 AND end_time IS NULL")
+            .bind(machine)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE machine SET current_since = $2 WHERE id = $1")
+            .bind(machine)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     /// The machine's current code, from its row.
     pub async fn current_code(&self, machine: i32) -> i32 {
         sqlx::query_scalar("SELECT current_code_id FROM machine WHERE id = $1")
