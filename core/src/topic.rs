@@ -108,6 +108,33 @@ pub fn status(machine: &str) -> String {
     format!("{MACHINES}/{machine}/status")
 }
 
+/// Longest topic the server publishes to or lets a client name as a `reply_to`, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Whether `topic` may be published to: MQTT 3.1.1's rules (non-empty, no wildcards, no NUL) and, beyond them,
+/// printable ASCII of at most [`MAX_TOPIC_LEN`] bytes. Every topic this server uses is such a topic; the
+/// limit keeps a client from steering the embedded broker into code that mishandles multi-byte characters.
+pub fn valid_publish_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LEN
+        && topic.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'+' && b != b'#')
+}
+
+/// Whether `filter` may be subscribed to: MQTT 3.1.1's rules (non-empty; `#` only alone as the last level;
+/// `+` only alone in a level; no NUL) and printable ASCII of at most [`MAX_TOPIC_LEN`] bytes.
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.len() > MAX_TOPIC_LEN || !filter.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return false;
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    let last = levels.len() - 1;
+    levels.iter().enumerate().all(|(i, level)| match *level {
+        "#" => i == last,
+        "+" => true,
+        l => !l.contains('+') && !l.contains('#'),
+    })
+}
+
 /// Reads a command topic: which machine, which command. `None` for anything else.
 pub fn parse_command(topic: &str) -> Option<(MachineRef, CommandKind)> {
     let rest = topic.strip_prefix(MACHINES)?.strip_prefix('/')?;
@@ -197,5 +224,21 @@ mod tests {
         assert_eq!(slugify("ÄÖ"), "m-");
         assert_eq!(state("3"), "oee/v1/machines/3/state");
         assert_eq!(status("3"), "oee/v1/machines/3/status");
+    }
+    #[test]
+    fn topics_and_filters_are_plain_ascii_within_mqtt_rules() {
+        for ok in ["oee/v1/machines/1/state", "a", "/", "oee/v1/replies/bridge-1/x y"] {
+            assert!(valid_publish_topic(ok), "{ok}");
+        }
+        let long = "a".repeat(MAX_TOPIC_LEN + 1);
+        for bad in ["", "é", "a/é", "a/+", "#", "a\0b", "tab\t", long.as_str()] {
+            assert!(!valid_publish_topic(bad), "{bad:?}");
+        }
+        for ok in ["#", "+", "a/#", "a/+/b", "+/+", "oee/v1/machines/+/status", "$share/g/a/+"] {
+            assert!(valid_filter(ok), "{ok}");
+        }
+        for bad in ["", "é/#", "a/#/b", "a#", "a/b+", "+a", "a\0", long.as_str()] {
+            assert!(!valid_filter(bad), "{bad:?}");
+        }
     }
 }
