@@ -95,10 +95,30 @@ impl App {
             );
         }
 
-        let broker = if services.broker { Some(oee_broker::Broker::start(&config.broker).await?) } else { None };
-        let ingest = services
-            .ingest
-            .then(|| oee_ingest::start(db.pool.clone(), &config.mqtt, &config.ingest, &config.scheduler, tz));
+        // The server's own MQTT clients log in as the server, with the secret kept in the database, unless
+        // credentials for an external broker are configured.
+        let server_secret = oee_core::store::device::server_secret(&db.pool).await?;
+        let mut mqtt = config.mqtt.clone();
+        if mqtt.username.is_empty() {
+            mqtt.username = oee_core::access::SERVER_USER.into();
+            mqtt.password = server_secret.clone();
+        }
+        let broker = if services.broker {
+            let access = oee_broker::DbAccess {
+                pool: db.pool.clone(),
+                server_secret,
+                allow_anonymous: config.broker.allow_anonymous,
+            };
+            let settings = oee_broker::Settings {
+                access: std::sync::Arc::new(access),
+                reserved_prefix: config.mqtt.client_id_prefix.clone(),
+            };
+            Some(oee_broker::Broker::start(&config.broker, settings).await?)
+        } else {
+            None
+        };
+        let ingest =
+            services.ingest.then(|| oee_ingest::start(db.pool.clone(), &mqtt, &config.ingest, &config.scheduler, tz));
         // Until ingest's subscriptions exist, a broker keeps nothing for it: wait for them (bounded).
         if let Some(i) = &ingest
             && !i.ready(std::time::Duration::from_secs(10)).await
@@ -109,9 +129,8 @@ impl App {
                 config.mqtt.port
             );
         }
-        let bridge = services
-            .bridge
-            .then(|| oee_bridge::start(db.pool.clone(), &config.mqtt, &config.bridge, &config.tablets, tz));
+        let bridge =
+            services.bridge.then(|| oee_bridge::start(db.pool.clone(), &mqtt, &config.bridge, &config.tablets, tz));
 
         let mut http = None;
         let mut http_addr = None;
@@ -170,6 +189,11 @@ impl App {
             discovery,
             http,
         })
+    }
+
+    /// The embedded broker, when it runs.
+    pub fn broker(&self) -> Option<&oee_broker::Broker> {
+        self.broker.as_ref()
     }
 
     /// Stops HTTP (finishing requests in flight), then ingest, the broker and the database.

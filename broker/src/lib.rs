@@ -1,16 +1,29 @@
-//! The embedded MQTT broker: rumqttd with one MQTT 3.1.1 listener, configured from our config file.
+//! The embedded MQTT broker: a guard that every client talks to, in front of rumqttd, which routes.
 //!
-//! rumqttd keeps sessions, queued messages and retained messages in memory only; PostgreSQL is the
-//! system of record and ingest republishes every machine's retained status when it starts.
+//! rumqttd is contained, not trusted: it listens on a private loopback port that only the guard (with
+//! credentials made at start) may use, the guard checks every packet first (see [`guard`]), and a
+//! supervisor restarts rumqttd within a second if its router thread dies anyway. rumqttd keeps sessions,
+//! queued messages and retained messages in memory only, so a restart loses them; PostgreSQL is the system
+//! of record and ingest publishes every machine's retained status again when it reconnects.
+
+pub mod auth;
+mod guard;
+mod nodelay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oee_core::config::BrokerConfig;
-mod nodelay;
-
 use rumqttd::{ConnectionSettings, Router, RouterConfig, Server, ServerSettings};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use auth::{Access, DbAccess, Refusal};
+pub use guard::GuardStats;
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -20,83 +33,237 @@ pub enum Error {
          or set broker.listen (OEE_BROKER__LISTEN)"
     )]
     PortInUse { addr: SocketAddr, source: std::io::Error },
-    #[error("the MQTT broker on {addr} stopped: {reason}")]
+    #[error("the MQTT broker core on {addr} stopped: {reason}")]
     Stopped { addr: SocketAddr, reason: String },
     #[error("broker configuration: {0}")]
     Config(String),
 }
 
-/// A running broker. The listener runs as a task on the caller's tokio runtime; the router has its own
-/// thread, as rumqttd requires.
+/// Whether rumqttd's router thread is alive: its channel is disconnected once the thread has died.
+type RouterAlive = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// What the supervisor tells the rest of the server.
+#[derive(Debug, Default)]
+pub struct BrokerHealth {
+    /// Times the broker core was restarted since the server started.
+    pub restarts: AtomicU64,
+    /// Whether the core's router is running now.
+    pub core_running: std::sync::atomic::AtomicBool,
+}
+
+/// A running broker. Its tasks run on the caller's tokio runtime; rumqttd's router has its own thread.
 pub struct Broker {
+    /// Where clients connect (the guard).
     pub listen: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    /// The broker core's private listener.
+    pub core: SocketAddr,
+    pub stats: Arc<GuardStats>,
+    pub health: Arc<BrokerHealth>,
+    core_login: (String, String),
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the broker needs from the rest of the server.
+pub struct Settings {
+    /// Decides who may connect.
+    pub access: Arc<dyn Access>,
+    /// Client ids beginning with `{prefix}-` are the server's own.
+    pub reserved_prefix: String,
 }
 
 impl Broker {
-    /// Starts the router and the listener, and returns once the port is bound.
-    pub async fn start(config: &BrokerConfig) -> Result<Broker, Error> {
+    /// Starts the broker core and the guard, and returns once both listen.
+    pub async fn start(config: &BrokerConfig, settings: Settings) -> Result<Broker, Error> {
         if config.max_segment_size < 1024 {
             return Err(Error::Config("broker.max_segment_size must be at least 1024 bytes".into()));
         }
-        // rumqttd binds inside its own task and only logs a failure, so check the port first to give a
-        // clear error.
-        let probe = std::net::TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.listen)
+            .await
             .map_err(|source| Error::PortInUse { addr: config.listen, source })?;
-        drop(probe);
-
-        let router_config = RouterConfig {
-            max_connections: config.max_connections,
-            max_outgoing_packet_count: 200,
-            max_segment_size: config.max_segment_size,
-            max_segment_count: config.max_segment_count,
-            ..RouterConfig::default()
+        let listen = listener.local_addr().map_err(|source| Error::PortInUse { addr: config.listen, source })?;
+        let core_addr = free_loopback_port().map_err(|e| Error::Config(format!("no free loopback port: {e}")))?;
+        let core = Core {
+            config: config.clone(),
+            addr: core_addr,
+            user: format!("guard-{}", uuid::Uuid::new_v4().simple()),
+            password: oee_core::password::new_secret(),
         };
-        let router_tx = Router::new(0, router_config).spawn();
-        let settings = ServerSettings {
-            name: "mqtt-v4".into(),
-            listen: config.listen,
-            tls: None,
-            next_connection_delay_ms: 0,
-            connections: ConnectionSettings {
-                connection_timeout_ms: config.connection_timeout_ms,
-                max_payload_size: config.max_payload_size,
-                max_inflight_count: 500,
-                auth: None::<HashMap<String, String>>,
-                external_auth: None,
-                dynamic_filters: true,
-            },
-        };
-        let listen = config.listen;
-        let mut server = Server::new(settings, router_tx, rumqttd::protocol::v4::V4);
-        let mut task = tokio::spawn(async move {
-            if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
-                tracing::error!("MQTT listener on {listen} stopped: {e}");
-            }
+        let (router_alive, server_task) = core.start().await?;
+        let health = Arc::new(BrokerHealth::default());
+        health.core_running.store(true, Ordering::Relaxed);
+        let (generation_tx, generation) = watch::channel(0u64);
+        let stats = Arc::new(GuardStats::default());
+        let guard = Arc::new(guard::Guard {
+            upstream: core_addr,
+            upstream_user: core.user.clone(),
+            upstream_password: core.password.clone(),
+            access: settings.access,
+            reserved_prefix: settings.reserved_prefix,
+            max_packet: config.max_payload_size,
+            connect_timeout: Duration::from_millis(u64::from(config.connection_timeout_ms.max(100))),
+            generation,
+            stats: stats.clone(),
         });
-        // Binding is the listener's first step; a failure (a race with another process) ends the task at
-        // once. Connecting to check would be logged by rumqttd as a broken client.
-        tokio::select! {
-            _ = &mut task => {
-                return Err(Error::Stopped { addr: listen, reason: "the listener could not start (see log)".into() });
-            }
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-        if let Err(e) = nodelay::set_on_listener(listen) {
-            tracing::warn!("cannot turn off Nagle's algorithm on the MQTT listener ({e}): expect slower round trips");
-        }
+        let accept = tokio::spawn(accept(listener, guard, Arc::new(Semaphore::new(config.max_connections.max(1)))));
+        let core_login = (core.user.clone(), core.password.clone());
+        let supervise = tokio::spawn(supervise(core, router_alive, server_task, generation_tx, health.clone()));
         tracing::info!("MQTT broker listening on {listen}");
-        Ok(Broker { listen, task })
+        Ok(Broker { listen, core: core_addr, stats, health, core_login, tasks: vec![accept, supervise] })
     }
 
-    /// Stops accepting connections (the router thread ends with the process).
+    /// The user name and password the core requires: only the guard, and a test that needs to reach the
+    /// core behind the guard, use them.
+    pub fn core_login(&self) -> (&str, &str) {
+        (&self.core_login.0, &self.core_login.1)
+    }
+
+    /// Stops accepting connections and closes the core's listener (rumqttd's router thread ends with the
+    /// process).
     pub fn stop(&self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
+}
+
+/// Accepts client connections, at most `slots` at once; one beyond is closed at once.
+async fn accept(listener: TcpListener, guard: Arc<guard::Guard>, slots: Arc<Semaphore>) {
+    let mut full_warned = false;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait rather than spin.
+                tracing::warn!("MQTT listener cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if !full_warned {
+                tracing::warn!("MQTT connection from {peer} closed: broker.max_connections reached");
+                full_warned = true;
+            }
+            drop(stream);
+            continue;
+        };
+        full_warned = false;
+        let guard = guard.clone();
+        tokio::spawn(async move {
+            guard.serve(stream, peer).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Watches the core's router; when its thread has died (or its listener stopped), starts a new core on
+/// the same port and closes every guarded connection, so clients reconnect to the new core.
+async fn supervise(
+    core: Core,
+    mut router_alive: RouterAlive,
+    mut server_task: JoinHandle<()>,
+    generation: watch::Sender<u64>,
+    health: Arc<BrokerHealth>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if router_alive() && !server_task.is_finished() {
+            continue;
+        }
+        health.core_running.store(false, Ordering::Relaxed);
+        tracing::error!("the MQTT broker core stopped (its router thread died): restarting it");
+        server_task.abort();
+        let _ = (&mut server_task).await;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match core.start().await {
+                Ok((alive, task)) => {
+                    router_alive = alive;
+                    server_task = task;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!("cannot restart the MQTT broker core: {e}; retrying in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        generation.send_modify(|g| *g += 1);
+        health.restarts.fetch_add(1, Ordering::Relaxed);
+        health.core_running.store(true, Ordering::Relaxed);
+        tracing::warn!(
+            "the MQTT broker core was restarted: sessions, queued messages and retained statuses it held are gone; \
+             clients reconnect and ingest publishes the statuses again"
+        );
+    }
+}
+
+/// rumqttd on a private loopback port, with credentials only the guard knows.
+struct Core {
+    config: BrokerConfig,
+    addr: SocketAddr,
+    user: String,
+    password: String,
+}
+
+impl Core {
+    /// Starts a router and its listener; returns once the listener is bound.
+    async fn start(&self) -> Result<(RouterAlive, JoinHandle<()>), Error> {
+        let router_config = RouterConfig {
+            max_connections: self.config.max_connections.saturating_add(16),
+            max_outgoing_packet_count: 200,
+            max_segment_size: self.config.max_segment_size,
+            max_segment_count: self.config.max_segment_count,
+            ..RouterConfig::default()
+        };
+        let router_tx = Router::new(0, router_config).spawn();
+        let settings = ServerSettings {
+            name: "core".into(),
+            listen: self.addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: ConnectionSettings {
+                connection_timeout_ms: 5_000,
+                // The guard has checked sizes; its packets carry at most the configured payload and a topic.
+                max_payload_size: self.config.max_payload_size + 70 * 1024,
+                max_inflight_count: 500,
+                auth: Some(HashMap::from([(self.user.clone(), self.password.clone())])),
+                external_auth: None,
+                dynamic_filters: true,
+            },
+        };
+        let addr = self.addr;
+        let mut server = Server::new(settings, router_tx.clone(), rumqttd::protocol::v4::V4);
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.start(rumqttd::LinkType::Remote).await {
+                tracing::error!("MQTT broker core listener on {addr} stopped: {e}");
+            }
+        });
+        // rumqttd binds inside its task and offers no signal: wait until this process has a listener there.
+        for _ in 0..200 {
+            if task.is_finished() {
+                return Err(Error::Stopped { addr, reason: "its listener could not start (see log)".into() });
+            }
+            if nodelay::set_on_listener(addr).is_ok() {
+                let alive: RouterAlive = Box::new(move || !router_tx.is_disconnected());
+                return Ok((alive, task));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        Err(Error::Stopped { addr, reason: "its listener did not bind within 2 s".into() })
+    }
+}
+
+/// A loopback port free now.
+fn free_loopback_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }

@@ -115,6 +115,10 @@ pub struct BrokerConfig {
     pub max_segment_size: usize,
     pub max_segment_count: usize,
     pub connection_timeout_ms: u16,
+    /// Lets MQTT clients in without credentials, with the rights of a device of every machine (they still
+    /// may not write a status, a verdict or a session command). Off: every client needs a device's
+    /// credentials (`oee-server device add`).
+    pub allow_anonymous: bool,
 }
 
 impl Default for BrokerConfig {
@@ -126,6 +130,7 @@ impl Default for BrokerConfig {
             max_segment_size: 4 * 1024 * 1024,
             max_segment_count: 32,
             connection_timeout_ms: 10_000,
+            allow_anonymous: false,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The OEE platform's domain: configuration, the activity state machine, the shift calendar, MQTT topic
 //! and payload types, command verdicts, and the database access layer shared by every service.
 
+pub mod access;
 pub mod activity;
 pub mod config;
 pub mod error;

@@ -22,6 +22,31 @@ pub fn verify(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A digest of a secret the server generated itself (device tokens and MQTT passwords, the server's own
+/// MQTT secret): SHA-256 in hex. Such secrets carry 240 random bits, so a slow hash would add nothing but
+/// cost on every connect and request.
+pub fn digest(secret: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(secret.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `secret` has the stored `digest`, compared in constant time.
+pub fn digest_matches(secret: &str, stored: &str) -> bool {
+    let d = digest(secret);
+    d.len() == stored.len() && d.bytes().zip(stored.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// A new random secret for a device or the server: 60 hexadecimal digits (240 random bits).
+pub fn new_secret() -> String {
+    let mut s = String::new();
+    for _ in 0..2 {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    // Drop the version and variant digits, which are not random.
+    s.chars().enumerate().filter(|(i, _)| ![12, 16, 44, 48].contains(i)).map(|(_, c)| c).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -32,5 +57,19 @@ mod tests {
         assert!(!super::verify("digitme3", &h));
         assert!(!super::verify("digitme2", "not a hash"));
         assert!(super::hash("").is_err());
+    }
+
+    #[test]
+    fn digests_match_their_secret_only() {
+        let a = super::new_secret();
+        let b = super::new_secret();
+        assert_eq!(a.len(), 60);
+        assert_ne!(a, b);
+        let d = super::digest(&a);
+        assert_eq!(d.len(), 64);
+        assert!(super::digest_matches(&a, &d));
+        assert!(!super::digest_matches(&b, &d));
+        assert!(!super::digest_matches(&a, ""));
+        assert_eq!(super::digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -156,6 +156,8 @@ pub fn test_config(db: &TestDb) -> Config {
     c.database.max_connections = 8;
     c.bridge.reply_timeout_ms = 10_000;
     c.tablets.discovery_listen = "127.0.0.1:0".into();
+    // The tests' own MQTT clients connect without credentials; the access tests turn this off.
+    c.broker.allow_anonymous = true;
     c
 }
 

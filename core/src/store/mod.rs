@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cluster;
 pub mod code;
 pub mod command;
+pub mod device;
 pub mod history;
 pub mod machine;
 pub mod report;

@@ -1,0 +1,182 @@
+//! Who may publish and subscribe to what on the MQTT broker, decided in one place for every topic.
+//!
+//! Pure: a [`Principal`] and a topic or filter in, a yes or no out. The embedded broker's guard asks these
+//! functions for every PUBLISH and SUBSCRIBE; the ACL written for an external Mosquitto says the same.
+//!
+//! - The server itself (ingest, bridge, scheduler) may do anything.
+//! - A device may publish the commands of its own machines (never `session`, which only the server sends
+//!   after checking a tablet's pairing), read its own machines' status, read the verdicts sent to its own
+//!   reply prefix `oee/v1/replies/{device name}/…`, and use any topic outside `oee/` and `$…` freely.
+//! - An anonymous client, only when an administrator allowed anonymous MQTT, may publish any machine's
+//!   device commands and anything outside `oee/`, and subscribe to anything; like a device, it may never
+//!   write a status, a verdict or a session command.
+
+use crate::topic::{self, CommandKind};
+
+/// The MQTT user name of the server's own clients; their password is the server's secret, kept in the
+/// database.
+pub const SERVER_USER: &str = "oee-server";
+
+/// Root of every topic this server gives a meaning to.
+const OURS: &str = "oee";
+
+/// Who is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// One of the server's own clients, authenticated with the server's secret.
+    Server,
+    /// A device with its own credentials: its name and the topic segments (ids and topic names) of the
+    /// machines it reports for.
+    Device { name: String, machines: Vec<String> },
+    /// A client without credentials, let in because `broker.allow_anonymous` is on.
+    Anonymous,
+}
+
+/// Whether `who` may publish to `topic`. Topics that break MQTT's rules or are not printable ASCII are
+/// refused to everybody.
+pub fn may_publish(who: &Principal, topic_name: &str) -> bool {
+    if !topic::valid_publish_topic(topic_name) {
+        return false;
+    }
+    match who {
+        Principal::Server => true,
+        Principal::Anonymous => !is_ours(topic_name) || device_command(topic_name).is_some(),
+        Principal::Device { machines, .. } => {
+            if topic_name.starts_with('$') {
+                return false;
+            }
+            if !is_ours(topic_name) {
+                return true;
+            }
+            device_command(topic_name).is_some_and(|machine| machines.iter().any(|m| m == machine))
+        }
+    }
+}
+
+/// Whether `who` may subscribe to `filter`.
+pub fn may_subscribe(who: &Principal, filter: &str) -> bool {
+    if !topic::valid_filter(filter) {
+        return false;
+    }
+    match who {
+        Principal::Server => true,
+        // Shared subscriptions are how ingest workers split the commands: nobody else may join them.
+        Principal::Anonymous => !filter.starts_with("$share/"),
+        Principal::Device { name, machines } => {
+            let first = filter.split('/').next().unwrap_or_default();
+            if first.starts_with('$') || first == "+" || first == "#" {
+                return false;
+            }
+            if first != OURS {
+                return true;
+            }
+            let own_status = machines.iter().any(|m| filter == topic::status(m));
+            let replies = format!("{}/{name}/", topic::REPLIES);
+            own_status || filter.strip_prefix(&replies).is_some_and(|rest| !rest.is_empty())
+        }
+    }
+}
+
+/// The prefix under which `device` may ask for verdicts (its `reply_to` topics).
+pub fn reply_prefix(device: &str) -> String {
+    format!("{}/{device}/", topic::REPLIES)
+}
+
+/// Whether a topic lies under `oee/`, whose meaning this server owns.
+fn is_ours(topic_name: &str) -> bool {
+    topic_name == OURS || topic_name.starts_with("oee/")
+}
+
+/// The machine segment of a device command topic (every command but `session`), or `None`.
+fn device_command(topic_name: &str) -> Option<&str> {
+    let (_, kind) = topic::parse_command(topic_name)?;
+    if kind == CommandKind::Session {
+        return None;
+    }
+    let rest = topic_name.strip_prefix(topic::MACHINES)?.strip_prefix('/')?;
+    rest.split_once('/').map(|(machine, _)| machine)
+}
+
+/// Whether a device name can stand in a topic level: printable ASCII without `/`, `+`, `#`, 1–64 bytes.
+pub fn valid_device_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Principal {
+        Principal::Device { name: "plc-1".into(), machines: vec!["4".into(), "press-4".into()] }
+    }
+
+    #[test]
+    fn who_may_publish_where() {
+        use Principal::*;
+        // (topic, server, anonymous, device)
+        let table = [
+            ("oee/v1/machines/4/state", true, true, true),
+            ("oee/v1/machines/press-4/production", true, true, true),
+            ("oee/v1/machines/4/history/activity", true, true, true),
+            ("oee/v1/machines/5/state", true, true, false),
+            ("oee/v1/machines/4/session", true, false, false),
+            ("oee/v1/machines/4/status", true, false, false),
+            ("oee/v1/replies/bridge/1", true, false, false),
+            ("oee/v1/replies/plc-1/1", true, false, false),
+            ("oee/anything", true, false, false),
+            ("oee", true, false, false),
+            ("plant/line1/temp", true, true, true),
+            ("$SYS/x", true, true, false),
+            ("é", false, false, false),
+            ("a/+", false, false, false),
+            ("", false, false, false),
+        ];
+        for (t, server, anonymous, dev) in table {
+            assert_eq!(may_publish(&Server, t), server, "server {t}");
+            assert_eq!(may_publish(&Anonymous, t), anonymous, "anonymous {t}");
+            assert_eq!(may_publish(&device(), t), dev, "device {t}");
+        }
+    }
+
+    #[test]
+    fn who_may_subscribe_to_what() {
+        use Principal::*;
+        // (filter, server, anonymous, device)
+        let table = [
+            ("#", true, true, false),
+            ("+/v1/machines/4/status", true, true, false),
+            ("oee/v1/machines/+/status", true, true, false),
+            ("oee/v1/machines/4/status", true, true, true),
+            ("oee/v1/machines/press-4/status", true, true, true),
+            ("oee/v1/machines/5/status", true, true, false),
+            ("oee/v1/machines/4/state", true, true, false),
+            ("oee/v1/replies/plc-1/#", true, true, true),
+            ("oee/v1/replies/plc-1/abc", true, true, true),
+            ("oee/v1/replies/plc-1/", true, true, false),
+            ("oee/v1/replies/plc-2/#", true, true, false),
+            ("oee/v1/replies/#", true, true, false),
+            ("plant/#", true, true, true),
+            ("$share/g/oee/v1/machines/+/state", true, false, false),
+            ("é/#", false, false, false),
+            ("a/#/b", false, false, false),
+        ];
+        for (f, server, anonymous, dev) in table {
+            assert_eq!(may_subscribe(&Server, f), server, "server {f}");
+            assert_eq!(may_subscribe(&Anonymous, f), anonymous, "anonymous {f}");
+            assert_eq!(may_subscribe(&device(), f), dev, "device {f}");
+        }
+        assert_eq!(reply_prefix("plc-1"), "oee/v1/replies/plc-1/");
+    }
+
+    #[test]
+    fn device_names_fit_in_one_topic_level() {
+        for ok in ["plc-1", "Line_2.a", "x"] {
+            assert!(valid_device_name(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "a+", "#", "é", "a b", &"x".repeat(65)] {
+            assert!(!valid_device_name(bad), "{bad}");
+        }
+    }
+}

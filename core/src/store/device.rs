@@ -1,0 +1,136 @@
+//! Devices and their credentials, and the server's own MQTT secret.
+
+use sqlx::PgPool;
+
+use crate::access::valid_device_name;
+use crate::error::Error;
+use crate::password;
+
+/// What the broker needs to let a device in.
+#[derive(Debug, Clone)]
+pub struct DeviceLogin {
+    pub name: String,
+    pub mqtt_password_digest: String,
+    pub active: bool,
+    /// Topic segments of its machines: each machine's id and, when it has one, its topic name.
+    pub machines: Vec<String>,
+}
+
+/// A device as listed to administrators.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceSummary {
+    pub id: i32,
+    pub name: String,
+    pub active: bool,
+    pub machines: Vec<String>,
+}
+
+/// A device just created, with the secrets shown once and never again.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub id: i32,
+    pub name: String,
+    pub token: String,
+    pub mqtt_password: String,
+}
+
+/// The server's own MQTT secret (made by the migrations on first start).
+pub async fn server_secret(pool: &PgPool) -> Result<String, Error> {
+    let s: Option<String> =
+        sqlx::query_scalar("SELECT value FROM server_secret WHERE name = 'mqtt'").fetch_optional(pool).await?;
+    s.ok_or_else(|| Error::Invalid("the database has no server secret: run the migrations".into()))
+}
+
+/// A device's MQTT login by its name (its MQTT user name).
+pub async fn mqtt_login(pool: &PgPool, name: &str) -> Result<Option<DeviceLogin>, Error> {
+    let row: Option<(String, String, bool, Vec<String>)> = sqlx::query_as(
+        "SELECT d.name, d.mqtt_password_digest, d.active, \
+                COALESCE(array_agg(s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
+           FROM device d \
+           LEFT JOIN device_machine dm ON dm.device_id = d.id \
+           LEFT JOIN machine m ON m.id = dm.machine_id \
+           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
+          WHERE d.name = $1 \
+          GROUP BY d.id",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(name, mqtt_password_digest, active, machines)| DeviceLogin {
+        name,
+        mqtt_password_digest,
+        active,
+        machines,
+    }))
+}
+
+/// The active device holding the HTTP bearer `token`, with its machines' ids.
+pub async fn by_token(pool: &PgPool, token: &str) -> Result<Option<(String, Vec<i32>)>, Error> {
+    let row: Option<(String, Vec<i32>)> = sqlx::query_as(
+        "SELECT d.name, COALESCE(array_agg(dm.machine_id) FILTER (WHERE dm.machine_id IS NOT NULL), '{}') \
+           FROM device d LEFT JOIN device_machine dm ON dm.device_id = d.id \
+          WHERE d.token_digest = $1 AND d.active \
+          GROUP BY d.id",
+    )
+    .bind(password::digest(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row)
+}
+
+/// Creates a device for `machines` (ids) with a new token and MQTT password.
+pub async fn add(pool: &PgPool, name: &str, machines: &[i32]) -> Result<NewDevice, Error> {
+    if !valid_device_name(name) {
+        return Err(Error::Invalid(format!(
+            "`{name}` cannot be a device name: use 1 to 64 letters, digits, `-`, `_` or `.` (it is the device's \
+             MQTT user name and a topic level)"
+        )));
+    }
+    let token = password::new_secret();
+    let mqtt_password = password::new_secret();
+    let mut tx = pool.begin().await?;
+    let id: Option<i32> = sqlx::query_scalar(
+        "INSERT INTO device (name, mqtt_password_digest, token_digest) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING RETURNING id",
+    )
+    .bind(name)
+    .bind(password::digest(&mqtt_password))
+    .bind(password::digest(&token))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = id.ok_or_else(|| Error::Conflict(format!("a device named `{name}` exists already")))?;
+    sqlx::query(
+        "INSERT INTO device_machine (device_id, machine_id) SELECT $1, unnest($2::int[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(machines)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(NewDevice { id, name: name.to_string(), token, mqtt_password })
+}
+
+/// Every device with its machines' names.
+pub async fn list(pool: &PgPool) -> Result<Vec<DeviceSummary>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT d.id, d.name, d.active, \
+                COALESCE(array_agg(m.name ORDER BY m.id) FILTER (WHERE m.id IS NOT NULL), '{}') AS machines \
+           FROM device d LEFT JOIN device_machine dm ON dm.device_id = d.id LEFT JOIN machine m ON m.id = dm.machine_id \
+          GROUP BY d.id ORDER BY d.id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Revokes a device (by name or id): its token and MQTT password stop working at once for new
+/// connections and requests. The row stays, for the record.
+pub async fn revoke(pool: &PgPool, device: &str) -> Result<String, Error> {
+    let name: Option<String> = sqlx::query_scalar(
+        "UPDATE device SET active = false, revoked_at = COALESCE(revoked_at, now()) \
+          WHERE name = $1 OR id::text = $1 RETURNING name",
+    )
+    .bind(device.trim())
+    .fetch_optional(pool)
+    .await?;
+    name.ok_or_else(|| Error::NotFound(format!("there is no device `{device}`: see `oee-server device list`")))
+}
