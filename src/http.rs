@@ -1,6 +1,7 @@
 //! Serving HTTP so that no client can starve the others: a cap on open connections, a deadline for a
 //! request's headers (which also closes idle connections), a deadline for its body, a body-size limit
 //! answered with 413 before any handler runs, and the process's open-files limit raised at start.
+//! Every refusal here is JSON `{"error", "reason"}`, whichever route was asked for.
 
 use std::io;
 use std::pin::Pin;
@@ -14,7 +15,8 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use oee_core::Config;
@@ -67,18 +69,29 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Bodies over the limit but at most this large are read to their end (and dropped) before the 413 is
+/// sent, so that a client still sending gets the answer instead of a reset connection. Larger ones are
+/// answered at once and the connection is closed.
+const DRAIN_MAX: u64 = 16 * 1024 * 1024;
+
+/// Why a body was not read.
+enum BodyFault {
+    TooLarge,
+    Unreadable(String),
+}
+
 /// Reads the body (all of it, at most `max_body_bytes`, within `body_read_timeout`) and hands the request on.
-/// A body declared too large is refused before a byte of it is read.
+/// A body declared larger than [`DRAIN_MAX`] is refused before a byte of it is read.
 async fn read_body(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let limit = limits.max_body_bytes;
-    if declared_length(&parts.headers).is_some_and(|n| n > limit as u64) {
+    if declared_length(&parts.headers).is_some_and(|n| n > DRAIN_MAX) {
         return too_large(limit);
     }
-    let bytes = match tokio::time::timeout(limits.body_read_timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(limit),
-        Ok(Err(e)) => {
+    let bytes = match tokio::time::timeout(limits.body_read_timeout, read_at_most(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(BodyFault::TooLarge)) => return too_large(limit),
+        Ok(Err(BodyFault::Unreadable(e))) => {
             return refuse(StatusCode::BAD_REQUEST, "unreadable_body", format!("the request body is unreadable: {e}"));
         }
         Err(_) => {
@@ -93,6 +106,25 @@ async fn read_body(State(limits): State<Limits>, request: Request, next: Next) -
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// The whole body when it has at most `limit` bytes. A larger one is read on to its end (up to
+/// [`DRAIN_MAX`]) without being kept.
+async fn read_at_most(mut body: Body, limit: usize) -> Result<Bytes, BodyFault> {
+    let mut kept = BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyFault::Unreadable(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len() as u64;
+        if seen > DRAIN_MAX {
+            return Err(BodyFault::TooLarge);
+        }
+        if seen <= limit as u64 {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > limit as u64 { Err(BodyFault::TooLarge) } else { Ok(kept.freeze()) }
 }
 
 /// Serves `router` on `listener` until `stop` fires, then lets requests in flight finish.
