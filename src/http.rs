@@ -238,10 +238,23 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// Raises this process's soft limit of open files to its hard limit, so that the connection cap, not the
-/// default soft limit (often 1024), decides how many clients are served. Returns the limit now in force.
+/// Raises this process's soft limit of open files to its hard limit, so that the connection caps, not the
+/// default soft limit (often 1024), decide how many clients are served; says so when even the hard limit is
+/// below the `connections` the caps allow.
+pub fn raise_open_files_limit(connections: usize) {
+    match raise_soft_files_limit() {
+        Ok(n) if n < connections as u64 => tracing::warn!(
+            "at most {n} files may be open, fewer than the {connections} connections http.max_connections and \
+             broker.max_connections allow: raise the hard limit (LimitNOFILE in the systemd unit, `ulimit -Hn`)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
+}
+
+/// Sets the soft limit of open files to the hard limit; the limit now in force.
 #[allow(unsafe_code)]
-pub fn raise_open_files_limit() -> io::Result<libc::rlim_t> {
+fn raise_soft_files_limit() -> io::Result<libc::rlim_t> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {

@@ -71,14 +71,10 @@ impl App {
     /// Opens the database (seeding it on first run) and starts the chosen services.
     pub async fn start(config: &Config, services: Services) -> anyhow::Result<App> {
         let tz = config.plant_timezone()?;
-        match http::raise_open_files_limit() {
-            Ok(n) if (n as usize) < config.http.max_connections + config.broker.max_connections => tracing::info!(
-                "at most {n} files may be open: fewer than http.max_connections and broker.max_connections \
-                 allow (raise LimitNOFILE or `ulimit -Hn`)"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
-        }
+        // Every connection is an open file: the configured caps, not the default soft limit, should decide.
+        let connections = if services.needs_http() { config.http.max_connections } else { 0 }
+            + if services.broker { config.broker.max_connections } else { 0 };
+        http::raise_open_files_limit(connections);
         // Bind HTTP first: a taken port is the commonest start-up failure and should not wait for the
         // database.
         let http_listener = if services.needs_http() {
