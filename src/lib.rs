@@ -1,6 +1,8 @@
 //! Wiring of the `oee-server` binary: config → database → services → shutdown. The services themselves
 //! live in their crates; this only starts the chosen subset in one process.
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -69,6 +71,10 @@ impl App {
     /// Opens the database (seeding it on first run) and starts the chosen services.
     pub async fn start(config: &Config, services: Services) -> anyhow::Result<App> {
         let tz = config.plant_timezone()?;
+        // Every connection is an open file: the configured caps, not the default soft limit, should decide.
+        let connections = if services.needs_http() { config.http.max_connections } else { 0 }
+            + if services.broker { config.broker.max_connections } else { 0 };
+        http::raise_open_files_limit(connections);
         // Bind HTTP first: a taken port is the commonest start-up failure and should not wait for the
         // database.
         let http_listener = if services.needs_http() {
@@ -143,15 +149,10 @@ impl App {
                 router = router.merge(oee_web::router(db.pool.clone(), tz, config.oee.clone()));
             }
             http_addr = Some(listener.local_addr()?);
+            let limits = http::Limits::of(config);
+            let router = http::with_body_limits(router, limits);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(async move {
-                let server = axum::serve(listener, router).with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                });
-                if let Err(e) = server.await {
-                    tracing::error!("HTTP server stopped: {e}");
-                }
-            });
+            let task = tokio::spawn(http::serve(listener, router, limits, stop_rx));
             tracing::info!("HTTP listening on {}", http_addr.unwrap_or(config.http.listen));
             http = Some((stop_tx, task));
         }

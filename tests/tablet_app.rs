@@ -185,9 +185,9 @@ impl Reply {
     }
 }
 
-/// `POST /end_all_sessions` (the web UI's, not a tablet's; no body).
+/// `POST /end_all_sessions` (the web UI's, not a tablet's; an empty JSON object).
 async fn end_all_sessions(t: &TestApp) -> Reply {
-    Reply::of(t.client.post(format!("{}/end_all_sessions", t.http)).send().await.unwrap()).await
+    Reply::of(t.client.post(format!("{}/end_all_sessions", t.http)).json(&json!({})).send().await.unwrap()).await
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1058,7 +1058,10 @@ async fn a_planned_quantity_in_planned_minutes_sent_as_strings_gives_seconds_per
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_time_earlier_today_sets_the_job_start() {
-    let t = spawn_app().await;
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.tablets.delayed_start = true;
+    let t = spawn_app_with(config, db, oee_server::Services::ALL).await;
     // The operator logs in now and says the job began half an hour ago, as the app's time field allows.
     let (m, tablet) = ready_tablet(&t, Setup::default()).await;
     let now = Utc::now();

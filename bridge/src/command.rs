@@ -2,18 +2,27 @@
 //! the MQTT topic `oee/v1/machines/{machine}/{command}` and answers with ingest's verdict once it is
 //! committed. Every command ingest knows (state, job start and end, production, telemetry, history edits)
 //! is reachable this way without a route of its own.
+//!
+//! Before anything is published the request is checked at the edge: the machine segment must be able to
+//! name a machine (an id or a topic name, so never an MQTT wildcard), the body must be a JSON object sent as
+//! JSON with no NUL in it, and a command that takes a `timestamp` gets the time it was received when the
+//! client sent none.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oee_core::topic;
+use chrono::{SecondsFormat, Utc};
+use oee_core::topic::{self, CommandKind};
 use oee_core::verdict::Refusal;
 use serde_json::Value;
 
-use crate::device::is_json;
+use crate::body::json_object;
 use crate::{ApiError, BridgeState};
+
+/// Longest topic name a machine can have (`machine.topic_name`).
+const MAX_TOPIC_NAME: usize = 100;
 
 /// Forwards the body to the command's topic; the answer is the verdict with its status (200 when applied).
 /// A `request_id` in the body is kept, so a client that retries after a lost answer is applied once.
@@ -23,18 +32,18 @@ pub(crate) async fn machine_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let topic = format!("{}/{machine}/{command}", topic::MACHINES);
-    if topic::parse_command(&topic).is_none() {
+    let received = Utc::now();
+    if !can_name_a_machine(&machine) {
         return Ok(not_found(&machine, &command));
     }
-    if !is_json(&headers) {
-        return Err(ApiError::NotJson);
-    }
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Refused(Refusal::Malformed(format!("the body is not valid JSON: {e}"))))?;
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::Refused(Refusal::Malformed("the body must be a JSON object".into())));
+    let topic = format!("{}/{machine}/{command}", topic::MACHINES);
+    let Some((_, kind)) = topic::parse_command(&topic) else {
+        return Ok(not_found(&machine, &command));
     };
+    let mut obj = json_object(&headers, &body)?;
+    if takes_timestamp(kind) && obj.get("timestamp").is_none_or(Value::is_null) {
+        obj.insert("timestamp".into(), Value::String(received.to_rfc3339_opts(SecondsFormat::Micros, true)));
+    }
     // The reply topic is the bridge's own; whatever the client put there is not used.
     obj.remove("reply_to");
     let request_id = match obj.remove("request_id") {
@@ -51,12 +60,61 @@ pub(crate) async fn machine_command(
     Ok((status, Json(verdict)).into_response())
 }
 
+/// Whether `segment` could name a machine: its id, or a topic name as the database allows them (a lowercase
+/// letter or digit, then lowercase letters, digits, `-` and `_`; not all digits). Anything else, an MQTT
+/// wildcard above all, names no machine and is never published.
+fn can_name_a_machine(segment: &str) -> bool {
+    match topic::machine_ref(segment) {
+        Some(topic::MachineRef::Id(id)) => id > 0,
+        Some(topic::MachineRef::Slug(s)) => {
+            s.len() <= MAX_TOPIC_NAME
+                && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        }
+        None => false,
+    }
+}
+
+/// The commands whose body may carry the `timestamp` of when they happened.
+fn takes_timestamp(kind: CommandKind) -> bool {
+    matches!(
+        kind,
+        CommandKind::State
+            | CommandKind::Telemetry
+            | CommandKind::JobStart
+            | CommandKind::JobEnd
+            | CommandKind::Production
+    )
+}
+
 fn not_found(machine: &str, command: &str) -> Response {
-    let known: Vec<&str> = topic::CommandKind::ALL.iter().map(|k| k.suffix()).collect();
-    let message = if topic::machine_ref(machine).is_none() {
-        "the machine must be given by its id or topic name".to_string()
+    let known: Vec<&str> = CommandKind::ALL.iter().map(|k| k.suffix()).collect();
+    let (message, reason) = if !can_name_a_machine(machine) {
+        (
+            format!(
+                "no machine is named {machine:?}: name the machine by its id or its topic name (lowercase letters, \
+                 digits, `-` and `_`)"
+            ),
+            "unknown_machine",
+        )
     } else {
-        format!("`{command}` is not a command; the commands are {}", known.join(", "))
+        (format!("`{command}` is not a command; the commands are {}", known.join(", ")), "unknown_command")
     };
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": "unknown_command" }))).into_response()
+    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": reason }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ids_and_topic_names_can_name_a_machine() {
+        for ok in ["1", "42", "press-1", "m-7", "line_2", "0a"] {
+            assert!(can_name_a_machine(ok), "{ok}");
+        }
+        for not in ["", "0", "+", "#", "a+b", "a/b", "\0", "a\0", "Press", "café", "-a", "_a", "99999999999"] {
+            assert!(!can_name_a_machine(not), "{not:?}");
+        }
+        assert!(!can_name_a_machine(&"a".repeat(101)));
+    }
 }

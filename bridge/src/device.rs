@@ -4,33 +4,32 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 use oee_core::payload::{StateCommand, lenient_i32};
 use oee_core::store::code::list_codes;
 use oee_core::topic;
 use oee_core::verdict::Refusal;
 use serde_json::Value;
 
+use crate::body::json_object;
 use crate::{ApiError, BridgeState};
 
-/// `POST /api/machine-state-change` with `{"machine_id", "machine_state" | "activity_code_id", "user_id"?}`:
-/// 200 with an empty body once ingest has committed the change; the reference's statuses otherwise.
+/// `POST /api/machine-state-change` with `{"machine_id", "machine_state" | "activity_code_id", "user_id"?,
+/// "timestamp"?}`: 200 with an empty body once ingest has committed the change; the reference's statuses
+/// otherwise. A change without a `timestamp` is stamped with the time it was received, so that it is
+/// recorded when it happened even if ingest applies it later.
 pub(crate) async fn machine_state_change(
     State(state): State<BridgeState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !is_json(&headers) {
-        return Err(ApiError::NotJson);
-    }
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Refused(Refusal::Malformed(format!("the body is not valid JSON: {e}"))))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::Refused(Refusal::Malformed("the body must be a JSON object".into())))?;
-    let machine_id = lenient_i32(obj, "machine_id")
+    let received = Utc::now();
+    let obj = json_object(&headers, &body)?;
+    let machine_id = lenient_i32(&obj, "machine_id")
         .map_err(ApiError::Refused)?
         .ok_or(ApiError::Refused(Refusal::MissingField("machine_id")))?;
-    let command = StateCommand::from_object(obj).map_err(ApiError::Refused)?;
+    let mut command = StateCommand::from_object(&obj).map_err(ApiError::Refused)?;
+    command.timestamp.get_or_insert(received);
     if machine_id < 1 {
         return Err(ApiError::Refused(Refusal::UnknownMachine(machine_id.to_string())));
     }
@@ -39,15 +38,6 @@ pub(crate) async fn machine_state_change(
         return Err(ApiError::Verdict(verdict));
     }
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], "").into_response())
-}
-
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
-        |mime| {
-            let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-        },
-    )
 }
 
 /// `GET /api/activity-codes`: every code, active or not, as the reference lists them (keys sorted,

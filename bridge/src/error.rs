@@ -4,14 +4,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oee_core::verdict::{Refusal, UPTIME_WITHOUT_JOB_409_BODY, Verdict};
 
+use crate::body::BodyFault;
 use crate::replies::SendError;
 
 /// An error answer of the device API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not declared as JSON (the reference answers 415).
-    #[error("send the body as JSON with the header Content-Type: application/json")]
-    NotJson,
+    /// The body is not taken: not declared as JSON (the reference answers 415), not a JSON object, or
+    /// carrying a NUL.
+    #[error("{0}")]
+    Body(#[from] BodyFault),
     /// A refusal decided before or by ingest.
     #[error("{0}")]
     Refused(Refusal),
@@ -20,15 +22,27 @@ pub enum ApiError {
     Verdict(Verdict),
     /// No verdict in time: nothing was acknowledged, the client should retry.
     #[error("the change was not confirmed ({0}): try again")]
-    Unavailable(#[from] SendError),
+    Unavailable(SendError),
+    /// Not sent, because it could not be: too large for MQTT, or naming no possible topic.
+    #[error("{0}")]
+    Unsendable(SendError),
     #[error("database: {0}")]
     Database(#[from] oee_core::Error),
+}
+
+impl From<SendError> for ApiError {
+    fn from(e: SendError) -> ApiError {
+        if e.is_retryable() { ApiError::Unavailable(e) } else { ApiError::Unsendable(e) }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, reason) = match &self {
-            ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json".to_string()),
+            ApiError::Body(BodyFault::NotJson) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json".to_string()),
+            ApiError::Body(f) => (StatusCode::BAD_REQUEST, f.reason().to_string()),
+            ApiError::Unsendable(e @ SendError::TooLarge { .. }) => (status_code(e.status()), "too_large".to_string()),
+            ApiError::Unsendable(e) => (status_code(e.status()), "bad_topic".to_string()),
             ApiError::Refused(r) => (status_code(r.status()), r.reason().to_string()),
             ApiError::Verdict(v) => (status_code(v.status), v.reason.clone().unwrap_or_default()),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string()),

@@ -2,6 +2,7 @@
 //! published as a command to ingest over MQTT, and the HTTP answer waits for ingest's verdict, so an
 //! HTTP 200 means the change is committed.
 
+mod body;
 mod command;
 mod device;
 pub mod discovery;
@@ -20,6 +21,7 @@ use oee_core::config::{BridgeConfig, MqttConfig, TabletsConfig};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
+pub use body::BodyFault;
 pub use error::ApiError;
 use replies::Replies;
 

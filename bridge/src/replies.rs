@@ -25,6 +25,36 @@ pub enum SendError {
     Timeout(Duration),
     #[error("cannot publish the command: {0}")]
     Publish(String),
+    /// Refused before publishing: the command does not fit one MQTT packet.
+    #[error(
+        "the command is larger than one MQTT packet ({limit} bytes, mqtt.max_packet_size) allows: send less in one request"
+    )]
+    TooLarge { limit: usize },
+    /// Refused before publishing: MQTT cannot carry the topic (a wildcard, a NUL, non-ASCII).
+    #[error("`{0}` is not a topic a command can be published to: name the machine by its id or topic name")]
+    BadTopic(String),
+}
+
+impl SendError {
+    /// The HTTP status that says what to do: 503 retry later, 413 send less, 400 fix the request.
+    pub fn status(&self) -> u16 {
+        match self {
+            SendError::NotConnected | SendError::Timeout(_) | SendError::Publish(_) => 503,
+            SendError::TooLarge { .. } => 413,
+            SendError::BadTopic(_) => 400,
+        }
+    }
+
+    /// Whether nothing was wrong with the command itself, so that sending it again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.status() == 503
+    }
+}
+
+/// The size of a QoS 1 PUBLISH packet carrying `payload_len` bytes to `topic`: fixed header (at most 5 bytes),
+/// topic with its length, packet id, payload.
+fn packet_size(topic: &str, payload_len: usize) -> usize {
+    5 + 2 + topic.len() + 2 + payload_len
 }
 
 /// How many statuses a websocket may fall behind before it re-reads the machine from the database. A full
@@ -34,7 +64,12 @@ const STATUS_BACKLOG: usize = 4096;
 pub(crate) struct Replies {
     client: AsyncClient,
     reply_topic: String,
-    pending: Mutex<HashMap<String, oneshot::Sender<Verdict>>>,
+    /// Largest packet the broker connection takes: a larger publish would break the connection every
+    /// request shares, so it is refused before publishing.
+    max_packet_size: usize,
+    /// The requests waiting for a verdict, by request id: a request that reuses the id of one still waiting
+    /// waits for the same verdict instead of publishing the command again.
+    pending: Mutex<HashMap<String, Vec<oneshot::Sender<Verdict>>>>,
     connected: watch::Receiver<bool>,
     /// Weak, so that the channel closes (and every websocket with it) when the MQTT tasks stop.
     statuses: broadcast::WeakSender<Arc<MachineStatus>>,
@@ -52,6 +87,7 @@ impl Replies {
         let replies = Arc::new(Replies {
             client: client.clone(),
             reply_topic: reply_topic.clone(),
+            max_packet_size: cfg.max_packet_size,
             pending: Mutex::new(HashMap::new()),
             connected,
             statuses: statuses.downgrade(),
@@ -92,9 +128,9 @@ impl Replies {
 
     fn deliver(&self, verdict: Verdict) {
         let Some(id) = verdict.request_id.clone() else { return };
-        let waiter = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        if let Some(w) = waiter {
-            let _ = w.send(verdict);
+        let waiters = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(verdict.clone());
         }
     }
 
@@ -109,6 +145,7 @@ impl Replies {
     }
 
     /// As [`Replies::send`], with the caller's request id (for idempotent retries) instead of a fresh one.
+    /// While a request with the same id waits for its verdict, this one waits for that verdict too.
     pub(crate) async fn send_with_id<C: Serialize>(
         &self,
         topic: String,
@@ -116,31 +153,49 @@ impl Replies {
         request_id: Option<String>,
         timeout: Duration,
     ) -> Result<Verdict, SendError> {
-        self.wait_connected(timeout).await?;
         let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut body = serde_json::to_value(command).map_err(|e| SendError::Publish(e.to_string()))?;
         let reply = ReplyTo { request_id: Some(request_id.clone()), reply_to: Some(self.reply_topic.clone()) };
         if let (Some(obj), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(reply)) {
             obj.extend(extra);
         }
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(request_id.clone(), tx);
         let payload = serde_json::to_vec(&body).map_err(|e| SendError::Publish(e.to_string()))?;
-        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
-            self.forget(&request_id);
+        if !topic::valid_publish_topic(&topic) {
+            return Err(SendError::BadTopic(topic));
+        }
+        if packet_size(&topic, payload.len()) > self.max_packet_size {
+            return Err(SendError::TooLarge { limit: self.max_packet_size });
+        }
+        self.wait_connected(timeout).await?;
+        let (waiter, first) = self.wait_for(&request_id);
+        if first && let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+            // Every request waiting for this id learns that nothing was sent.
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&request_id);
             return Err(SendError::Publish(e.to_string()));
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(v)) => Ok(v),
-            _ => {
-                self.forget(&request_id);
-                Err(SendError::Timeout(timeout))
-            }
-        }
+        waiter.verdict(timeout).await
     }
 
-    fn forget(&self, request_id: &str) {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(request_id);
+    /// Registers a wait for the verdict of `request_id`; `true` when no other request waits for it, so this
+    /// one publishes the command.
+    fn wait_for<'a>(&'a self, request_id: &'a str) -> (Waiter<'a>, bool) {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let waiters = pending.entry(request_id.to_string()).or_default();
+        let first = waiters.iter().all(|w| w.is_closed());
+        waiters.push(tx);
+        (Waiter { replies: self, request_id, rx }, first)
+    }
+
+    /// Drops the waits for `request_id` whose requests are gone (timed out or cancelled).
+    fn prune(&self, request_id: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waiters) = pending.get_mut(request_id) {
+            waiters.retain(|w| !w.is_closed());
+            if waiters.is_empty() {
+                pending.remove(request_id);
+            }
+        }
     }
 
     async fn wait_connected(&self, timeout: Duration) -> Result<(), SendError> {
@@ -149,6 +204,32 @@ impl Replies {
             Ok(Ok(_)) => Ok(()),
             _ => Err(SendError::NotConnected),
         }
+    }
+}
+
+/// One request's wait for a verdict; however the wait ends (answer, timeout, the request cancelled), the
+/// wait is removed from the pending ones.
+struct Waiter<'a> {
+    replies: &'a Replies,
+    request_id: &'a str,
+    rx: oneshot::Receiver<Verdict>,
+}
+
+impl Waiter<'_> {
+    async fn verdict(mut self, timeout: Duration) -> Result<Verdict, SendError> {
+        match tokio::time::timeout(timeout, &mut self.rx).await {
+            Ok(Ok(v)) => Ok(v),
+            // The request that published it failed to: nothing was sent.
+            Ok(Err(_)) => Err(SendError::Publish("the command with this request id could not be sent".into())),
+            Err(_) => Err(SendError::Timeout(timeout)),
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        self.replies.prune(self.request_id);
     }
 }
 

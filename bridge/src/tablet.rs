@@ -11,9 +11,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use oee_core::activity::{DOWN_CODE_ID, UP_CODE_ID};
 use oee_core::config::TabletsConfig;
 use oee_core::payload::{SessionAction, lenient_i32};
@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 
 use crate::BridgeState;
+use crate::body::{check_text, json_object};
 
 /// What the reference answers an unknown tablet.
 const NOT_REGISTERED: &str = "Device not registered to server, try restarting";
@@ -103,13 +104,12 @@ fn db(e: oee_core::Error) -> Fail {
     unavailable("the database is not reachable: try again".into())
 }
 
-/// The JSON object of a request body.
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, Fail> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(failure(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
-        Err(e) => Err(failure(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}"))),
-    }
+/// The JSON object of a request body. A body not declared as JSON is refused with 400, the reference's
+/// status for it (C20), rather than the device API's 415: the app always declares its JSON, and a web page
+/// cannot declare it cross-site without the browser asking first, so tablet commands cannot be forged from
+/// a page an operator visits.
+fn body_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, Fail> {
+    json_object(headers, body).map_err(|f| failure(StatusCode::BAD_REQUEST, &f.to_string()))
 }
 
 /// A text field, as the app sends every value (numbers are taken too).
@@ -156,11 +156,13 @@ fn logged_out_401() -> Fail {
 
 /// Sends a command for the machine to ingest and waits for its verdict.
 async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Fail> {
-    state
-        .replies
-        .send(topic::command(&machine_id.to_string(), kind), body, state.timeout)
-        .await
-        .map_err(|e| unavailable(format!("the change was not confirmed ({e}): try again")))
+    state.replies.send(topic::command(&machine_id.to_string(), kind), body, state.timeout).await.map_err(|e| {
+        if e.is_retryable() {
+            unavailable(format!("the change was not confirmed ({e}): try again"))
+        } else {
+            failure(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), &e.to_string())
+        }
+    })
 }
 
 /// A refused verdict as a tablet answer: its status and message.
@@ -271,6 +273,7 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
             "give the tablet's id: /check-state?device_uuid=<uuid> (at most 100 characters)",
         )
     })?;
+    check_text("device_uuid", &uuid).map_err(|f| failure(StatusCode::BAD_REQUEST, &f.to_string()))?;
     let t = store::register_tablet(&state.pool, &uuid, state.tablets.auto_pair).await.map_err(db)?;
     let (Some(machine_id), Some(user_name)) = (t.machine_id, t.user_name.as_deref()) else {
         let machine = t.machine_name.as_deref().unwrap_or(NO_MACHINE);
@@ -384,8 +387,8 @@ async fn job_numbers(state: &BridgeState) -> Option<Result<Validation, ()>> {
 }
 
 /// `POST /android-login` `{"device_uuid","user_id","password"}`.
-pub(crate) async fn login(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn login(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, || html(StatusCode::BAD_REQUEST, NOT_REGISTERED).into()).await?;
     let Some(user) = text(&obj, "user_id").filter(|u| !u.is_empty()) else {
         return Err(failure(StatusCode::BAD_REQUEST, "No user_id supplied"));
@@ -428,8 +431,8 @@ async fn log_out(state: &BridgeState, tablet_id: i32, machine_id: i32) -> Result
 }
 
 /// `POST /android-logout` `{"device_uuid"}`.
-pub(crate) async fn logout(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn logout(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (machine_id, _) = session_of(&t, logged_out)?;
     let v = log_out(&state, t.id, machine_id).await?;
@@ -437,8 +440,8 @@ pub(crate) async fn logout(State(state): State<BridgeState>, body: Bytes) -> Ans
 }
 
 /// `POST /android-start-job` `{"device_uuid","job_number", <speed fields>, "start_time"?}`.
-pub(crate) async fn start_job(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn start_job(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (machine_id, user_id) = session_of(&t, logged_out_401)?;
     let m = machine(&state, machine_id).await?;
@@ -449,21 +452,42 @@ pub(crate) async fn start_job(State(state): State<BridgeState>, body: Bytes) -> 
     let ideal = oee_core::tablet::ideal_cycle_time_s(input, &obj)
         .map_err(|r| failure(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST), &r.to_string()))?;
     let mut command = json!({ "job_number": job_number, "ideal_cycle_time_s": ideal, "user_id": user_id });
-    if let Some(start) = text(&obj, "start_time").filter(|s| !s.trim().is_empty()) {
-        let at = earlier_today(&start, state.tz, Utc::now()).map_err(|e| failure(StatusCode::BAD_REQUEST, &e))?;
-        if at < m.current_since {
-            let since = m.current_since.with_timezone(&state.tz).format("%H:%M");
-            return Err(failure(
-                StatusCode::CONFLICT,
-                &format!(
-                    "the start time {start} is before the machine's current activity began ({since}): enter {since} \
-                     or later, and add the earlier time as a past job in the history"
-                ),
-            ));
+    // Without delayed start the tablet offers no start time: a job starts when it is started.
+    let start_time = text(&obj, "start_time").filter(|s| state.tablets.delayed_start && !s.trim().is_empty());
+    if let Some(start) = start_time {
+        let at = delayed_start(&start, state.tz, Utc::now(), m.current_since)
+            .map_err(|(status, message)| failure(status, &message))?;
+        if let Some(at) = at {
+            command["timestamp"] = json!(at);
         }
-        command["timestamp"] = json!(at);
     }
     apply(&state, machine_id, CommandKind::JobStart, command).await
+}
+
+/// When a job given the start time `hh_mm` began: `None` for now. The current minute, which the app fills
+/// in, means now, also when the machine's current activity (the login) began earlier in this minute; an
+/// earlier time must not be before that activity began, which it would cut.
+fn delayed_start(
+    hh_mm: &str,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    current_since: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, (StatusCode, String)> {
+    let at = earlier_today(hh_mm, tz, now).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+    if now - at < TimeDelta::minutes(1) {
+        return Ok(None);
+    }
+    if at < current_since {
+        let since = current_since.with_timezone(&tz).format("%H:%M");
+        return Err((
+            StatusCode::CONFLICT,
+            format!(
+                "the start time {hh_mm} is before the machine's current activity began ({since}): enter {since} or \
+                 later, and add the earlier time as a past job in the history"
+            ),
+        ));
+    }
+    Ok(Some(at))
 }
 
 /// Today's `HH:MM` in the plant's zone, which must not be later than `now`.
@@ -488,8 +512,8 @@ fn code_of(obj: &Map<String, Value>) -> Option<i32> {
 }
 
 /// `POST /android-update` `{"device_uuid","activity_code_id"}`: a new activity.
-pub(crate) async fn update(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn update(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (Ok((machine_id, user_id)), Some(code)) = (session_of(&t, bare_failure), code_of(&obj)) else {
         return Err(bare_failure());
@@ -524,8 +548,8 @@ fn no_active_job() -> Fail {
 }
 
 /// `POST /android-end-job` `{"device_uuid","quantity_good","rejects"}`.
-pub(crate) async fn end_job(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn end_job(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (machine_id, user_id) = session_of(&t, logged_out_401)?;
     let (good, rejects) = counts(&obj)?;
@@ -540,8 +564,8 @@ pub(crate) async fn end_job(State(state): State<BridgeState>, body: Bytes) -> An
 }
 
 /// `POST /pausable-pause-job` `{"device_uuid"}`: the machine goes Down.
-pub(crate) async fn pause_job(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn pause_job(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (machine_id, user_id) = session_of(&t, logged_out)?;
     apply(&state, machine_id, CommandKind::State, json!({ "activity_code_id": DOWN_CODE_ID, "user_id": user_id })).await
@@ -549,8 +573,8 @@ pub(crate) async fn pause_job(State(state): State<BridgeState>, body: Bytes) -> 
 
 /// `POST /pausable-resume-job` `{"device_uuid","downtime_reason","notes"?}`: the job runs again, and the
 /// pause's reason and notes are added to the job's notes.
-pub(crate) async fn resume_job(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn resume_job(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let Some(reason) = text(&obj, "downtime_reason") else {
         return Err(bare_failure());
@@ -566,8 +590,8 @@ pub(crate) async fn resume_job(State(state): State<BridgeState>, body: Bytes) ->
 
 /// `POST /pausable-android-update` `{"device_uuid","activity_code_id"}`: the reason for the current pause,
 /// changed in place (no new activity, so the paused screen stays).
-pub(crate) async fn pausable_update(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn pausable_update(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let Some(code) = code_of(&obj) else {
         return Err(bare_failure());
@@ -590,8 +614,8 @@ struct Counted {
 
 /// `POST /android-update-quantity` `{"device_uuid","quantity_good","rejects"}`: parts made since the last
 /// update, for the running job; answers the job's totals.
-pub(crate) async fn update_quantity(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn update_quantity(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     let t = tablet_of(&state, &obj, not_registered_json).await?;
     let (good, rejects) = counts(&obj)?;
     let (machine_id, _) = session_of(&t, logged_out)?;
@@ -614,8 +638,9 @@ pub(crate) async fn update_quantity(State(state): State<BridgeState>, body: Byte
     ))
 }
 
-/// `POST /end_all_sessions`: logs every tablet out.
-pub(crate) async fn end_all_sessions(State(state): State<BridgeState>) -> Answer {
+/// `POST /end_all_sessions` with a JSON object (`{}`): logs every tablet out.
+pub(crate) async fn end_all_sessions(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    body_object(&headers, &body)?;
     for (tablet, machine_id) in store::logged_in_tablets(&state.pool).await.map_err(db)? {
         let Some(machine_id) = machine_id else { continue };
         let v = log_out(&state, tablet, machine_id).await?;
@@ -627,9 +652,15 @@ pub(crate) async fn end_all_sessions(State(state): State<BridgeState>) -> Answer
     ok()
 }
 
-/// `POST /api/force-logout/{input_device_id}`: logs a tablet out from elsewhere (the status page); the
-/// tablet's websocket is told. 200 with an empty body, as in the reference.
-pub(crate) async fn force_logout(State(state): State<BridgeState>, Path(id): Path<String>) -> Answer {
+/// `POST /api/force-logout/{input_device_id}` with a JSON object (`{}`): logs a tablet out from elsewhere
+/// (the status page); the tablet's websocket is told. 200 with an empty body, as in the reference.
+pub(crate) async fn force_logout(
+    State(state): State<BridgeState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    body_object(&headers, &body)?;
     let unknown = || failure(StatusCode::NOT_FOUND, &format!("there is no tablet {id}"));
     let id: i32 = id.parse().map_err(|_| unknown())?;
     let t = store::tablet_by_id(&state.pool, id).await.map_err(db)?.ok_or_else(unknown)?;
@@ -649,8 +680,8 @@ pub(crate) async fn machines(State(state): State<BridgeState>) -> Answer {
 
 /// `POST /api/v1/tablets/pair` `{"device_uuid","machine_id"}`: a tablet picks its machine, when
 /// `tablets.auto_pair` lets tablets pair themselves.
-pub(crate) async fn pair(State(state): State<BridgeState>, body: Bytes) -> Answer {
-    let obj = body_object(&body)?;
+pub(crate) async fn pair(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
+    let obj = body_object(&headers, &body)?;
     if !state.tablets.auto_pair {
         return Err(failure(
             StatusCode::FORBIDDEN,
@@ -684,6 +715,21 @@ mod tests {
         // summer time: 14 Jul 09:30 UTC is 10:30 in London
         let summer = Utc.with_ymd_and_hms(2026, 7, 14, 9, 30, 0).unwrap();
         assert_eq!(earlier_today("10:00", tz, summer).unwrap(), Utc.with_ymd_and_hms(2026, 7, 14, 9, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn the_current_minute_starts_a_job_now_and_an_earlier_one_not_before_the_current_activity() {
+        let tz: chrono_tz::Tz = "Europe/London".parse().unwrap();
+        let at = |h, m, s| Utc.with_ymd_and_hms(2026, 10, 26, h, m, s).unwrap();
+        // logged in at 09:30:20, the form sent at 09:30:50 with the minute it showed
+        assert_eq!(delayed_start("09:30", tz, at(9, 30, 50), at(9, 30, 20)), Ok(None));
+        assert_eq!(delayed_start("09:30", tz, at(9, 30, 0), at(9, 30, 0)), Ok(None));
+        assert_eq!(delayed_start("09:10", tz, at(9, 30, 50), at(9, 0, 0)), Ok(Some(at(9, 10, 0))));
+        // the minute before the login's is before it: refused with what to enter
+        let (status, message) = delayed_start("09:29", tz, at(9, 30, 50), at(9, 29, 30)).unwrap_err();
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(message.contains("enter 09:29 or later"), "{message}");
+        assert_eq!(delayed_start("09:31", tz, at(9, 30, 50), at(9, 0, 0)).unwrap_err().0, StatusCode::BAD_REQUEST);
     }
 
     #[test]

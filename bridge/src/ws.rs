@@ -147,6 +147,9 @@ async fn start(pool: &PgPool, client: Client, first: &Map<String, Value>) -> Res
     let (machine_id, tablet) = match client {
         Client::Tablet => {
             let uuid = match first.get("device_uuid") {
+                Some(Value::String(u)) if u.contains('\0') => {
+                    return Err("`device_uuid` contains a NUL character (\\u0000): send the tablet's uuid".into());
+                }
                 Some(Value::String(u)) if u.len() <= MAX_UUID => u,
                 Some(Value::String(_)) => return Err(format!("`device_uuid` is longer than {MAX_UUID} characters")),
                 Some(other) => return Err(format!("`device_uuid` must be a string, not {other}")),

@@ -67,11 +67,31 @@ pub struct PlantConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413 before anything is published.
+    /// 0: as large as one MQTT packet allows (`mqtt.max_packet_size` less [`BODY_HEADROOM_BYTES`]).
+    pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers, counted from when the connection opens or its
+    /// previous answer was sent: an idle connection is closed after this long.
+    pub header_read_timeout_s: u64,
+    /// Seconds a client has to send a request's whole body once its headers arrived (else 408).
+    pub body_read_timeout_s: u64,
+    /// Most connections open at once (websockets included); more wait to be accepted until one closes.
+    pub max_connections: usize,
 }
+
+/// What the bridge adds to a request body before publishing it (topic, request id, reply topic, timestamp),
+/// with room to spare: the default body limit is one MQTT packet less this.
+pub const BODY_HEADROOM_BYTES: usize = 4096;
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 0,
+            header_read_timeout_s: 30,
+            body_read_timeout_s: 30,
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -401,6 +421,14 @@ impl Config {
         if self.broker.max_segment_count == 0 {
             return Err(Error::ConfigParse("broker.max_segment_count must be at least 1".into()));
         }
+        if self.http.header_read_timeout_s == 0 || self.http.body_read_timeout_s == 0 {
+            return Err(Error::ConfigParse(
+                "http.header_read_timeout_s and http.body_read_timeout_s must be at least 1 second".into(),
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(Error::ConfigParse("http.max_connections must be at least 1".into()));
+        }
         if self.ingest.batch_max == 0 {
             return Err(Error::ConfigParse("ingest.batch_max must be at least 1".into()));
         }
@@ -422,6 +450,14 @@ impl Config {
             self.data_dir.join("postgres")
         } else {
             self.database.embedded.dir.clone()
+        }
+    }
+
+    /// The largest request body the HTTP server reads: `http.max_body_bytes`, or what fits one MQTT packet.
+    pub fn http_body_limit(&self) -> usize {
+        match self.http.max_body_bytes {
+            0 => self.mqtt.max_packet_size.saturating_sub(BODY_HEADROOM_BYTES).max(1024),
+            n => n,
         }
     }
 
@@ -523,10 +559,22 @@ mod tests {
             ("OEE_INGEST__BATCH_MAX", "0", "batch_max"),
             ("OEE_OEE__MINOR_STOP_THRESHOLD_S", "90000", "minor_stop_threshold_s"),
             ("OEE_OEE__MAX_BUCKETS", "0", "max_buckets"),
+            ("OEE_HTTP__HEADER_READ_TIMEOUT_S", "0", "header_read_timeout_s"),
+            ("OEE_HTTP__MAX_CONNECTIONS", "0", "max_connections"),
         ] {
             let err = Config::from_sources(None, env(&[(var, value)])).unwrap_err().to_string();
             assert!(err.contains(want), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn the_body_limit_follows_the_mqtt_packet_size_unless_set() {
+        let c = Config::default();
+        assert_eq!(c.http_body_limit(), 256 * 1024 - BODY_HEADROOM_BYTES);
+        let c = Config::from_sources(None, env(&[("OEE_MQTT__MAX_PACKET_SIZE", "1048576")])).unwrap();
+        assert_eq!(c.http_body_limit(), 1024 * 1024 - BODY_HEADROOM_BYTES);
+        let c = Config::from_sources(None, env(&[("OEE_HTTP__MAX_BODY_BYTES", "65536")])).unwrap();
+        assert_eq!(c.http_body_limit(), 65536);
     }
 
     #[test]
