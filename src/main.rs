@@ -1,4 +1,5 @@
-//! `oee-server`: the command line. `serve` runs the server; `machine`, `shift`, `user` and `tablet` administer it.
+//! `oee-server`: the command line. `serve` runs the server; `machine`, `shift`, `user`, `tablet` and `device`
+//! administer it.
 
 use std::path::PathBuf;
 
@@ -6,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oee_core::Config;
 use oee_core::shift::{DAY_NAMES, describe_day, parse_day_hours, parse_days};
-use oee_core::store::{machine, schedule, tablet, user};
+use oee_core::store::{device, machine, schedule, tablet, user};
 use oee_server::{App, Services, open_database, read_password_line};
 
 #[derive(Parser)]
@@ -39,6 +40,29 @@ enum Command {
     /// Operator tablets: a tablet registers itself the first time it asks the server; here they are paired.
     #[command(subcommand)]
     Tablet(TabletCmd),
+    /// Devices (PLCs, sensors, HTTP devices): each gets an MQTT password and an HTTP token for its machines.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Add a device for some machines (names or ids); prints its MQTT user name and password and its HTTP
+    /// token, which are shown only this once.
+    Add {
+        /// The device's name: its MQTT user name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// The machines it reports for (names or ids).
+        #[arg(long = "machine", required = true)]
+        machines: Vec<String>,
+    },
+    /// List devices and their machines.
+    List,
+    /// Revoke a device (name or id): its password and token stop working for new connections and requests.
+    Revoke { device: String },
+    /// Print an ACL file for an external Mosquitto (`acl_file`) that gives each device the same rights the
+    /// embedded broker enforces.
+    MosquittoAcl,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +174,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
+        Command::Device(cmd) => {
+            let db = open_database(&config).await?;
+            let result = device_cmd(&config, &db.pool, cmd).await;
+            db.close().await;
+            result
+        }
     }
 }
 
@@ -202,6 +232,48 @@ async fn machine_cmd(config: &Config, pool: &sqlx::PgPool, cmd: MachineCmd) -> a
         MachineCmd::Shift { machine, shift } => {
             let id = schedule::set_machine_shift(pool, &machine, &shift).await?;
             println!("machine {id} follows shift pattern `{}` from now on", shift.trim());
+        }
+    }
+    Ok(())
+}
+
+async fn device_cmd(config: &Config, pool: &sqlx::PgPool, cmd: DeviceCmd) -> anyhow::Result<()> {
+    match cmd {
+        DeviceCmd::Add { name, machines } => {
+            let mut ids = Vec::with_capacity(machines.len());
+            for m in &machines {
+                ids.push(machine::machine_id_by_name(pool, m).await?);
+            }
+            let d = device::add(pool, &name, &ids).await?;
+            println!("device {} `{}` for machines {:?}", d.id, d.name, ids);
+            println!("MQTT user name: {}", d.name);
+            println!("MQTT password:  {}", d.mqtt_password);
+            println!("HTTP token:     {}   (send as `Authorization: Bearer <token>`)", d.token);
+            println!("Keep these now: they are stored only as digests and cannot be shown again.");
+        }
+        DeviceCmd::List => {
+            println!("{:>4}  {:<24} {:<8} machines", "id", "name", "active");
+            for d in device::list(pool).await? {
+                println!(
+                    "{:>4}  {:<24} {:<8} {}",
+                    d.id,
+                    d.name,
+                    if d.active { "yes" } else { "revoked" },
+                    d.machines.join(", ")
+                );
+            }
+        }
+        DeviceCmd::Revoke { device: which } => {
+            let name = device::revoke(pool, &which).await?;
+            println!("device `{name}` revoked");
+        }
+        DeviceCmd::MosquittoAcl => {
+            let server_user = if config.mqtt.username.is_empty() {
+                oee_core::access::SERVER_USER
+            } else {
+                config.mqtt.username.as_str()
+            };
+            print!("{}", device::mosquitto_acl(pool, server_user).await?)
         }
     }
     Ok(())

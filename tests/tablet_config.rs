@@ -173,7 +173,8 @@ async fn session_commands_over_mqtt_check_the_pairing_and_show_in_the_status() {
     app.set_schedule(machine, true).await;
     get(&app, "/check-state?device_uuid=t-1").await; // paired with Press 1
     let (id, _) = tablet::find_for_pairing(&app.pool, "t-1", None).await.unwrap();
-    let (client, mut rx) = app.mqtt_client("session-test").await;
+    // Session commands are the server's own: only a client logged in as the server may send them.
+    let (client, mut rx) = app.server_mqtt_client("session-test").await;
     client.subscribe(REPLY, rumqttc::QoS::AtLeastOnce).await.unwrap();
     client.subscribe(format!("oee/v1/machines/{machine}/status"), rumqttc::QoS::AtLeastOnce).await.unwrap();
     let session = |m: i32| format!("oee/v1/machines/{m}/session");

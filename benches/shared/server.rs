@@ -20,6 +20,7 @@ pub fn loopback_config(dir: &Path) -> Config {
     c.tablets.discovery_listen = "127.0.0.1:0".into();
     // The benches' load clients connect without credentials, as the reference system's devices did.
     c.broker.allow_anonymous = true;
+    c.bridge.open_device_api = true;
     c.database.embedded.settings.insert("shared_buffers".into(), "512MB".into());
     c
 }

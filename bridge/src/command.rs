@@ -18,6 +18,7 @@ use oee_core::topic::{self, CommandKind};
 use oee_core::verdict::Refusal;
 use serde_json::Value;
 
+use crate::access;
 use crate::body::json_object;
 use crate::{ApiError, BridgeState};
 
@@ -37,9 +38,11 @@ pub(crate) async fn machine_command(
         return Ok(not_found(&machine, &command));
     }
     let topic = format!("{}/{machine}/{command}", topic::MACHINES);
-    let Some((_, kind)) = topic::parse_command(&topic) else {
+    let Some((machine_ref, kind)) = topic::parse_command(&topic) else {
         return Ok(not_found(&machine, &command));
     };
+    let caller = access::caller(&state, &headers).await?;
+    access::may_command(&caller, &machine_ref, kind)?;
     let mut obj = json_object(&headers, &body)?;
     if takes_timestamp(kind) && obj.get("timestamp").is_none_or(Value::is_null) {
         obj.insert("timestamp".into(), Value::String(received.to_rfc3339_opts(SecondsFormat::Micros, true)));

@@ -11,6 +11,7 @@ use oee_core::topic;
 use oee_core::verdict::Refusal;
 use serde_json::Value;
 
+use crate::access;
 use crate::body::json_object;
 use crate::{ApiError, BridgeState};
 
@@ -33,6 +34,8 @@ pub(crate) async fn machine_state_change(
     if machine_id < 1 {
         return Err(ApiError::Refused(Refusal::UnknownMachine(machine_id.to_string())));
     }
+    let caller = access::caller(&state, &headers).await?;
+    access::may_command(&caller, &topic::MachineRef::Id(machine_id), topic::CommandKind::State)?;
     let verdict = state.replies.send(topic::state(&machine_id.to_string()), command, state.timeout).await?;
     if !verdict.ok {
         return Err(ApiError::Verdict(verdict));

@@ -28,6 +28,12 @@ pub enum ApiError {
     Unsendable(SendError),
     #[error("database: {0}")]
     Database(#[from] oee_core::Error),
+    /// No usable credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Credentials that do not cover this request.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl From<SendError> for ApiError {
@@ -46,6 +52,12 @@ impl IntoResponse for ApiError {
             ApiError::Refused(r) => (status_code(r.status()), r.reason().to_string()),
             ApiError::Verdict(v) => (status_code(v.status), v.reason.clone().unwrap_or_default()),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string()),
+            ApiError::Unauthorized(_) => {
+                let body = serde_json::json!({ "error": self.to_string(), "reason": "unauthorized" });
+                return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body))
+                    .into_response();
+            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden".to_string()),
             ApiError::Database(e) => {
                 tracing::error!("device API database error: {e}");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string())

@@ -2,6 +2,7 @@
 //! published as a command to ingest over MQTT, and the HTTP answer waits for ingest's verdict, so an
 //! HTTP 200 means the change is committed.
 
+mod access;
 mod body;
 mod command;
 mod device;
@@ -38,6 +39,8 @@ pub(crate) struct BridgeState {
     job_numbers: Option<Result<PgPool, String>>,
     /// Wrong tablet passwords per user.
     pins: Arc<pin_guard::PinGuard>,
+    /// Devices may send commands over HTTP without a token (`bridge.open_device_api`).
+    open_device_api: bool,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -72,6 +75,7 @@ pub fn start(
         tz,
         job_numbers,
         pins: Arc::default(),
+        open_device_api: cfg.open_device_api,
     };
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))

@@ -158,6 +158,8 @@ pub fn test_config(db: &TestDb) -> Config {
     c.tablets.discovery_listen = "127.0.0.1:0".into();
     // The tests' own MQTT clients connect without credentials; the access tests turn this off.
     c.broker.allow_anonymous = true;
+    // Likewise over HTTP: the reference-compatibility tests post without a token, as its devices did.
+    c.bridge.open_device_api = true;
     c
 }
 
@@ -280,15 +282,37 @@ impl TestApp {
     ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
         mqtt_client(self.mqtt_port, id).await
     }
+
+    /// An MQTT client logged in as the server itself (with the server's secret), for what only the server
+    /// may publish, such as tablet session commands.
+    pub async fn server_mqtt_client(
+        &self,
+        id: &str,
+    ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+        let secret = oee_core::store::device::server_secret(&self.pool).await.unwrap();
+        mqtt_client_as(self.mqtt_port, id, Some((oee_core::access::SERVER_USER, &secret))).await
+    }
 }
 
-/// A rumqttc client of the broker on `port`.
+/// A rumqttc client of the broker on `port`, without credentials.
 pub async fn mqtt_client(
     port: u16,
     id: &str,
 ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
+    mqtt_client_as(port, id, None).await
+}
+
+/// A rumqttc client of the broker on `port`, logged in with `login` (user name, password) if given.
+pub async fn mqtt_client_as(
+    port: u16,
+    id: &str,
+    login: Option<(&str, &str)>,
+) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
+    if let Some((user, password)) = login {
+        o.set_credentials(user, password);
+    }
     let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -378,16 +402,24 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with("allow_anonymous true\n", |_| {})
+    }
+
+    /// A Mosquitto with `conf` added to its listener and persistence lines; `prepare` may first write
+    /// files into its directory (a password file, an ACL file).
+    pub fn start_with(conf: &str, prepare: impl FnOnce(&Path)) -> Mosquitto {
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
             .expect("mosquitto is not installed: run deploy/install-deps.sh (Debian package mosquitto)");
         let port = free_port();
         let dir = scratch_dir(&format!("mosquitto-{port}"));
+        prepare(&dir);
+        let conf_text = conf.replace("{dir}", &dir.to_string_lossy());
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"),
+            format!("listener {port} 127.0.0.1\n{conf_text}persistence false\nmax_queued_messages 100000\n"),
         )
         .unwrap();
         let child = Command::new(bin)

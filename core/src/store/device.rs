@@ -64,11 +64,15 @@ pub async fn mqtt_login(pool: &PgPool, name: &str) -> Result<Option<DeviceLogin>
     }))
 }
 
-/// The active device holding the HTTP bearer `token`, with its machines' ids.
-pub async fn by_token(pool: &PgPool, token: &str) -> Result<Option<(String, Vec<i32>)>, Error> {
-    let row: Option<(String, Vec<i32>)> = sqlx::query_as(
-        "SELECT d.name, COALESCE(array_agg(dm.machine_id) FILTER (WHERE dm.machine_id IS NOT NULL), '{}') \
-           FROM device d LEFT JOIN device_machine dm ON dm.device_id = d.id \
+/// The active device holding the HTTP bearer `token`, with its machines' topic segments (ids and topic
+/// names).
+pub async fn by_token(pool: &PgPool, token: &str) -> Result<Option<(String, Vec<String>)>, Error> {
+    let row: Option<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT d.name, COALESCE(array_agg(s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
+           FROM device d \
+           LEFT JOIN device_machine dm ON dm.device_id = d.id \
+           LEFT JOIN machine m ON m.id = dm.machine_id \
+           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
           WHERE d.token_digest = $1 AND d.active \
           GROUP BY d.id",
     )
@@ -133,4 +137,37 @@ pub async fn revoke(pool: &PgPool, device: &str) -> Result<String, Error> {
     .fetch_optional(pool)
     .await?;
     name.ok_or_else(|| Error::NotFound(format!("there is no device `{device}`: see `oee-server device list`")))
+}
+
+/// An ACL file for an external Mosquitto (`acl_file`) giving each active device the rights the embedded
+/// broker's guard gives it on our topics: publish its own machines' commands (not `session`), read their
+/// status and its own reply topics. Mosquitto denies what is not listed, so topics outside `oee/` are not
+/// granted to devices there. The server's own user (`server_user`) may do anything.
+pub async fn mosquitto_acl(pool: &PgPool, server_user: &str) -> Result<String, Error> {
+    use crate::topic::{self, CommandKind};
+    let devices: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT d.name, COALESCE(array_agg(s.segment ORDER BY s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
+           FROM device d \
+           LEFT JOIN device_machine dm ON dm.device_id = d.id \
+           LEFT JOIN machine m ON m.id = dm.machine_id \
+           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
+          WHERE d.active GROUP BY d.id ORDER BY d.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = String::from(
+        "# Written by `oee-server device mosquitto-acl`: write it again after adding or revoking a device.\n",
+    );
+    out.push_str(&format!("\nuser {server_user}\ntopic readwrite #\n"));
+    for (name, machines) in devices {
+        out.push_str(&format!("\nuser {name}\n"));
+        for m in &machines {
+            for kind in CommandKind::ALL.into_iter().filter(|k| *k != CommandKind::Session) {
+                out.push_str(&format!("topic write {}\n", topic::command(m, kind)));
+            }
+            out.push_str(&format!("topic read {}\n", topic::status(m)));
+        }
+        out.push_str(&format!("topic read {}#\n", crate::access::reply_prefix(&name)));
+    }
+    Ok(out)
 }

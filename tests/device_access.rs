@@ -1,0 +1,219 @@
+//! Devices need credentials: an HTTP bearer token and an MQTT password each, made by `oee-server device add`,
+//! covering only their own machines, revocable; the reference's open device API is a switch. On an external
+//! Mosquitto the ACL the server writes gives devices the same rights.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use oee_server::Services;
+use serde_json::json;
+
+/// A server with the closed defaults (no anonymous MQTT, no open device API).
+async fn closed_app() -> TestApp {
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.broker.allow_anonymous = false;
+    config.bridge.open_device_api = false;
+    spawn_app_with(config, db, Services::ALL).await
+}
+
+async fn post(t: &TestApp, path: &str, token: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut req = t.client.post(format!("{}{path}", t.http)).json(&body);
+    if let Some(tok) = token {
+        req = req.bearer_auth(tok);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_commands_need_a_device_token_for_the_devices_own_machines() {
+    let t = closed_app().await;
+    let own = t.add_machine("Own").await;
+    let other = t.add_machine("Other").await;
+    let dev = oee_core::store::device::add(&t.pool, "plc-1", &[own]).await.unwrap();
+    let change = |m: i32| json!({"machine_id": m, "activity_code_id": 3});
+
+    // No token, a malformed header, an unknown token: 401 with a message, nothing applied.
+    let (s, v) = post(&t, "/api/machine-state-change", None, change(own)).await;
+    assert_eq!(s, 401, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("Authorization: Bearer"), "{v}");
+    let (s, _) = post(&t, "/api/v1/machines/own/state", None, json!({"activity_code_id": 3})).await;
+    assert_eq!(s, 401);
+    let (s, _) = post(&t, "/api/machine-state-change", Some("not-a-token"), change(own)).await;
+    assert_eq!(s, 401);
+    assert_ne!(t.current_code(own).await, 3);
+
+    // Its own machine, by id and by topic name: applied. Another machine: 403.
+    let (s, v) = post(&t, "/api/machine-state-change", Some(&dev.token), change(own)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(t.current_code(own).await, 3);
+    let (s, v) = post(&t, "/api/v1/machines/own/state", Some(&dev.token), json!({"activity_code_id": 2})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(t.current_code(own).await, 2);
+    let before = t.current_code(other).await;
+    let (s, v) = post(&t, "/api/machine-state-change", Some(&dev.token), change(other)).await;
+    assert_eq!((s, v["reason"].as_str()), (403, Some("forbidden")), "{v}");
+    let (s, _) =
+        post(&t, &format!("/api/v1/machines/{other}/state"), Some(&dev.token), json!({"activity_code_id": 3})).await;
+    assert_eq!(s, 403);
+    assert_eq!(t.current_code(other).await, before);
+    // A session command is never taken over HTTP: a device cannot log an operator in.
+    let login = json!({"action": "login", "input_device_id": 1, "user_id": 1});
+    let (s, _) = post(&t, &format!("/api/v1/machines/{own}/session"), Some(&dev.token), login).await;
+    assert_eq!(s, 403);
+
+    // Revoked: the token stops working at once.
+    oee_core::store::device::revoke(&t.pool, "plc-1").await.unwrap();
+    let (s, _) = post(&t, "/api/machine-state-change", Some(&dev.token), change(own)).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_device_api_switch_lets_tokenless_devices_in_but_never_a_session() {
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.bridge.open_device_api = true;
+    let t = spawn_app_with(config, db, Services::ALL).await;
+    let m = t.add_machine("Press").await;
+    let (s, v) = post(&t, "/api/machine-state-change", None, json!({"machine_id": m, "activity_code_id": 3})).await;
+    assert_eq!(s, 200, "{v}");
+    let login = json!({"action": "login", "input_device_id": 1, "user_id": 1});
+    let (s, _) = post(&t, &format!("/api/v1/machines/{m}/session"), None, login).await;
+    assert_eq!(s, 403);
+}
+
+/// Runs `mosquitto_pub` with `args` and says whether it succeeded.
+async fn mosquitto_pub(port: u16, args: &[&str]) -> (bool, String) {
+    let out = mosquitto_tool("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_credentials_that_the_embedded_broker_and_the_device_api_accept() {
+    let t = closed_app().await;
+    let m = t.add_machine("Line 1").await;
+    let other = t.add_machine("Line 2").await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oee-server"))
+        .args(["device", "add", "plc-line-1", "--machine", "Line 1"])
+        .env("OEE_DATABASE__URL", t.db.url())
+        .env("OEE_DATA_DIR", scratch_dir("device-cli"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no `{label}` in:\n{text}"))
+    };
+    let password = field("MQTT password:");
+    let token = field("HTTP token:");
+
+    let (ok, err) =
+        mosquitto_pub(t.mqtt_port, &["-t", &format!("oee/v1/machines/{m}/state"), "-m", "{\"activity_code_id\":3}"])
+            .await;
+    assert!(!ok, "an anonymous publisher is refused");
+    assert!(err.to_lowercase().contains("not authori"), "{err}");
+    let (ok, err) = mosquitto_pub(
+        t.mqtt_port,
+        &[
+            "-u",
+            "plc-line-1",
+            "-P",
+            &password,
+            "-t",
+            &format!("oee/v1/machines/{m}/state"),
+            "-m",
+            "{\"activity_code_id\":3}",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    eventually("the device's MQTT change is applied", || async { t.current_code(m).await == 3 }).await;
+    let (s, v) =
+        post(&t, "/api/machine-state-change", Some(&token), json!({"machine_id": m, "activity_code_id": 2})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) =
+        post(&t, "/api/machine-state-change", Some(&token), json!({"machine_id": other, "activity_code_id": 2})).await;
+    assert_eq!(s, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_external_mosquitto_the_written_acl_keeps_devices_to_their_machines() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    let now = chrono::Utc::now();
+    let own = oee_core::store::machine::add_machine(&pool, "Own", chrono_tz::Tz::UTC, now).await.unwrap().id;
+    let other = oee_core::store::machine::add_machine(&pool, "Other", chrono_tz::Tz::UTC, now).await.unwrap().id;
+    let device = oee_core::store::device::add(&pool, "plc-9", &[own]).await.unwrap();
+    let acl = oee_core::store::device::mosquitto_acl(&pool, "oee-server").await.unwrap();
+    let server_password = "server-secret-for-this-test";
+    let passwd = |dir: &Path, user: &str, pass: &str| {
+        let ok = std::process::Command::new("mosquitto_passwd")
+            .args(["-b"])
+            .arg(dir.join("passwords"))
+            .args([user, pass])
+            .status()
+            .expect("mosquitto_passwd (Debian package mosquitto)")
+            .success();
+        assert!(ok, "mosquitto_passwd failed");
+    };
+    let broker =
+        Mosquitto::start_with("allow_anonymous false\npassword_file {dir}/passwords\nacl_file {dir}/acl\n", |dir| {
+            std::fs::write(dir.join("passwords"), "").unwrap();
+            passwd(dir, "oee-server", server_password);
+            passwd(dir, "plc-9", &device.mqtt_password);
+            std::fs::write(dir.join("acl"), &acl).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            for f in ["passwords", "acl"] {
+                std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        });
+    let mut config = test_config(&db);
+    config.mqtt.port = broker.port;
+    config.mqtt.username = "oee-server".into();
+    config.mqtt.password = server_password.into();
+    let services = Services { broker: false, ingest: true, bridge: true, web: true };
+    let t = spawn_app_with(config, db, services).await;
+
+    let password = device.mqtt_password.clone();
+    let port = broker.port;
+    let publish = |m: i32, code: i32| {
+        let topic = format!("oee/v1/machines/{m}/state");
+        let body = format!("{{\"activity_code_id\":{code}}}");
+        let password = password.clone();
+        async move { mosquitto_pub(port, &["-u", "plc-9", "-P", &password, "-t", &topic, "-m", &body]).await }
+    };
+    let before_other = t.current_code(other).await;
+    assert!(publish(own, 3).await.0);
+    eventually("the device's own machine changed through Mosquitto", || async { t.current_code(own).await == 3 }).await;
+    assert!(publish(other, 3).await.0, "Mosquitto acknowledges and drops a denied publish");
+    // A marker on its own machine after the denied one: once it is applied, the denied one had its turn.
+    assert!(publish(own, 2).await.0);
+    eventually("the marker is applied", || async { t.current_code(own).await == 2 }).await;
+    assert_eq!(t.current_code(other).await, before_other, "another machine's command never reached ingest");
+    // Its status is readable, the server's own topics are not writable.
+    let (ok, _) = mosquitto_pub(
+        broker.port,
+        &["-u", "plc-9", "-P", &device.mqtt_password, "-t", &format!("oee/v1/machines/{own}/session"), "-m", "{}"],
+    )
+    .await;
+    assert!(ok);
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM raw_event WHERE topic LIKE '%/session'")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0, "the session command never reached ingest");
+}
