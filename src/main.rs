@@ -124,7 +124,7 @@ enum UserCmd {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() {
     let cli = Cli::parse();
     // The server logs what it does; the administration commands print their answer and only warnings.
     let default_filter = match cli.command {
@@ -137,13 +137,16 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match run(cli).await {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit here rather than by dropping the runtime, which would wait for any blocking task still running
+    // (a stop must end in bounded time whatever state the services are in).
+    std::process::exit(code)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -188,7 +191,11 @@ async fn serve(config: &Config, only: Services) -> anyhow::Result<()> {
     tracing::info!("oee-server {} running; Ctrl-C stops it", env!("CARGO_PKG_VERSION"));
     shutdown_signal().await?;
     tracing::info!("stopping");
-    app.stop().await;
+    // Requests in flight get 10 s to finish; whatever still hangs after this is left behind.
+    const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+    if tokio::time::timeout(STOP_LIMIT, app.stop()).await.is_err() {
+        tracing::warn!("the services did not stop within {STOP_LIMIT:?}: exiting anyway");
+    }
     Ok(())
 }
 
