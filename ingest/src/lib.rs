@@ -120,8 +120,13 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &Sc
     subscribed.push(main.subscribed);
     // Machines the scheduler moves get their retained status republished by the main connection.
     tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), main.status));
-    let telemetry_group =
-        if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
+    // A group of its own: rumqttd keys a shared group by its name alone, so telemetry connections in the
+    // state commands' group would be handed state commands they never subscribed to, and those are lost.
+    let telemetry_group = if cfg.shared_group.is_empty() {
+        format!("{client_id}-telemetry")
+    } else {
+        format!("{}-telemetry", cfg.shared_group)
+    };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
