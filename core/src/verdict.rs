@@ -31,6 +31,11 @@ pub enum Refusal {
     BeforeCurrentActivity { machine_id: i32, since: DateTime<Utc>, at: DateTime<Utc> },
     #[error("timestamp {at} is more than {skew_s} s in the future: check the device's clock")]
     InFuture { at: DateTime<Utc>, skew_s: u64 },
+    #[error(
+        "history time {at} is after {received_at}, when the edit was received: history records what has \
+         happened; send times up to now (change the current state with state and job commands)"
+    )]
+    HistoryInFuture { at: DateTime<Utc>, received_at: DateTime<Utc> },
     #[error("machine {machine_id} already runs job {job_id}: end it before starting another")]
     JobAlreadyActive { machine_id: i32, job_id: i64 },
     #[error("machine {0} has no active job to end")]
@@ -97,7 +102,7 @@ impl Refusal {
             Refusal::NoCodeGiven => "no_code_given",
             Refusal::UptimeWithoutJob { .. } => "uptime_without_job",
             Refusal::BeforeCurrentActivity { .. } => "out_of_order",
-            Refusal::InFuture { .. } => "in_future",
+            Refusal::InFuture { .. } | Refusal::HistoryInFuture { .. } => "in_future",
             Refusal::JobAlreadyActive { .. } => "job_already_active",
             Refusal::NoActiveJob(_) => "no_active_job",
             Refusal::Storage(_) => "storage",
@@ -120,7 +125,10 @@ impl Refusal {
     /// The HTTP status for this refusal, also carried in MQTT verdicts.
     pub fn status(&self) -> u16 {
         match self {
-            Refusal::Malformed(_) | Refusal::InFuture { .. } | Refusal::Unstorable(_) => 400,
+            Refusal::Malformed(_)
+            | Refusal::InFuture { .. }
+            | Refusal::HistoryInFuture { .. }
+            | Refusal::Unstorable(_) => 400,
             Refusal::MissingField(_) => 422,
             Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::UnknownUser(_) | Refusal::NoCodeGiven => {
                 404

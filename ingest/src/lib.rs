@@ -189,12 +189,19 @@ fn connection(
     let mut tasks = vec![driver];
     let status = publishes_status.then(|| {
         let silence = (cfg.no_signal_after_s > 0).then(|| std::time::Duration::from_secs(cfg.no_signal_after_s));
-        let (tx, task) = status::start(pool.clone(), client.clone(), silence);
+        let (tx, task) = status::start(pool.clone(), client.clone(), silence, mqtt_cfg.max_packet_size);
         tasks.push(task);
         tx
     });
     let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
-    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status.clone()));
+    let worker = Arc::new(batch::Worker::new(
+        pool.clone(),
+        client.clone(),
+        cfg.clone(),
+        mqtt_cfg.max_packet_size,
+        stats.clone(),
+        status.clone(),
+    ));
     tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
     Connection { client, tasks, subscribed, status }
 }
