@@ -216,6 +216,51 @@ async fn a_nul_in_a_string_is_refused_and_the_rest_of_the_batch_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_database_refuses_is_refused_alone_and_its_batch_commits() {
+    let t = spawn_app().await;
+    // A write PostgreSQL refuses for one command only, whatever ingest checked before.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.job_number = 'POISON' THEN RAISE EXCEPTION 'poisoned job' USING ERRCODE = '22023'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON job FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let machines = [t.add_machine("A").await, t.add_machine("B").await, t.add_machine("C").await];
+    let poisoned = t.add_machine("P").await;
+    let (client, mut rx) = t.mqtt_client("device-poison").await;
+    client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
+    let start = |m: i32| topic::command(&m.to_string(), CommandKind::JobStart);
+    send(&client, &start(machines[0]), &json!({"job_number": "J", "request_id": "a", "reply_to": REPLY})).await;
+    send(&client, &start(poisoned), &json!({"job_number": "POISON", "request_id": "p", "reply_to": REPLY})).await;
+    for (m, id) in machines[1..].iter().zip(["b", "c"]) {
+        send(&client, &start(*m), &json!({"job_number": "J", "request_id": id, "reply_to": REPLY})).await;
+    }
+    let mut verdicts = std::collections::HashMap::new();
+    for _ in 0..4 {
+        let v = next_on(&mut rx, REPLY).await;
+        verdicts.insert(v["request_id"].as_str().unwrap().to_string(), v);
+    }
+    for id in ["a", "b", "c"] {
+        assert_eq!(verdicts[id]["status"], 200, "{}", verdicts[id]);
+    }
+    let v = &verdicts["p"];
+    assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(400), Some("unstorable")), "{v}");
+    for m in machines {
+        assert_eq!(count(&t, "SELECT count(*) FROM job WHERE machine_id = $1", m).await, 1);
+    }
+    assert_eq!(activity_count(&t, poisoned).await, 1, "nothing of the refused command was applied");
+    let kept = raw_events(&t).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].2.contains("poisoned job"), "{kept:?}");
+    // Ingest goes on.
+    let v = command(&client, &mut rx, start(poisoned), json!({"job_number": "J2"})).await;
+    assert_eq!(v["status"], 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timestamp_ahead_is_clamped_and_the_machine_stays_usable() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
