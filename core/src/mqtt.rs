@@ -109,12 +109,13 @@ pub fn publish_fits(topic: &str, payload_len: usize, max_packet_size: usize) -> 
 /// Polls `eventloop` forever. On every CONNACK it subscribes to `filters` again (a clean session, or a
 /// broker restart, forgets subscriptions); on errors it waits with [`Backoff`] (50 ms to 10 s, reset only
 /// after a connection stayed up a while) instead of reconnecting in a hot loop. Incoming publishes go to
-/// `sink`; the driver stops when the sink's receiver is gone.
-pub async fn drive(
+/// `sink`, each turned into a `T` the moment it arrives (ingest stamps it with that time, which is when a
+/// command without a timestamp happened); the driver stops when the sink's receiver is gone.
+pub async fn drive<T: From<Incoming>>(
     mut eventloop: EventLoop,
     client: AsyncClient,
     filters: Vec<String>,
-    sink: tokio::sync::mpsc::UnboundedSender<Incoming>,
+    sink: tokio::sync::mpsc::UnboundedSender<T>,
 ) {
     no_delay(&mut eventloop);
     let mut backoff = Backoff::new();
@@ -129,17 +130,17 @@ pub async fn drive(
                         tracing::error!("cannot subscribe to {filters:?}: {e}");
                     }
                 }
-                if sink.send(Incoming::Connected { session_present: ack.session_present }).is_err() {
+                if sink.send(Incoming::Connected { session_present: ack.session_present }.into()).is_err() {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                if sink.send(Incoming::Subscribed).is_err() {
+                if sink.send(Incoming::Subscribed.into()).is_err() {
                     return;
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if sink.send(Incoming::Publish(p)).is_err() {
+                if sink.send(Incoming::Publish(p).into()).is_err() {
                     return;
                 }
             }

@@ -185,7 +185,7 @@ type Applied = (Vec<Item>, Result<Option<Outcome>, oee_core::Error>);
 /// What the worker waits for next.
 enum Next {
     Finished(Result<Applied, tokio::task::JoinError>),
-    Message(Option<oee_core::mqtt::Incoming>),
+    Message(Option<crate::Arrived>),
 }
 
 /// A batch being applied by its own task.
@@ -284,7 +284,7 @@ impl Worker {
     /// and status go out in batch order.
     pub(crate) async fn run(
         self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>,
+        mut rx: mpsc::UnboundedReceiver<crate::Arrived>,
         subscribed: watch::Sender<bool>,
     ) {
         let max = self.cfg.batch_max.max(1);
@@ -466,9 +466,7 @@ impl Worker {
             let _ = status.send(status::Request::Machines(outcome.changed_machines));
         }
     }
-}
 
-impl Worker {
     /// Publishes a verdict once, or drops it with a warning: a packet over the client's limit would fail the
     /// connection and, with the persistent session, fail it again after every reconnection, so it is never
     /// handed to the client.

@@ -214,6 +214,19 @@ struct Connection {
     status: Option<mpsc::UnboundedSender<status::Request>>,
 }
 
+/// An event of the MQTT driver with the moment it arrived: a command without a timestamp happened then,
+/// however long it waits for a batch (two batches in flight, a database outage).
+pub(crate) struct Arrived {
+    event: Incoming,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Incoming> for Arrived {
+    fn from(event: Incoming) -> Arrived {
+        Arrived { event, at: chrono::Utc::now() }
+    }
+}
+
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it
 /// arrived), drained without waiting from whatever has already arrived after `first`.
 pub(crate) enum Delivery {
@@ -225,18 +238,18 @@ pub(crate) enum Delivery {
 }
 
 /// Builds a delivery from `first` (already received, so waiting for it could be cancelled safely).
-pub(crate) fn fill(first: Incoming, rx: &mut mpsc::UnboundedReceiver<Incoming>, max: usize) -> Delivery {
-    let mut batch = match first {
+pub(crate) fn fill(first: Arrived, rx: &mut mpsc::UnboundedReceiver<Arrived>, max: usize) -> Delivery {
+    let mut batch = match first.event {
         Incoming::Connected { .. } => return Delivery::Connected,
         Incoming::Subscribed => return Delivery::Subscribed,
-        Incoming::Publish(p) => vec![Received { publish: p, received_at: chrono::Utc::now() }],
+        Incoming::Publish(p) => vec![Received { publish: p, received_at: first.at }],
     };
     let mut reconnected = false;
     while batch.len() < max {
         match rx.try_recv() {
-            Ok(Incoming::Publish(p)) => batch.push(Received { publish: p, received_at: chrono::Utc::now() }),
-            Ok(Incoming::Connected { .. }) => reconnected = true,
-            Ok(Incoming::Subscribed) => {}
+            Ok(Arrived { event: Incoming::Publish(p), at }) => batch.push(Received { publish: p, received_at: at }),
+            Ok(Arrived { event: Incoming::Connected { .. }, .. }) => reconnected = true,
+            Ok(Arrived { event: Incoming::Subscribed, .. }) => {}
             Err(_) => break,
         }
     }
