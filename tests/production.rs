@@ -34,8 +34,10 @@ async fn counts_become_records_of_the_running_job_each_from_where_the_last_ended
     let (client, mut rx) = t.mqtt_client("plc-p1").await;
     client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
     let topic = |suffix: &str| format!("oee/v1/machines/{m}/{suffix}");
-    // stamped a little ahead, within the allowed clock skew, so every time is after the machine was added
-    let t0 = Utc::now().trunc_subsecs(0) + Duration::seconds(10);
+    // stamped in the past (a timestamp ahead of its receipt is taken as the receipt), after the machine's
+    // backdated current activity began
+    let t0 = Utc::now().trunc_subsecs(0) - Duration::seconds(60);
+    t.backdate_current_activity(m, t0 - Duration::seconds(1)).await;
     let at = |s: i64| t0 + Duration::seconds(s);
 
     let v =
@@ -172,7 +174,8 @@ async fn counts_sent_back_to_back_tile_the_job_without_gaps_or_overlaps() {
     let (client, mut rx) = t.mqtt_client("plc-p4").await;
     client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
     let topic = |suffix: &str| format!("oee/v1/machines/{m}/{suffix}");
-    let t0 = Utc::now().trunc_subsecs(0) + Duration::seconds(5);
+    let t0 = Utc::now().trunc_subsecs(0) - Duration::seconds(60);
+    t.backdate_current_activity(m, t0 - Duration::seconds(1)).await;
     let at = |s: i64| t0 + Duration::seconds(s);
     let v =
         command(&client, &mut rx, topic("job/start"), json!({"job_number": "J7", "timestamp": rfc3339(at(0))})).await;

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::verdict::Refusal;
+use crate::topic;
+use crate::verdict::{Refusal, echo};
 
 /// Routing fields any command may carry so that ingest can answer it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,23 @@ pub struct ReplyTo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
 }
+
+impl ReplyTo {
+    /// The routing fields of a payload that was refused before it could be read as its command, so that the
+    /// refusal can still be answered: `request_id` when it is a string, `reply_to` only when it is a topic
+    /// ingest may publish to (anything else is never answered).
+    pub fn salvage(bytes: &[u8]) -> ReplyTo {
+        let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(bytes) else { return ReplyTo::default() };
+        let text = |field: &str| match obj.get(field) {
+            Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s.clone()),
+            _ => None,
+        };
+        ReplyTo { request_id: text("request_id"), reply_to: text("reply_to").filter(|t| topic::valid_publish_topic(t)) }
+    }
+}
+
+/// Longest `request_id` and `reply_to`, in bytes.
+const MAX_ID_LEN: usize = 256;
 
 /// A request to change a machine's activity (`oee/v1/machines/{m}/state`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +112,10 @@ impl SessionCommand {
             Some("logout") => SessionAction::Logout,
             None => return Err(Refusal::MissingField("action")),
             Some(other) => {
-                return Err(Refusal::Malformed(format!("`action` must be \"login\" or \"logout\", not `{other}`")));
+                return Err(Refusal::Malformed(format!(
+                    "`action` must be \"login\" or \"logout\", not `{}`",
+                    echo(other)
+                )));
             }
         };
         let input_device_id = lenient_i32(&obj, "input_device_id")?.ok_or(Refusal::MissingField("input_device_id"))?;
@@ -129,7 +150,10 @@ impl JobStartCommand {
             Some(Value::Number(n)) => n.to_string(),
             None | Some(Value::Null) => return Err(Refusal::MissingField("job_number")),
             Some(v) => {
-                return Err(Refusal::Malformed(format!("`job_number` must be text of 1 to 100 characters, not {v}")));
+                return Err(Refusal::Malformed(format!(
+                    "`job_number` must be text of 1 to 100 characters, not {}",
+                    echo(v)
+                )));
             }
         };
         let ideal_cycle_time_s = match obj.get("ideal_cycle_time_s") {
@@ -140,7 +164,8 @@ impl JobStartCommand {
                     Some(x) if x.is_finite() && x >= 0.0 => (x > 0.0).then_some(x),
                     _ => {
                         return Err(Refusal::Malformed(format!(
-                            "`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {v}"
+                            "`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {}",
+                            echo(v)
                         )));
                     }
                 }
@@ -306,7 +331,10 @@ impl HistoryJobCommand {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 100 => Some(s.trim().to_string()),
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(v) => {
-                return Err(Refusal::Malformed(format!("`job_number` must be text of 1 to 100 characters, not {v}")));
+                return Err(Refusal::Malformed(format!(
+                    "`job_number` must be text of 1 to 100 characters, not {}",
+                    echo(v)
+                )));
             }
         };
         let c = HistoryJobCommand {
@@ -392,7 +420,10 @@ fn cycle_time(obj: &Map<String, Value>) -> Result<Option<f64>, Refusal> {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())) {
             Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-            _ => Err(Refusal::Malformed(format!("`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {v}"))),
+            _ => Err(Refusal::Malformed(format!(
+                "`ideal_cycle_time_s` must be a number of seconds ≥ 0, not {}",
+                echo(v)
+            ))),
         },
     }
 }
@@ -411,14 +442,51 @@ fn ordered(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Result<(
 
 fn object(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
     match serde_json::from_slice(bytes) {
-        Ok(Value::Object(o)) => Ok(o),
+        Ok(Value::Object(o)) => {
+            storable(&o)?;
+            Ok(o)
+        }
         Ok(_) => Err(Refusal::Malformed("payload must be a JSON object".into())),
         Err(e) => Err(Refusal::Malformed(format!("payload is not valid JSON: {e}"))),
     }
 }
 
+/// PostgreSQL stores no NUL character in text or JSON, and a command whose text it refuses would fail the
+/// write of every command in its batch: refuse it here, naming the field (nested values are named by the
+/// top-level field that holds them). Other text JSON can carry (any Unicode scalar value) is storable, and
+/// JSON cannot carry lone surrogates (the parser refuses them).
+fn storable(obj: &Map<String, Value>) -> Result<(), Refusal> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    match obj.iter().find(|(k, v)| k.contains('\0') || has_nul(v)) {
+        None => Ok(()),
+        Some((k, _)) => Err(Refusal::Malformed(format!(
+            "`{}` contains a NUL character (\\u0000), which cannot be stored: remove it and send the command again",
+            echo(k.escape_debug())
+        ))),
+    }
+}
+
 fn reply(obj: &Map<String, Value>) -> Result<ReplyTo, Refusal> {
-    Ok(ReplyTo { request_id: optional_string(obj, "request_id")?, reply_to: optional_string(obj, "reply_to")? })
+    let reply_to = match obj.get("reply_to") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if topic::valid_publish_topic(t) => Some(t.clone()),
+        Some(v) => {
+            return Err(Refusal::Malformed(format!(
+                "`reply_to` must be an MQTT topic to publish to: 1 to {} printable ASCII characters without `+` or \
+                 `#`, not {}; fix it, or leave it out to get no answer",
+                topic::MAX_TOPIC_LEN,
+                echo(v)
+            )));
+        }
+    };
+    Ok(ReplyTo { request_id: optional_string(obj, "request_id")?, reply_to })
 }
 
 /// Readings from a machine (`oee/v1/machines/{m}/telemetry`): a JSON object of numbers, plus the
@@ -442,6 +510,7 @@ impl TelemetryCommand {
         let Value::Object(mut obj) = value else {
             return Err(Refusal::Malformed("telemetry must be a JSON object of numbers".into()));
         };
+        storable(&obj)?;
         let timestamp = timestamp(&obj, "timestamp")?;
         let reply = reply(&obj)?;
         for key in ["timestamp", "request_id", "reply_to"] {
@@ -455,7 +524,9 @@ impl TelemetryCommand {
         }
         if let Some((k, v)) = obj.iter().find(|(k, v)| !v.is_number() || k.is_empty() || k.len() > 100) {
             return Err(Refusal::Malformed(format!(
-                "telemetry reading `{k}` must be a number under a name of 1 to 100 characters, not {v}"
+                "telemetry reading `{}` must be a number under a name of 1 to 100 characters, not {}",
+                echo(k),
+                echo(v)
             )));
         }
         Ok(TelemetryCommand { values: obj, timestamp, reply })
@@ -464,7 +535,7 @@ impl TelemetryCommand {
 
 /// An integer field that may be a JSON integer, a whole float, or a numeric string; `null` is absent.
 pub fn lenient_int(obj: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, Refusal> {
-    let bad = |v: &Value| Refusal::Malformed(format!("`{field}` must be an integer, not {v}"));
+    let bad = |v: &Value| Refusal::Malformed(format!("`{field}` must be an integer, not {}", echo(v)));
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v @ Value::Number(n)) => {
@@ -495,9 +566,11 @@ pub fn lenient_i32(obj: &Map<String, Value>, field: &'static str) -> Result<Opti
 fn optional_string(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, Refusal> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() <= 256 => Ok(Some(s.clone())),
-        Some(Value::String(_)) => Err(Refusal::Malformed(format!("`{field}` is longer than 256 characters"))),
-        Some(v) => Err(Refusal::Malformed(format!("`{field}` must be a string, not {v}"))),
+        Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Ok(Some(s.clone())),
+        Some(Value::String(_)) => {
+            Err(Refusal::Malformed(format!("`{field}` is longer than {MAX_ID_LEN} bytes: send a shorter one")))
+        }
+        Some(v) => Err(Refusal::Malformed(format!("`{field}` must be a string, not {}", echo(v)))),
     }
 }
 
@@ -708,5 +781,72 @@ mod tests {
         assert_eq!(c.timestamp.unwrap().to_rfc3339(), "2026-01-05T08:00:00+00:00");
         let again = StateCommand::parse(&serde_json::to_vec(&c).unwrap()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_its_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"machine_state":0,"job_note":"a\u0000b"}"#, "`job_note`"),
+            (br#"{"machine_state":0,"request_id":"\u0000"}"#, "`request_id`"),
+            (br#"{"machine_state":0,"extra":{"deep":["ok","\u0000"]}}"#, "`extra`"),
+            (br#"{"machine_state":0,"k\u0000":1}"#, "`k\\0`"),
+        ];
+        for (bytes, field) in cases {
+            let e = StateCommand::parse(bytes).unwrap_err();
+            assert_eq!(e.status(), 400);
+            let m = e.to_string();
+            assert!(m.contains(field) && m.contains("NUL"), "{m} should name {field}");
+            assert!(!m.contains('\0'), "the message itself must be storable: {m:?}");
+        }
+        for (e, field) in [
+            (JobStartCommand::parse(br#"{"job_number":"J\u00001"}"#).unwrap_err(), "`job_number`"),
+            (HistoryJobCommand::parse(br#"{"job_id":1,"job_number":"\u0000"}"#).unwrap_err(), "`job_number`"),
+            (TelemetryCommand::parse(br#"{"t\u0000":1}"#).unwrap_err(), "`t\\0`"),
+            (SessionCommand::parse(br#"{"action":"log\u0000in","input_device_id":1}"#).unwrap_err(), "`action`"),
+        ] {
+            assert_eq!(e.status(), 400);
+            assert!(e.to_string().contains(field), "{e} should name {field}");
+        }
+        // other characters are fine
+        let c = StateCommand::parse(r#"{"machine_state":0,"job_note":"Störung ✓ 🔧"}"#.as_bytes()).unwrap();
+        assert_eq!(c.job_note.as_deref(), Some("Störung ✓ 🔧"));
+    }
+
+    #[test]
+    fn reply_to_must_be_a_plain_topic() {
+        let ok = StateCommand::parse(br#"{"machine_state":0,"reply_to":"oee/v1/replies/a b"}"#).unwrap();
+        assert_eq!(ok.reply.reply_to.as_deref(), Some("oee/v1/replies/a b"));
+        let long = format!(r#"{{"reply_to":"{}"}}"#, "a".repeat(70_000));
+        for bad in [
+            r#"{"reply_to":""}"#,
+            r#"{"reply_to":"a/+"}"#,
+            r#"{"reply_to":"a/#"}"#,
+            r#"{"reply_to":"ärger"}"#,
+            r#"{"reply_to":"a\u0000"}"#,
+            r#"{"reply_to":"tab\t"}"#,
+            r#"{"reply_to":7}"#,
+            long.as_str(),
+        ] {
+            let e = StateCommand::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+            assert!(e.to_string().contains("reply_to") || e.to_string().contains("NUL"), "{e}");
+            assert!(e.to_string().chars().count() < 500, "the refusal quotes only the start of the value");
+            assert_eq!(ReplyTo::salvage(bad.as_bytes()).reply_to, None, "{bad}: never answered");
+        }
+    }
+
+    #[test]
+    fn a_refused_payload_is_answered_only_on_a_plain_topic() {
+        let r = ReplyTo::salvage(br#"{"machine_state":"x","request_id":"r","reply_to":"a/b"}"#);
+        assert_eq!((r.request_id.as_deref(), r.reply_to.as_deref()), (Some("r"), Some("a/b")));
+        assert_eq!(ReplyTo::salvage(b"not json"), ReplyTo::default());
+        assert_eq!(ReplyTo::salvage(br#"{"reply_to":["a"]}"#), ReplyTo::default());
+    }
+
+    #[test]
+    fn refusals_quote_only_the_start_of_a_long_value() {
+        let body = format!(r#"{{"machine_state":"{}"}}"#, "9x".repeat(50_000));
+        let e = StateCommand::parse(body.as_bytes()).unwrap_err();
+        assert!(e.to_string().chars().count() < 300, "{}", e.to_string().len());
     }
 }

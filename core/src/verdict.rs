@@ -31,12 +31,21 @@ pub enum Refusal {
     BeforeCurrentActivity { machine_id: i32, since: DateTime<Utc>, at: DateTime<Utc> },
     #[error("timestamp {at} is more than {skew_s} s in the future: check the device's clock")]
     InFuture { at: DateTime<Utc>, skew_s: u64 },
+    #[error(
+        "history time {at} is after {received_at}, when the edit was received: history records what has \
+         happened; send times up to now (change the current state with state and job commands)"
+    )]
+    HistoryInFuture { at: DateTime<Utc>, received_at: DateTime<Utc> },
     #[error("machine {machine_id} already runs job {job_id}: end it before starting another")]
     JobAlreadyActive { machine_id: i32, job_id: i64 },
     #[error("machine {0} has no active job to end")]
     NoActiveJob(i32),
     #[error("the change could not be stored ({0}): try again later")]
     Storage(String),
+    /// The database refused this one command (its batch without it was stored): sending it again would fail
+    /// the same way.
+    #[error("the command could not be stored ({0}): check its text and numbers, then send a corrected one")]
+    Unstorable(String),
     /// Contract C52: the reference's text first, then what to do.
     #[error("End time before start time: {end} is before {start}; send an end at or after the start")]
     EndBeforeStart { start: DateTime<Utc>, end: DateTime<Utc> },
@@ -93,10 +102,11 @@ impl Refusal {
             Refusal::NoCodeGiven => "no_code_given",
             Refusal::UptimeWithoutJob { .. } => "uptime_without_job",
             Refusal::BeforeCurrentActivity { .. } => "out_of_order",
-            Refusal::InFuture { .. } => "in_future",
+            Refusal::InFuture { .. } | Refusal::HistoryInFuture { .. } => "in_future",
             Refusal::JobAlreadyActive { .. } => "job_already_active",
             Refusal::NoActiveJob(_) => "no_active_job",
             Refusal::Storage(_) => "storage",
+            Refusal::Unstorable(_) => "unstorable",
             Refusal::EndBeforeStart { .. } => "end_before_start",
             Refusal::UptimeOutsideJob { .. } => "uptime_outside_job",
             Refusal::OverlappingJobs { .. } => "overlapping_jobs",
@@ -115,7 +125,10 @@ impl Refusal {
     /// The HTTP status for this refusal, also carried in MQTT verdicts.
     pub fn status(&self) -> u16 {
         match self {
-            Refusal::Malformed(_) | Refusal::InFuture { .. } => 400,
+            Refusal::Malformed(_)
+            | Refusal::InFuture { .. }
+            | Refusal::HistoryInFuture { .. }
+            | Refusal::Unstorable(_) => 400,
             Refusal::MissingField(_) => 422,
             Refusal::UnknownMachine(_) | Refusal::UnknownCode(_) | Refusal::UnknownUser(_) | Refusal::NoCodeGiven => {
                 404
@@ -140,6 +153,31 @@ impl Refusal {
             Refusal::TabletNotPaired { .. } | Refusal::NotLoggedIn(_) => 409,
         }
     }
+}
+
+/// Most characters of a client's value quoted back in a refusal ([`echo`]).
+pub const MAX_ECHO_CHARS: usize = 200;
+
+/// Most characters of a verdict's message. Messages quote at most a value or two ([`echo`]); this bound is
+/// the last guard that keeps every verdict a small packet.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `text` cut to at most `max` characters (whole characters, never inside one), marked with `…` when cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let keep = max.saturating_sub(1);
+            let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+            format!("{}…", &text[..end])
+        }
+    }
+}
+
+/// A client's value as quoted back in a refusal: at most [`MAX_ECHO_CHARS`] characters, so that an answer
+/// never grows with what was sent.
+pub fn echo(value: impl std::fmt::Display) -> String {
+    bounded(&value.to_string(), MAX_ECHO_CHARS)
 }
 
 /// Ingest's answer to one command, published on the command's `reply_to` topic.
@@ -179,9 +217,37 @@ impl Verdict {
             status: refusal.status(),
             ok: false,
             reason: Some(refusal.reason().to_string()),
-            message: Some(refusal.to_string()),
+            message: Some(bounded(&refusal.to_string(), MAX_MESSAGE_CHARS)),
             activity_code_id: None,
             id: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_cut_to_whole_characters() {
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcd", 3), "ab…");
+        assert_eq!(bounded("ééé", 2), "é…");
+        assert_eq!(bounded("", 0), "");
+        let long = "ü".repeat(10_000);
+        let e = echo(&long);
+        assert_eq!(e.chars().count(), MAX_ECHO_CHARS);
+        assert!(e.ends_with('…'));
+        assert_eq!(echo(serde_json::json!("x")), "\"x\"");
+    }
+
+    #[test]
+    fn a_refusal_that_quotes_a_long_value_gives_a_small_verdict() {
+        let r = Refusal::Malformed(format!("`job_number` must be text, not {}", "x".repeat(100_000)));
+        let v = Verdict::refused(Some("id".into()), &r);
+        assert_eq!(v.message.as_deref().map(|m| m.chars().count()), Some(MAX_MESSAGE_CHARS));
+        assert!(serde_json::to_vec(&v).unwrap().len() < 4 * MAX_MESSAGE_CHARS);
+        let r = Refusal::Unstorable("invalid byte sequence".into());
+        assert_eq!((r.status(), r.reason()), (400, "unstorable"));
     }
 }

@@ -15,11 +15,11 @@ use oee_core::payload::{
 };
 use oee_core::production::{self, Totals};
 use oee_core::store::command::{
-    self as store, ProductionCursor, ProductionRow, RawEvent, RememberedVerdict, TelemetryRow,
+    self as store, ProductionCursor, ProductionRow, RawEvent, RememberedVerdict, RequestScope, TelemetryRow,
 };
 use oee_core::store::history as history_store;
 use oee_core::topic::{self, CommandKind, MachineRef};
-use oee_core::verdict::{Refusal, Verdict};
+use oee_core::verdict::{Refusal, Verdict, echo};
 use rumqttc::{AsyncClient, Publish, QoS};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -93,6 +93,8 @@ impl Command {
 struct Item {
     received: Received,
     machine: Option<MachineRef>,
+    /// The command's kind, from its topic (a request id counts per machine and kind).
+    kind: Option<CommandKind>,
     command: Result<Command, Refusal>,
     reply_to: Option<String>,
     request_id: Option<String>,
@@ -103,7 +105,11 @@ struct Item {
 
 impl Item {
     fn new(received: Received) -> Item {
-        let parsed = topic::parse_command(&received.publish.topic);
+        // Only plain topics name a machine: a topic with a NUL or other control character could not even be
+        // looked up (PostgreSQL refuses the text), and no machine's topic name has one.
+        let plain = topic::valid_publish_topic(&received.publish.topic);
+        let parsed = if plain { topic::parse_command(&received.publish.topic) } else { None };
+        let kind = parsed.as_ref().map(|(_, k)| *k);
         let payload = &received.publish.payload;
         let (machine, command) = match parsed {
             Some((m, CommandKind::State)) => (Some(m), StateCommand::parse(payload).map(Command::State)),
@@ -119,26 +125,50 @@ impl Item {
                 (Some(m), HistoryProductionCommand::parse(payload).map(Command::HistoryProduction))
             }
             Some((m, CommandKind::Session)) => (Some(m), SessionCommand::parse(payload).map(Command::Session)),
-            None => (None, Err(Refusal::Malformed(format!("`{}` is not a command topic", received.publish.topic)))),
+            None => (
+                None,
+                Err(Refusal::Malformed(format!(
+                    "`{}` is not a command topic: publish to oee/v1/machines/{{machine}}/{{command}}",
+                    echo(received.publish.topic.escape_debug())
+                ))),
+            ),
         };
-        // Even a command that fails to parse is answered when its reply topic can be read.
-        let (request_id, reply_to) = match &command {
-            Ok(c) => (c.reply().request_id.clone(), c.reply().reply_to.clone()),
-            Err(_) => serde_json::from_slice::<oee_core::payload::ReplyTo>(&received.publish.payload)
-                .map(|r| (r.request_id, r.reply_to))
-                .unwrap_or((None, None)),
+        // Even a command that fails to parse is answered when its reply topic can be read and is a topic
+        // ingest may publish to.
+        let reply = match &command {
+            Ok(c) => c.reply().clone(),
+            Err(_) => oee_core::payload::ReplyTo::salvage(&received.publish.payload),
         };
-        Item { received, machine, command, reply_to, request_id, verdict: None, refusal: None }
+        Item {
+            received,
+            machine,
+            kind,
+            command,
+            reply_to: reply.reply_to,
+            request_id: reply.request_id,
+            verdict: None,
+            refusal: None,
+        }
     }
 
-    /// When the command says it happened, else when it arrived.
+    /// When the command says it happened, else when it arrived; never after it arrived (see [`stamp`]).
     fn effective_time(&self) -> DateTime<Utc> {
-        self.command.as_ref().ok().and_then(Command::timestamp).unwrap_or(self.received.received_at)
+        let received = self.received.received_at;
+        self.command.as_ref().ok().and_then(Command::timestamp).map_or(received, |t| t.min(received))
     }
 
     fn refuse(&mut self, refusal: Refusal) {
         self.verdict = Some(Verdict::refused(self.request_id.clone(), &refusal));
         self.refusal = Some(refusal);
+    }
+
+    /// Where this command's request id counts, once its machine is known.
+    fn scope(&self, machine_id: Option<i32>) -> Option<RequestScope> {
+        Some(RequestScope {
+            request_id: self.request_id.clone()?,
+            machine_id: machine_id?,
+            kind: self.kind?.suffix().to_string(),
+        })
     }
 }
 
@@ -155,7 +185,7 @@ type Applied = (Vec<Item>, Result<Option<Outcome>, oee_core::Error>);
 /// What the worker waits for next.
 enum Next {
     Finished(Result<Applied, tokio::task::JoinError>),
-    Message(Option<oee_core::mqtt::Incoming>),
+    Message(Option<crate::Arrived>),
 }
 
 /// A batch being applied by its own task.
@@ -224,6 +254,8 @@ pub(crate) struct Worker {
     pool: PgPool,
     client: AsyncClient,
     cfg: IngestConfig,
+    /// The client's outgoing packet limit (`mqtt.max_packet_size`): a verdict larger than this is dropped.
+    max_packet_size: usize,
     stats: Arc<Stats>,
     /// Where the main connection's worker sends status to publish (every status again when it
     /// (re)connects); `None` for workers that never change a machine's state.
@@ -238,10 +270,11 @@ impl Worker {
         pool: PgPool,
         client: AsyncClient,
         cfg: IngestConfig,
+        max_packet_size: usize,
         stats: Arc<Stats>,
         status: Option<mpsc::UnboundedSender<status::Request>>,
     ) -> Worker {
-        Worker { pool, client, cfg, stats, status, known_ids: Default::default() }
+        Worker { pool, client, cfg, max_packet_size, stats, status, known_ids: Default::default() }
     }
 
     /// Applies batches as they come, with up to two in flight: while one commits, the next is judged and
@@ -251,7 +284,7 @@ impl Worker {
     /// and status go out in batch order.
     pub(crate) async fn run(
         self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<oee_core::mqtt::Incoming>,
+        mut rx: mpsc::UnboundedReceiver<crate::Arrived>,
         subscribed: watch::Sender<bool>,
     ) {
         let max = self.cfg.batch_max.max(1);
@@ -381,8 +414,11 @@ impl Worker {
 
     async fn commit_one_by_one(&self, items: &mut [Item]) -> Outcome {
         let mut changed = Vec::new();
-        for item in items.iter_mut() {
-            let one = std::slice::from_mut(item);
+        // In the order the batch would have applied them.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| items[i].effective_time());
+        for index in order {
+            let one = std::slice::from_mut(&mut items[index]);
             let mut backoff = Duration::from_millis(100);
             loop {
                 match apply(&self.pool, one, &self.cfg, &self.known_ids, None).await.map(Option::unwrap_or_default) {
@@ -396,8 +432,9 @@ impl Worker {
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
                     Err(e) => {
+                        // The others are stored without it; it would fail the same way again.
                         tracing::error!(topic = %one[0].received.publish.topic, "command cannot be stored: {e}");
-                        one[0].refuse(Refusal::Storage(e.to_string()));
+                        one[0].refuse(Refusal::Unstorable(storable_text(&echo(&e))));
                         keep_refusals(&self.pool, one).await;
                         break;
                     }
@@ -419,17 +456,35 @@ impl Worker {
             if let Err(e) = self.client.ack(&item.received.publish).await {
                 tracing::warn!("cannot acknowledge a command: {e}");
             }
-            if let (Some(topic), Some(verdict)) = (&item.reply_to, &item.verdict)
-                && let Ok(body) = serde_json::to_vec(verdict)
-                && let Err(e) = self.client.publish(topic.clone(), QoS::AtLeastOnce, false, body).await
-            {
-                tracing::warn!("cannot send a verdict to {topic}: {e}");
+            if let (Some(topic), Some(verdict)) = (&item.reply_to, &item.verdict) {
+                self.answer(topic, verdict).await;
             }
         }
         if !outcome.changed_machines.is_empty()
             && let Some(status) = &self.status
         {
             let _ = status.send(status::Request::Machines(outcome.changed_machines));
+        }
+    }
+
+    /// Publishes a verdict once, or drops it with a warning: a packet over the client's limit would fail the
+    /// connection and, with the persistent session, fail it again after every reconnection, so it is never
+    /// handed to the client.
+    async fn answer(&self, topic: &str, verdict: &Verdict) {
+        let body = match serde_json::to_vec(verdict) {
+            Ok(body) => body,
+            Err(e) => return tracing::warn!("cannot encode a verdict for {topic}: {e}"),
+        };
+        if !oee_core::mqtt::publish_fits(topic, body.len(), self.max_packet_size) {
+            tracing::warn!(
+                "verdict for {topic} dropped: {} bytes exceed mqtt.max_packet_size ({})",
+                oee_core::mqtt::publish_packet_size(topic, body.len()),
+                self.max_packet_size
+            );
+            return;
+        }
+        if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, false, body).await {
+            tracing::warn!("verdict for {topic} dropped: {e}");
         }
     }
 }
@@ -468,13 +523,19 @@ fn raw_events(items: &[Item]) -> Vec<RawEvent> {
             let r = i.refusal.as_ref()?;
             Some(RawEvent {
                 received_at: i.received.received_at,
-                topic: i.received.publish.topic.clone(),
+                topic: storable_text(&i.received.publish.topic),
                 payload: i.received.publish.payload.to_vec(),
                 status: r.status() as i16,
-                error: r.to_string(),
+                error: storable_text(&r.to_string()),
             })
         })
         .collect()
+}
+
+/// Text as PostgreSQL can store it: a NUL (which it refuses) written as `\0`. Payloads are kept as bytes;
+/// this is for the topic and the reason kept beside them, so keeping a refusal can never fail its batch.
+fn storable_text(text: &str) -> String {
+    if text.contains('\0') { text.replace('\0', "\\0") } else { text.to_string() }
 }
 
 /// Whether a database error may pass by itself (connection lost, server restarting, overload).
@@ -562,10 +623,6 @@ async fn apply(
         }
     }
 
-    // Request ids answered before (a redelivery) get the same answer and are not applied again.
-    let ids: Vec<String> = items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.request_id.clone()).collect();
-    let remembered: HashMap<String, RememberedVerdict> =
-        store::remembered_verdicts(&mut tx, &ids).await?.into_iter().map(|r| (r.request_id.clone(), r)).collect();
     let read = if read_ids.is_empty() && read_slugs.is_empty() {
         Vec::new()
     } else {
@@ -603,6 +660,15 @@ async fn apply(
         Some(MachineRef::Slug(s)) => by_slug.get(s).copied(),
         None => None,
     };
+    // Request ids answered before on the same machine and kind of command (a redelivery) get the same
+    // answer and are not applied again.
+    let scopes: Vec<RequestScope> =
+        items.iter().filter(|i| i.verdict.is_none()).filter_map(|i| i.scope(resolve(&i.machine))).collect();
+    let remembered: HashMap<RequestScope, RememberedVerdict> = store::remembered_verdicts(&mut tx, &scopes)
+        .await?
+        .into_iter()
+        .map(|r| (RequestScope { request_id: r.request_id.clone(), machine_id: r.machine_id, kind: r.kind.clone() }, r))
+        .collect();
     // Where each counting machine's next production record starts, read once for the batch and then kept
     // up to date in memory as the batch's commands are judged.
     let mut counting: Vec<i32> = items
@@ -618,7 +684,7 @@ async fn apply(
     let mut pending = Pending::default();
     let mut readings: Vec<TelemetryRow> = Vec::new();
     let mut to_remember: Vec<RememberedVerdict> = Vec::new();
-    let mut answered_here: HashMap<String, Verdict> = HashMap::new();
+    let mut answered_here: HashMap<RequestScope, Verdict> = HashMap::new();
     // MQTT keeps order only within one topic, so a machine's commands on different topics (state, job
     // start, job end) may arrive out of order: apply them in the order of their time (their `timestamp`,
     // else arrival, which keeps arrival order among unstamped ones).
@@ -629,37 +695,36 @@ async fn apply(
         if item.verdict.is_some() {
             continue;
         }
-        if let Some(id) = &item.request_id {
-            if let Some(r) = remembered.get(id) {
+        let machine_id = resolve(&item.machine);
+        let scope = item.scope(machine_id);
+        if let Some(scope) = &scope {
+            if let Some(r) = remembered.get(scope) {
                 item.verdict = Some(remembered_verdict(r));
                 continue;
             }
-            if let Some(v) = answered_here.get(id) {
+            if let Some(v) = answered_here.get(scope) {
                 item.verdict = Some(v.clone());
                 continue;
             }
         }
         let Ok(command) = &item.command else { continue };
-        let machine_id = resolve(&item.machine);
         let named = item.machine.as_ref();
         let received_at = item.received.received_at;
         match command {
-            Command::State(c) => {
-                match judge(c, named, machine_id, &mut machines, &codes, &users, received_at, now, skew) {
-                    Ok(change) => {
-                        item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
-                        let job = machines.get(&change.machine_id).and_then(|m| m.active_job_id);
-                        if let (Some(note), Some(job)) = (&c.job_note, job) {
-                            pending.notes.push((job, note.clone()));
-                        }
-                        pending.changes.push(change);
+            Command::State(c) => match judge(c, named, machine_id, &mut machines, &codes, &users, received_at, skew) {
+                Ok(change) => {
+                    item.verdict = Some(Verdict::applied(item.request_id.clone(), Some(change.code_id)));
+                    let job = machines.get(&change.machine_id).and_then(|m| m.active_job_id);
+                    if let (Some(note), Some(job)) = (&c.job_note, job) {
+                        pending.notes.push((job, note.clone()));
                     }
-                    Err(refusal) => item.refuse(refusal),
+                    pending.changes.push(change);
                 }
-            }
+                Err(refusal) => item.refuse(refusal),
+            },
             Command::JobStart(c) => {
                 let judged =
-                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, now, skew)
+                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, skew)
                         .and_then(|(m, at)| {
                             let code_id = start_codes.get(&m.id).copied().unwrap_or(activity::UP_CODE_ID);
                             let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
@@ -692,7 +757,7 @@ async fn apply(
             }
             Command::JobEnd(c) => {
                 let judged =
-                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, now, skew)
+                    target(named, machine_id, &mut machines, &users, c.user_id, c.timestamp, received_at, skew)
                         .and_then(|(m, at)| Ok((activity::judge_job_end(m, at, c.user_id)?, m.active_job_id)));
                 match judged {
                     Ok((change, Some(job))) => {
@@ -718,12 +783,11 @@ async fn apply(
                 }
             }
             Command::Production(c) => {
-                let judged =
-                    target(named, machine_id, &mut machines, &users, None, c.timestamp, received_at, now, skew)
-                        .and_then(|(m, at)| {
-                            let cursor = cursors.get_mut(&m.id).ok_or(Refusal::UnknownMachine(m.id.to_string()))?;
-                            count(m, cursor, c, at)
-                        });
+                let judged = target(named, machine_id, &mut machines, &users, None, c.timestamp, received_at, skew)
+                    .and_then(|(m, at)| {
+                        let cursor = cursors.get_mut(&m.id).ok_or(Refusal::UnknownMachine(m.id.to_string()))?;
+                        count(m, cursor, c, at)
+                    });
                 match judged {
                     Ok((row, totals)) => {
                         if let Some(totals) = totals {
@@ -737,7 +801,7 @@ async fn apply(
             }
             Command::HistoryActivity(_) | Command::HistoryJob(_) | Command::HistoryProduction(_) => {
                 let judged =
-                    target(named, machine_id, &mut machines, &users, command.user_id(), None, received_at, now, skew)
+                    target(named, machine_id, &mut machines, &users, command.user_id(), None, received_at, skew)
                         .map(|(m, _)| m.id);
                 let edited = match judged {
                     Err(refusal) => Err(refusal),
@@ -747,9 +811,11 @@ async fn apply(
                         pending.write(&mut tx).await?;
                         let Some(m) = machines.get_mut(&id) else { continue };
                         let edited = match command {
-                            Command::HistoryActivity(c) => edit_activity(&mut tx, c, m, &codes, now, skew).await?,
-                            Command::HistoryJob(c) => edit_job(&mut tx, c, id, now, skew).await?,
-                            Command::HistoryProduction(c) => edit_record(&mut tx, c, id, now, skew).await?,
+                            Command::HistoryActivity(c) => {
+                                edit_activity(&mut tx, c, m, &codes, now, received_at).await?
+                            }
+                            Command::HistoryJob(c) => edit_job(&mut tx, c, id, now, received_at).await?,
+                            Command::HistoryProduction(c) => edit_record(&mut tx, c, id, received_at).await?,
                             _ => continue,
                         };
                         if edited.is_ok() {
@@ -769,7 +835,7 @@ async fn apply(
                 }
             }
             Command::Session(c) => {
-                let judged = target(named, machine_id, &mut machines, &users, c.user_id, None, received_at, now, skew);
+                let judged = target(named, machine_id, &mut machines, &users, c.user_id, None, received_at, skew);
                 let session = match judged {
                     Err(refusal) => Err(refusal),
                     Ok((m, at)) => session(&mut tx, c, m, at).await?,
@@ -785,7 +851,7 @@ async fn apply(
                     Err(refusal) => item.refuse(refusal),
                 }
             }
-            Command::Telemetry(t) => match reading(t, named, machine_id, received_at, now, skew) {
+            Command::Telemetry(t) => match reading(t, named, machine_id, received_at, skew) {
                 Ok(row) => {
                     item.verdict = Some(Verdict::applied(item.request_id.clone(), None));
                     readings.push(row);
@@ -793,11 +859,12 @@ async fn apply(
                 Err(refusal) => item.refuse(refusal),
             },
         }
-        if let (Some(id), Some(v)) = (&item.request_id, &item.verdict) {
-            answered_here.insert(id.clone(), v.clone());
+        if let (Some(scope), Some(v)) = (scope, &item.verdict) {
+            answered_here.insert(scope.clone(), v.clone());
             to_remember.push(RememberedVerdict {
-                request_id: id.clone(),
-                machine_id,
+                request_id: scope.request_id,
+                machine_id: scope.machine_id,
+                kind: scope.kind,
                 status: v.status as i16,
                 reason: v.reason.clone(),
                 message: v.message.clone(),
@@ -833,12 +900,11 @@ fn judge(
     codes: &HashMap<i32, activity::Code>,
     users: &HashSet<i32>,
     received_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<Change, Refusal> {
     let code_id = activity::requested_code(command.machine_state, command.activity_code_id).ok_or(Refusal::NoCodeGiven);
     let (snapshot, at) =
-        target(named, machine_id, machines, users, command.user_id, command.timestamp, received_at, now, skew)?;
+        target(named, machine_id, machines, users, command.user_id, command.timestamp, received_at, skew)?;
     let code_id = code_id?;
     let code = *codes.get(&code_id).ok_or(Refusal::UnknownCode(code_id))?;
     let change = activity::judge(snapshot, code, at, command.user_id)?;
@@ -857,7 +923,6 @@ fn target<'m>(
     user_id: Option<i32>,
     timestamp: Option<DateTime<Utc>>,
     received_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<(&'m mut MachineSnapshot, DateTime<Utc>), Refusal> {
     let snapshot = machine_id
@@ -868,22 +933,25 @@ fn target<'m>(
     {
         return Err(Refusal::UnknownUser(user));
     }
-    let at = stamp(timestamp, received_at, now, skew)?;
+    let at = stamp(timestamp, received_at, skew)?;
     Ok((snapshot, at))
 }
 
-/// When a command happened: its own timestamp, or when it arrived; never too far in the future.
+/// When a command happened: its own timestamp, or when ingest received it. A timestamp ahead of the receipt
+/// by at most `skew` (a device clock running fast) is taken as the receipt, never later: a change stamped
+/// in the future would move the machine's current activity there and refuse every change until then.
+/// Further ahead is refused.
 fn stamp(
     timestamp: Option<DateTime<Utc>>,
     received_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<DateTime<Utc>, Refusal> {
-    let at = timestamp.unwrap_or(received_at);
-    if at > now + skew {
-        return Err(Refusal::InFuture { at, skew_s: skew.num_seconds() as u64 });
+    match timestamp {
+        None => Ok(received_at),
+        Some(at) if at <= received_at => Ok(at),
+        Some(at) if at <= received_at + skew => Ok(received_at),
+        Some(at) => Err(Refusal::InFuture { at, skew_s: skew.num_seconds().max(0) as u64 }),
     }
-    Ok(at)
 }
 
 fn reading(
@@ -891,12 +959,11 @@ fn reading(
     named: Option<&MachineRef>,
     machine_id: Option<i32>,
     received_at: DateTime<Utc>,
-    now: DateTime<Utc>,
     skew: chrono::Duration,
 ) -> Result<TelemetryRow, Refusal> {
     let machine_id =
         machine_id.ok_or_else(|| Refusal::UnknownMachine(named.map(|m| m.to_string()).unwrap_or_default()))?;
-    let ts = stamp(t.timestamp, received_at, now, skew)?;
+    let ts = stamp(t.timestamp, received_at, skew)?;
     Ok(TelemetryRow { machine_id, ts, data: serde_json::Value::Object(t.values.clone()) })
 }
 
@@ -1007,12 +1074,13 @@ fn count(
 /// A history edit's outcome: the row it added or changed, or why it was refused (before writing anything).
 type Edited = Result<i64, Refusal>;
 
-/// A history edit's time must not be in the future.
-fn past(times: &[Option<DateTime<Utc>>], now: DateTime<Utc>, skew: chrono::Duration) -> Result<(), Refusal> {
-    for t in times.iter().flatten() {
-        stamp(Some(*t), now, now, skew)?;
+/// A history edit's times must not lie after the moment ingest received it: no skew is allowed, since an
+/// activity ending (or starting) later would move the machine's current activity into the future.
+fn past(times: &[Option<DateTime<Utc>>], received_at: DateTime<Utc>) -> Result<(), Refusal> {
+    match times.iter().flatten().find(|t| **t > received_at) {
+        Some(at) => Err(Refusal::HistoryInFuture { at: *at, received_at }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Adds a past activity or changes one (reference §4.7), making room among the machine's other
@@ -1023,7 +1091,7 @@ async fn edit_activity(
     machine: &mut MachineSnapshot,
     codes: &HashMap<i32, activity::Code>,
     now: DateTime<Utc>,
-    skew: chrono::Duration,
+    received_at: DateTime<Utc>,
 ) -> Result<Edited, oee_core::Error> {
     let machine_id = machine.id;
     let old = match c.activity_id {
@@ -1052,7 +1120,7 @@ async fn edit_activity(
     {
         return Ok(Err(Refusal::EndBeforeStart { start: span.start, end }));
     }
-    if let Err(r) = past(&[Some(span.start), span.end], now, skew) {
+    if let Err(r) = past(&[Some(span.start), span.end], received_at) {
         return Ok(Err(r));
     }
     let Some(code_id) = c.activity_code_id.or(old.map(|a| a.code_id)) else {
@@ -1098,14 +1166,14 @@ async fn edit_job(
     c: &HistoryJobCommand,
     machine_id: i32,
     now: DateTime<Utc>,
-    skew: chrono::Duration,
+    received_at: DateTime<Utc>,
 ) -> Result<Edited, oee_core::Error> {
     let Some(job_id) = c.job_id else {
         let (Some(number), Some(start), Some(end)) = (c.job_number.as_deref(), c.start_time, c.end_time) else {
             return Ok(Err(Refusal::MissingField("job_number, start_time and end_time")));
         };
         let span = Span::closed(start, end);
-        if let Err(r) = past(&[Some(end)], now, skew) {
+        if let Err(r) = past(&[Some(end)], received_at) {
             return Ok(Err(r));
         }
         let others = history_store::jobs_overlapping(tx, machine_id, span, None).await?;
@@ -1130,7 +1198,7 @@ async fn edit_job(
     {
         return Ok(Err(Refusal::EndBeforeStart { start: span.start, end }));
     }
-    if let Err(r) = past(&[Some(span.start), span.end], now, skew) {
+    if let Err(r) = past(&[Some(span.start), span.end], received_at) {
         return Ok(Err(r));
     }
     let others = history_store::jobs_overlapping(tx, machine_id, span, Some(job_id)).await?;
@@ -1161,8 +1229,7 @@ async fn edit_record(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     c: &HistoryProductionCommand,
     machine_id: i32,
-    now: DateTime<Utc>,
-    skew: chrono::Duration,
+    received_at: DateTime<Utc>,
 ) -> Result<Edited, oee_core::Error> {
     let Some(record_id) = c.record_id else {
         if let Some(job_id) = c.job_id
@@ -1173,7 +1240,7 @@ async fn edit_record(
         let (Some(start), Some(end)) = (c.start_time, c.end_time) else {
             return Ok(Err(Refusal::MissingField("start_time and end_time")));
         };
-        if let Err(r) = past(&[Some(end)], now, skew) {
+        if let Err(r) = past(&[Some(end)], received_at) {
             return Ok(Err(r));
         }
         let (good, rejects) = (c.good.unwrap_or(0), c.rejects.unwrap_or(0));
@@ -1188,7 +1255,7 @@ async fn edit_record(
     if end < start {
         return Ok(Err(Refusal::EndBeforeStart { start, end }));
     }
-    if let Err(r) = past(&[Some(start), Some(end)], now, skew) {
+    if let Err(r) = past(&[Some(start), Some(end)], received_at) {
         return Ok(Err(r));
     }
     let (good, rejects) = (c.good.unwrap_or(old.good), c.rejects.unwrap_or(old.rejects));

@@ -120,8 +120,13 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &Sc
     subscribed.push(main.subscribed);
     // Machines the scheduler moves get their retained status republished by the main connection.
     tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), main.status));
-    let telemetry_group =
-        if cfg.shared_group.is_empty() { format!("{client_id}-telemetry") } else { cfg.shared_group.clone() };
+    // A group of its own: rumqttd keys a shared group by its name alone, so telemetry connections in the
+    // state commands' group would be handed state commands they never subscribed to, and those are lost.
+    let telemetry_group = if cfg.shared_group.is_empty() {
+        format!("{client_id}-telemetry")
+    } else {
+        format!("{}-telemetry", cfg.shared_group)
+    };
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
@@ -184,12 +189,19 @@ fn connection(
     let mut tasks = vec![driver];
     let status = publishes_status.then(|| {
         let silence = (cfg.no_signal_after_s > 0).then(|| std::time::Duration::from_secs(cfg.no_signal_after_s));
-        let (tx, task) = status::start(pool.clone(), client.clone(), silence);
+        let (tx, task) = status::start(pool.clone(), client.clone(), silence, mqtt_cfg.max_packet_size);
         tasks.push(task);
         tx
     });
     let (subscribed_tx, subscribed) = tokio::sync::watch::channel(false);
-    let worker = Arc::new(batch::Worker::new(pool.clone(), client.clone(), cfg.clone(), stats.clone(), status.clone()));
+    let worker = Arc::new(batch::Worker::new(
+        pool.clone(),
+        client.clone(),
+        cfg.clone(),
+        mqtt_cfg.max_packet_size,
+        stats.clone(),
+        status.clone(),
+    ));
     tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
     Connection { client, tasks, subscribed, status }
 }
@@ -200,6 +212,19 @@ struct Connection {
     tasks: Vec<JoinHandle<()>>,
     subscribed: tokio::sync::watch::Receiver<bool>,
     status: Option<mpsc::UnboundedSender<status::Request>>,
+}
+
+/// An event of the MQTT driver with the moment it arrived: a command without a timestamp happened then,
+/// however long it waits for a batch (two batches in flight, a database outage).
+pub(crate) struct Arrived {
+    event: Incoming,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Incoming> for Arrived {
+    fn from(event: Incoming) -> Arrived {
+        Arrived { event, at: chrono::Utc::now() }
+    }
 }
 
 /// What the driver handed over: a connection event, or a batch of publishes (each stamped with when it
@@ -213,18 +238,18 @@ pub(crate) enum Delivery {
 }
 
 /// Builds a delivery from `first` (already received, so waiting for it could be cancelled safely).
-pub(crate) fn fill(first: Incoming, rx: &mut mpsc::UnboundedReceiver<Incoming>, max: usize) -> Delivery {
-    let mut batch = match first {
+pub(crate) fn fill(first: Arrived, rx: &mut mpsc::UnboundedReceiver<Arrived>, max: usize) -> Delivery {
+    let mut batch = match first.event {
         Incoming::Connected { .. } => return Delivery::Connected,
         Incoming::Subscribed => return Delivery::Subscribed,
-        Incoming::Publish(p) => vec![Received { publish: p, received_at: chrono::Utc::now() }],
+        Incoming::Publish(p) => vec![Received { publish: p, received_at: first.at }],
     };
     let mut reconnected = false;
     while batch.len() < max {
         match rx.try_recv() {
-            Ok(Incoming::Publish(p)) => batch.push(Received { publish: p, received_at: chrono::Utc::now() }),
-            Ok(Incoming::Connected { .. }) => reconnected = true,
-            Ok(Incoming::Subscribed) => {}
+            Ok(Arrived { event: Incoming::Publish(p), at }) => batch.push(Received { publish: p, received_at: at }),
+            Ok(Arrived { event: Incoming::Connected { .. }, .. }) => reconnected = true,
+            Ok(Arrived { event: Incoming::Subscribed, .. }) => {}
             Err(_) => break,
         }
     }

@@ -36,6 +36,7 @@ pub(crate) fn start(
     pool: PgPool,
     client: AsyncClient,
     no_signal_after: Option<Duration>,
+    max_packet_size: usize,
 ) -> (mpsc::UnboundedSender<Request>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     let task = tokio::spawn(async move {
@@ -68,10 +69,10 @@ pub(crate) fn start(
                 take(r);
             }
             if all {
-                publish(&pool, &client, None, no_signal_after).await;
+                publish(&pool, &client, None, no_signal_after, max_packet_size).await;
             } else {
                 let ids: Vec<i32> = ids.into_iter().collect();
-                publish(&pool, &client, Some(&ids), no_signal_after).await;
+                publish(&pool, &client, Some(&ids), no_signal_after, max_packet_size).await;
             }
             // At most one round per interval: a burst of changes costs one status per machine per round,
             // and the CPU stays with ingest.
@@ -108,12 +109,14 @@ async fn silent_changes(pool: &PgPool, after: Option<Duration>, silent: &mut BTr
 }
 
 /// Publishes the status of the given machines (all when `None`) on their id topic and, when they have
-/// one, their topic-name topic.
+/// one, their topic-name topic. A status larger than `max_packet_size` (a very long machine name under a
+/// small limit) is not published: rumqttc would fail the connection on it again and again.
 pub(crate) async fn publish(
     pool: &PgPool,
     client: &AsyncClient,
     ids: Option<&[i32]>,
     no_signal_after: Option<Duration>,
+    max_packet_size: usize,
 ) {
     let statuses = match machine_statuses(pool, ids).await {
         Ok(s) => s,
@@ -129,6 +132,14 @@ pub(crate) async fn publish(
         let mut topics = vec![topic::status(&s.machine_id.to_string())];
         topics.extend(s.topic_name.as_deref().map(topic::status));
         for t in topics {
+            if !oee_core::mqtt::publish_fits(&t, body.len(), max_packet_size) {
+                tracing::warn!(
+                    "machine {} status not published on {t}: {} bytes exceed mqtt.max_packet_size ({max_packet_size})",
+                    s.machine_id,
+                    oee_core::mqtt::publish_packet_size(&t, body.len())
+                );
+                continue;
+            }
             if let Err(e) = client.publish(t, QoS::AtLeastOnce, true, body.clone()).await {
                 tracing::warn!("cannot publish machine {} status: {e}", s.machine_id);
             }

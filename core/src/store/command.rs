@@ -72,11 +72,13 @@ pub async fn existing_users(tx: &mut Transaction<'_, Postgres>, ids: &[i32]) -> 
     Ok(sqlx::query_scalar("SELECT id FROM app_user WHERE id = ANY($1)").bind(ids).fetch_all(&mut **tx).await?)
 }
 
-/// A verdict remembered for a request id.
+/// A verdict remembered for a request id, in its scope: the machine and the kind of command.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RememberedVerdict {
     pub request_id: String,
-    pub machine_id: Option<i32>,
+    pub machine_id: i32,
+    /// The command's kind, as its topic suffix (`state`, `job/start`, …).
+    pub kind: String,
     pub status: i16,
     pub reason: Option<String>,
     pub message: Option<String>,
@@ -85,38 +87,55 @@ pub struct RememberedVerdict {
     pub row_id: Option<i64>,
 }
 
-/// Verdicts already given to any of these request ids.
+/// Where a request id counts: the same id on another machine, or with another kind of command, is another
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestScope {
+    pub request_id: String,
+    pub machine_id: i32,
+    pub kind: String,
+}
+
+/// Verdicts already given in any of these scopes (each answered with its scope's `kind`; rows from before
+/// request ids were scoped by kind answer any kind).
 pub async fn remembered_verdicts(
     tx: &mut Transaction<'_, Postgres>,
-    request_ids: &[String],
+    scopes: &[RequestScope],
 ) -> Result<Vec<RememberedVerdict>, Error> {
-    if request_ids.is_empty() {
+    if scopes.is_empty() {
         return Ok(Vec::new());
     }
     // Not a cached prepared statement: a generic plan made while the table was empty would scan the whole
     // table forever after; planned per call, the primary key is used.
     Ok(sqlx::query_as(
-        "SELECT request_id, machine_id, status, reason, message, code_id, row_id FROM command_log \
-         WHERE request_id = ANY($1)",
+        "SELECT DISTINCT ON (u.r, u.m, u.k) c.request_id, c.machine_id, u.k AS kind, c.status, c.reason, c.message, \
+                c.code_id, c.row_id \
+         FROM UNNEST($1::text[], $2::int4[], $3::text[]) AS u(r, m, k) \
+         JOIN command_log c ON c.request_id = u.r AND c.machine_id = u.m AND c.kind IN (u.k, '') \
+         ORDER BY u.r, u.m, u.k, c.kind = ''",
     )
     .persistent(false)
-    .bind(request_ids)
+    .bind(scopes.iter().map(|s| s.request_id.clone()).collect::<Vec<_>>())
+    .bind(scopes.iter().map(|s| s.machine_id).collect::<Vec<_>>())
+    .bind(scopes.iter().map(|s| s.kind.clone()).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?)
 }
 
-/// Remembers verdicts by request id.
+/// Remembers verdicts by request id, machine and kind.
 pub async fn remember_verdicts(tx: &mut Transaction<'_, Postgres>, rows: &[RememberedVerdict]) -> Result<(), Error> {
     if rows.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO command_log (request_id, machine_id, status, reason, message, code_id, row_id) \
-         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int2[], $4::text[], $5::text[], $6::int4[], $7::int8[]) \
-         ON CONFLICT (request_id) DO NOTHING",
+        "INSERT INTO command_log (request_id, machine_id, kind, status, reason, message, code_id, row_id) \
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::text[], $4::int2[], $5::text[], $6::text[], $7::int4[], \
+                              $8::int8[]) \
+         ON CONFLICT (request_id, machine_id, kind) DO NOTHING",
     )
     .bind(rows.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.kind.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
