@@ -112,7 +112,7 @@ impl App {
         let broker = if services.broker {
             let access = oee_broker::DbAccess {
                 pool: db.pool.clone(),
-                server_secret,
+                server_secret: server_secret.clone(),
                 allow_anonymous: config.broker.allow_anonymous,
             };
             let settings = oee_broker::Settings {
@@ -123,8 +123,10 @@ impl App {
         } else {
             None
         };
-        let ingest =
-            services.ingest.then(|| oee_ingest::start(db.pool.clone(), &mqtt, &config.ingest, &config.scheduler, tz));
+        let seal = std::sync::Arc::new(oee_core::access::ServerSeal::new(&server_secret));
+        let ingest = services
+            .ingest
+            .then(|| oee_ingest::start(db.pool.clone(), &mqtt, &config.ingest, &config.scheduler, tz, seal.clone()));
         // Until ingest's subscriptions exist, a broker keeps nothing for it: wait for them (bounded).
         if let Some(i) = &ingest
             && !i.ready(std::time::Duration::from_secs(10)).await
@@ -135,8 +137,9 @@ impl App {
                 config.mqtt.port
             );
         }
-        let bridge =
-            services.bridge.then(|| oee_bridge::start(db.pool.clone(), &mqtt, &config.bridge, &config.tablets, tz));
+        let bridge = services
+            .bridge
+            .then(|| oee_bridge::start(db.pool.clone(), &mqtt, &config.bridge, &config.tablets, tz, seal.clone()));
 
         let mut http = None;
         let mut http_addr = None;
@@ -146,7 +149,7 @@ impl App {
                 router = router.merge(b.router.clone());
             }
             if services.web {
-                router = router.merge(oee_web::router(db.pool.clone(), tz, config.oee.clone()));
+                router = router.merge(oee_web::router(db.pool.clone(), tz, config.oee.clone(), mqtt.clone()));
             }
             http_addr = Some(listener.local_addr()?);
             let limits = http::Limits::of(config);

@@ -190,6 +190,11 @@ async fn a_crash_of_the_broker_core_is_repaired_and_the_statuses_come_back() {
     assert!(out.status.success(), "a retained status after the restart");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["activity_code_id"], 3);
+    // And the health page says every part is back.
+    eventually("/health is ok again", || async {
+        t.client.get(format!("{}/health", t.http)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

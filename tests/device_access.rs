@@ -217,3 +217,45 @@ async fn on_an_external_mosquitto_the_written_acl_keeps_devices_to_their_machine
         .unwrap();
     assert_eq!(sessions, 0, "the session command never reached ingest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_written_by_another_client_is_put_right_at_once() {
+    // An external broker that lets anyone write anywhere: the server cannot stop a forged status there,
+    // but it writes the true one back at once.
+    let broker = Mosquitto::start();
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.mqtt.port = broker.port;
+    let t = spawn_app_with(config, db, Services { broker: false, ingest: true, bridge: true, web: true }).await;
+    let m = t.add_machine("Press").await;
+    let (s, _) = post(&t, "/api/machine-state-change", None, json!({"machine_id": m, "activity_code_id": 3})).await;
+    assert_eq!(s, 200);
+    let forged = json!({"machine_id": m, "activity_code_id": 1, "activity_code": "Up"}).to_string();
+    for topic in [format!("oee/v1/machines/{m}/status"), "oee/v1/machines/press/status".to_string()] {
+        let (ok, err) = mosquitto_pub(broker.port, &["-r", "-t", &topic, "-m", &forged]).await;
+        assert!(ok, "{err}");
+        eventually("the true status is back", || async {
+            let out = mosquitto_tool("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-C", "1", "-W", "5", "-t", &topic])
+                .output()
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v["activity_code_id"] == 3 && v["machine_name"] == "Press"
+        })
+        .await;
+    }
+    // A status for a machine that does not exist is cleared.
+    let (ok, _) = mosquitto_pub(broker.port, &["-r", "-t", "oee/v1/machines/9999/status", "-m", &forged]).await;
+    assert!(ok);
+    eventually("the forged status of no machine is gone", || async {
+        let out = mosquitto_tool("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-C", "1", "-W", "1"])
+            .args(["-t", "oee/v1/machines/9999/status"])
+            .output()
+            .await
+            .unwrap();
+        out.stdout.is_empty()
+    })
+    .await;
+}

@@ -177,8 +177,24 @@ async fn get_on_the_state_change_endpoint_is_405() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_health_page_reports_the_database() {
+async fn the_health_page_reports_each_part() {
     let t = spawn_app().await;
-    let v: serde_json::Value = t.client.get(format!("{}/health", t.http)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(v, json!({"status": "ok", "database": "ok"}));
+    let r = t.client.get(format!("{}/health", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"status": "ok", "database": "ok", "broker": "ok", "ingest": "ok"}));
+
+    // Without ingest, the ping goes unanswered: 503, saying which part is down.
+    let db = seeded_db().await;
+    let config = test_config(&db);
+    let services = oee_server::Services { broker: true, ingest: false, bridge: true, web: true };
+    let t = spawn_app_with(config, db, services).await;
+    let r = t.client.get(format!("{}/health", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["database"].as_str(), v["broker"].as_str()),
+        (Some("degraded"), Some("ok"), Some("ok"))
+    );
+    assert!(v["ingest"].as_str().unwrap().contains("is ingest running"), "{v}");
 }

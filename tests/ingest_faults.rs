@@ -61,7 +61,7 @@ async fn an_oversized_verdict_is_dropped_and_nothing_is_applied_twice() {
     let mut config = test_config(&db);
     // A reply topic long enough that an applied verdict fits the packet limit chosen below and a refusal's
     // does not, while every command (and ingest's subscription) fits it.
-    let reply = format!("test/replies/{}", "r".repeat(200));
+    let reply = format!("oee/v1/replies/test/{}", "r".repeat(200));
     let state_topic = |m: i32| topic::state(&m.to_string());
     let command_size = |m: i32, body: &Value| {
         oee_core::mqtt::publish_packet_size(&state_topic(m), serde_json::to_vec(body).unwrap().len())
@@ -447,7 +447,13 @@ async fn two_workers_in_one_shared_group_lose_nothing() {
     config.ingest.client_id = "worker-1".into();
     let t = spawn_app_with(config.clone(), db, BROKER_AND_INGEST).await;
     let second_cfg = oee_core::config::IngestConfig { client_id: "worker-2".into(), ..config.ingest.clone() };
-    let second = oee_ingest::start(t.pool.clone(), &config.mqtt, &second_cfg, &config.scheduler, chrono_tz::Tz::UTC);
+    // The second worker logs in as the server, as `serve --only ingest` on another host does.
+    let secret = oee_core::store::device::server_secret(&t.pool).await.unwrap();
+    let mut mqtt = config.mqtt.clone();
+    mqtt.username = oee_core::access::SERVER_USER.into();
+    mqtt.password = secret.clone();
+    let seal = std::sync::Arc::new(oee_core::access::ServerSeal::new(&secret));
+    let second = oee_ingest::start(t.pool.clone(), &mqtt, &second_cfg, &config.scheduler, chrono_tz::Tz::UTC, seal);
     assert!(second.ready(Duration::from_secs(10)).await, "the second worker subscribed");
 
     let n = 40;

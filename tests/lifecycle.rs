@@ -142,13 +142,14 @@ async fn commands_published_while_ingest_is_down_are_applied_when_it_returns() {
     let first = App::start(&config, ingest_only).await.unwrap();
     let stats = first.ingest_stats.clone().unwrap();
     let (client, mut rx) = b.mqtt_client("device").await;
-    client.subscribe("test/replies/saw", QoS::AtLeastOnce).await.unwrap();
+    client.subscribe("oee/v1/replies/test/saw", QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/state");
-    let body =
-        |code: i32| serde_json::to_vec(&json!({"activity_code_id": code, "reply_to": "test/replies/saw"})).unwrap();
+    let body = |code: i32| {
+        serde_json::to_vec(&json!({"activity_code_id": code, "reply_to": "oee/v1/replies/test/saw"})).unwrap()
+    };
     // prove ingest's persistent session exists before it goes away
     client.publish(&topic, QoS::AtLeastOnce, false, body(3)).await.unwrap();
-    assert_eq!(next_on(&mut rx, "test/replies/saw").await["status"], 200);
+    assert_eq!(next_on(&mut rx, "oee/v1/replies/test/saw").await["status"], 200);
     assert_eq!(stats.applied.load(std::sync::atomic::Ordering::Relaxed), 1);
     first.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -161,7 +162,7 @@ async fn commands_published_while_ingest_is_down_are_applied_when_it_returns() {
 
     let second = App::start(&config, ingest_only).await.unwrap();
     for _ in 0..3 {
-        assert_eq!(next_on(&mut rx, "test/replies/saw").await["status"], 200);
+        assert_eq!(next_on(&mut rx, "oee/v1/replies/test/saw").await["status"], 200);
     }
     assert_eq!(&b.activities(m).await.0[1..], &[3, 2, 3, 2]);
     second.stop().await;
@@ -209,7 +210,7 @@ async fn commands_wait_out_a_database_outage_and_are_applied_after_it() {
     let m =
         oee_core::store::machine::add_machine(&pool, "Kiln", chrono_tz::Tz::UTC, chrono::Utc::now()).await.unwrap().id;
     let (client, mut rx) = mqtt_client(config.mqtt.port, "kiln-plc").await;
-    let reply = "test/replies/kiln";
+    let reply = "oee/v1/replies/test/kiln";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/state");
 

@@ -18,8 +18,8 @@ async fn mqtt_devices_get_the_same_verdicts_as_http() {
     let t = spawn_app().await;
     let m = t.add_machine("Lathe").await;
     let (client, mut rx) = t.mqtt_client("device-1").await;
-    client.subscribe("test/replies/device-1", QoS::AtLeastOnce).await.unwrap();
-    let reply = "test/replies/device-1";
+    client.subscribe("oee/v1/replies/test/device-1", QoS::AtLeastOnce).await.unwrap();
+    let reply = "oee/v1/replies/test/device-1";
     let topic = format!("oee/v1/machines/{m}/state");
 
     send(&client, &topic, json!({"machine_state": 0, "request_id": "a", "reply_to": reply})).await;
@@ -51,7 +51,7 @@ async fn bad_payloads_are_answered_kept_and_do_not_stop_ingest() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
     let (client, mut rx) = t.mqtt_client("device-2").await;
-    let reply = "test/replies/device-2";
+    let reply = "oee/v1/replies/test/device-2";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/state");
 
@@ -82,7 +82,7 @@ async fn a_redelivered_request_id_is_applied_once() {
     let t = spawn_app().await;
     let m = t.add_machine("M").await;
     let (client, mut rx) = t.mqtt_client("device-3").await;
-    let reply = "test/replies/device-3";
+    let reply = "oee/v1/replies/test/device-3";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let body = json!({"activity_code_id": 3, "request_id": "same-id", "reply_to": reply});
     let topic = format!("oee/v1/machines/{m}/state");
@@ -106,7 +106,7 @@ async fn many_quick_changes_keep_each_machines_order_and_leave_no_gaps() {
     let a = t.add_machine("A").await;
     let b = t.add_machine("B").await;
     let (client, mut rx) = t.mqtt_client("device-4").await;
-    let reply = "test/replies/device-4";
+    let reply = "oee/v1/replies/test/device-4";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let n = 200;
     for i in 0..n {
@@ -197,7 +197,7 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     let t = spawn_app().await;
     let m = t.add_machine("Oven").await;
     let (client, mut rx) = t.mqtt_client("sensor").await;
-    let reply = "test/replies/sensor";
+    let reply = "oee/v1/replies/test/sensor";
     client.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let topic = format!("oee/v1/machines/{m}/telemetry");
     send(

@@ -298,14 +298,13 @@ async fn a_backdated_mqtt_state_command_forgets_the_cached_days_it_changes() {
 
     // a device reports, late, that the machine went down at 12:00 that day
     let (client, mut rx) = t.mqtt_client("late-device").await;
-    client.subscribe("test/replies/late", QoS::AtLeastOnce).await.unwrap();
-    let body =
-        json!({"machine_state": 0, "timestamp": at(day, 12), "request_id": "late-1", "reply_to": "test/replies/late"});
+    client.subscribe("oee/v1/replies/test/late", QoS::AtLeastOnce).await.unwrap();
+    let body = json!({"machine_state": 0, "timestamp": at(day, 12), "request_id": "late-1", "reply_to": "oee/v1/replies/test/late"});
     client
         .publish(format!("oee/v1/machines/{m}/state"), QoS::AtLeastOnce, false, serde_json::to_vec(&body).unwrap())
         .await
         .unwrap();
-    let verdict = next_on(&mut rx, "test/replies/late").await;
+    let verdict = next_on(&mut rx, "oee/v1/replies/test/late").await;
     assert_eq!(verdict["status"], 200, "{verdict}");
 
     let after = report(&t, &q).await;

@@ -178,24 +178,58 @@ async fn session_commands_over_mqtt_check_the_pairing_and_show_in_the_status() {
     client.subscribe(REPLY, rumqttc::QoS::AtLeastOnce).await.unwrap();
     client.subscribe(format!("oee/v1/machines/{machine}/status"), rumqttc::QoS::AtLeastOnce).await.unwrap();
     let session = |m: i32| format!("oee/v1/machines/{m}/session");
+    // What the bridge does before it sends a session command: seal it with the server's secret.
+    let secret = oee_core::store::device::server_secret(&app.pool).await.unwrap();
+    let seal = oee_core::access::ServerSeal::new(&secret);
+    let sealed = |m: i32, body: serde_json::Value| {
+        let mut c = oee_core::payload::SessionCommand::parse(body.to_string().as_bytes()).unwrap();
+        c.seal(&session(m), &seal, chrono::Utc::now());
+        serde_json::to_value(&c).unwrap()
+    };
 
-    let v = command(&client, &mut rx, session(other), json!({"action": "login", "input_device_id": id, "user_id": 1}))
-        .await;
+    // Unsealed, sealed for another user, or sealed long ago: refused, whoever published it.
+    let login = json!({"action": "login", "input_device_id": id, "user_id": 1});
+    let v = command(&client, &mut rx, session(machine), login.clone()).await;
+    assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(403), Some("not_from_server")), "{v}");
+    let mut forged = sealed(machine, login.clone());
+    forged["user_id"] = json!(2);
+    let v = command(&client, &mut rx, session(machine), forged).await;
+    assert_eq!(v["reason"].as_str(), Some("not_from_server"), "{v}");
+    let mut stale = oee_core::payload::SessionCommand::parse(login.to_string().as_bytes()).unwrap();
+    stale.seal(&session(machine), &seal, chrono::Utc::now() - chrono::Duration::minutes(6));
+    let v = command(&client, &mut rx, session(machine), serde_json::to_value(&stale).unwrap()).await;
+    assert_eq!(v["reason"].as_str(), Some("not_from_server"), "{v}");
+
+    let v = command(
+        &client,
+        &mut rx,
+        session(other),
+        sealed(other, json!({"action": "login", "input_device_id": id, "user_id": 1})),
+    )
+    .await;
     assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(409), Some("tablet_not_paired")), "{v}");
-    let v = command(&client, &mut rx, session(machine), json!({"action": "logout", "input_device_id": id})).await;
+    let v = command(
+        &client,
+        &mut rx,
+        session(machine),
+        sealed(machine, json!({"action": "logout", "input_device_id": id})),
+    )
+    .await;
     assert_eq!((v["status"].as_u64(), v["reason"].as_str()), (Some(409), Some("not_logged_in")), "{v}");
-    let v =
-        command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 99}))
-            .await;
+    let v = command(
+        &client,
+        &mut rx,
+        session(machine),
+        sealed(machine, json!({"action": "login", "input_device_id": id, "user_id": 99})),
+    )
+    .await;
     assert_eq!(v["status"].as_u64(), Some(404), "{v}");
     let v = command(&client, &mut rx, session(machine), json!({"action": "dance", "input_device_id": id})).await;
     assert_eq!(v["status"].as_u64(), Some(400), "{v}");
     let v = command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id})).await;
     assert_eq!(v["status"].as_u64(), Some(422), "{v}");
 
-    let v =
-        command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 1}))
-            .await;
+    let v = command(&client, &mut rx, session(machine), sealed(machine, login.clone())).await;
     assert_eq!((v["ok"].as_bool(), v["activity_code_id"].as_i64()), (Some(true), Some(2)), "{v}");
     let session_id: i32 =
         sqlx::query_scalar("SELECT id FROM user_session WHERE active").fetch_one(&app.pool).await.unwrap();
@@ -207,7 +241,7 @@ async fn session_commands_over_mqtt_check_the_pairing_and_show_in_the_status() {
     assert_eq!((status["input_device_id"].as_i64(), status["user_id"].as_i64()), (Some(id as i64), Some(1)));
 
     // logging in again closes the first session
-    command(&client, &mut rx, session(machine), json!({"action": "login", "input_device_id": id, "user_id": 1})).await;
+    command(&client, &mut rx, session(machine), sealed(machine, login)).await;
     let open: i64 =
         sqlx::query_scalar("SELECT count(*) FROM user_session WHERE active").fetch_one(&app.pool).await.unwrap();
     let closed: i64 =

@@ -41,6 +41,8 @@ pub(crate) struct BridgeState {
     pins: Arc<pin_guard::PinGuard>,
     /// Devices may send commands over HTTP without a token (`bridge.open_device_api`).
     open_device_api: bool,
+    /// Seals the commands only the server may send (tablet sessions).
+    seal: Arc<oee_core::access::ServerSeal>,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -64,6 +66,7 @@ pub fn start(
     cfg: &BridgeConfig,
     tablets: &TabletsConfig,
     tz: chrono_tz::Tz,
+    seal: Arc<oee_core::access::ServerSeal>,
 ) -> Bridge {
     let (replies, tasks) = Replies::start(mqtt);
     let job_numbers = tablet::job_number_source(&pool, tablets);
@@ -76,6 +79,7 @@ pub fn start(
         job_numbers,
         pins: Arc::default(),
         open_device_api: cfg.open_device_api,
+        seal,
     };
     let router = Router::new()
         .route("/api/machine-state-change", post(device::machine_state_change))

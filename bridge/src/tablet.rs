@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use oee_core::activity::{DOWN_CODE_ID, UP_CODE_ID};
 use oee_core::config::TabletsConfig;
-use oee_core::payload::{SessionAction, lenient_i32};
+use oee_core::payload::{SessionAction, SessionCommand, lenient_i32};
 use oee_core::store::tablet::{self as store, Tablet, TabletMachine};
 use oee_core::tablet::{
     Autofill, CycleInput, Field, JobStartSettings, RequestedData, VALIDATION_WARNING, Validation, reference_json,
@@ -156,7 +156,19 @@ fn logged_out_401() -> Fail {
 
 /// Sends a command for the machine to ingest and waits for its verdict.
 async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Fail> {
-    state.replies.send(topic::command(&machine_id.to_string(), kind), body, state.timeout).await.map_err(|e| {
+    let topic = topic::command(&machine_id.to_string(), kind);
+    let (body, request_id) = if kind == CommandKind::Session {
+        // Ingest takes a session command only under the server's seal.
+        let mut session = SessionCommand::parse(body.to_string().as_bytes()).map_err(|r| {
+            failure(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST), &r.to_string())
+        })?;
+        session.seal(&topic, &state.seal, chrono::Utc::now());
+        let id = session.reply.request_id.clone();
+        (serde_json::to_value(&session).unwrap_or(body), id)
+    } else {
+        (body, None)
+    };
+    state.replies.send_with_id(topic, body, request_id, state.timeout).await.map_err(|e| {
         if e.is_retryable() {
             unavailable(format!("the change was not confirmed ({e}): try again"))
         } else {

@@ -179,6 +179,10 @@ async fn supervise(
         }
         health.core_running.store(false, Ordering::Relaxed);
         tracing::error!("the MQTT broker core stopped (its router thread died): restarting it");
+        // Close every connection through the dead core now, before the new one accepts any: a client that
+        // reconnects meanwhile is told the service is unavailable and tries again, and no connection to
+        // the new core is ever closed by this restart.
+        generation.send_modify(|g| *g += 1);
         server_task.abort();
         let _ = (&mut server_task).await;
         let mut wait = Duration::from_millis(50);
@@ -196,7 +200,6 @@ async fn supervise(
                 }
             }
         }
-        generation.send_modify(|g| *g += 1);
         health.restarts.fetch_add(1, Ordering::Relaxed);
         health.core_running.store(true, Ordering::Relaxed);
         tracing::warn!(

@@ -5,6 +5,7 @@ pub mod access;
 pub mod activity;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod history;
 pub mod mqtt;
 pub mod oee;

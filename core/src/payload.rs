@@ -30,7 +30,7 @@ impl ReplyTo {
             Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s.clone()),
             _ => None,
         };
-        ReplyTo { request_id: text("request_id"), reply_to: text("reply_to").filter(|t| topic::valid_publish_topic(t)) }
+        ReplyTo { request_id: text("request_id"), reply_to: text("reply_to").filter(|t| topic::valid_reply_topic(t)) }
     }
 }
 
@@ -100,11 +100,45 @@ pub struct SessionCommand {
     /// Who logs in (required to log in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i32>,
+    /// When the server sealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<DateTime<Utc>>,
+    /// The server's seal over [`SessionCommand::sealed_text`] ([`crate::access::ServerSeal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
     #[serde(flatten)]
     pub reply: ReplyTo,
 }
 
 impl SessionCommand {
+    /// What the server's seal covers: the topic, every field that decides what the command does, its
+    /// request id (so that a replay with another id is not a valid command) and when it was sealed.
+    pub fn sealed_text(&self, topic: &str) -> String {
+        let action = match self.action {
+            SessionAction::Login => "login",
+            SessionAction::Logout => "logout",
+        };
+        format!(
+            "{topic}\n{action}\n{}\n{}\n{}\n{}",
+            self.input_device_id,
+            self.user_id.map(|u| u.to_string()).unwrap_or_default(),
+            self.reply.request_id.as_deref().unwrap_or_default(),
+            self.issued_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default()
+        )
+    }
+
+    /// Seals the command as the server: stamps it now, with a request id when it has none.
+    pub fn seal(&mut self, topic: &str, seal: &crate::access::ServerSeal, now: DateTime<Utc>) {
+        self.issued_at = Some(now);
+        self.reply.request_id.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+        self.seal = Some(seal.sign(&self.sealed_text(topic)));
+    }
+
+    /// Whether the command carries the server's seal, made at most five minutes before `received_at`.
+    pub fn sealed_by_server(&self, topic: &str, seal: &crate::access::ServerSeal, received_at: DateTime<Utc>) -> bool {
+        let fresh = self.issued_at.is_some_and(|t| (received_at - t).abs() <= chrono::Duration::minutes(5));
+        fresh && self.seal.as_deref().is_some_and(|s| seal.verify(&self.sealed_text(topic), s))
+    }
     pub fn parse(bytes: &[u8]) -> Result<SessionCommand, Refusal> {
         let obj = object(bytes)?;
         let action = match obj.get("action").and_then(Value::as_str) {
@@ -123,7 +157,18 @@ impl SessionCommand {
         if action == SessionAction::Login && user_id.is_none() {
             return Err(Refusal::MissingField("user_id"));
         }
-        Ok(SessionCommand { action, input_device_id, user_id, reply: reply(&obj)? })
+        let seal = match obj.get("seal") {
+            Some(Value::String(s)) if s.len() <= 128 => Some(s.clone()),
+            _ => None,
+        };
+        Ok(SessionCommand {
+            action,
+            input_device_id,
+            user_id,
+            issued_at: timestamp(&obj, "issued_at")?,
+            seal,
+            reply: reply(&obj)?,
+        })
     }
 }
 
@@ -476,11 +521,13 @@ fn storable(obj: &Map<String, Value>) -> Result<(), Refusal> {
 fn reply(obj: &Map<String, Value>) -> Result<ReplyTo, Refusal> {
     let reply_to = match obj.get("reply_to") {
         None | Some(Value::Null) => None,
-        Some(Value::String(t)) if topic::valid_publish_topic(t) => Some(t.clone()),
+        Some(Value::String(t)) if topic::valid_reply_topic(t) => Some(t.clone()),
         Some(v) => {
             return Err(Refusal::Malformed(format!(
-                "`reply_to` must be an MQTT topic to publish to: 1 to {} printable ASCII characters without `+` or \
-                 `#`, not {}; fix it, or leave it out to get no answer",
+                "`reply_to` must be a topic under {}/ (a device's own: {}/<device name>/…) of at most {} printable \
+                 ASCII characters without `+` or `#`, not {}; fix it, or leave it out to get no answer",
+                topic::REPLIES,
+                topic::REPLIES,
                 topic::MAX_TOPIC_LEN,
                 echo(v)
             )));

@@ -120,6 +120,13 @@ pub fn valid_publish_topic(topic: &str) -> bool {
         && topic.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'+' && b != b'#')
 }
 
+/// Whether ingest may answer on `topic`: a publish topic under [`REPLIES`]. Verdicts go nowhere else, so
+/// a `reply_to` cannot make the server publish a command, a status or anything outside its reply space.
+pub fn valid_reply_topic(topic: &str) -> bool {
+    valid_publish_topic(topic)
+        && topic.strip_prefix(REPLIES).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
+}
+
 /// Whether `filter` may be subscribed to: MQTT 3.1.1's rules (non-empty; `#` only alone as the last level;
 /// `+` only alone in a level; no NUL) and printable ASCII of at most [`MAX_TOPIC_LEN`] bytes.
 pub fn valid_filter(filter: &str) -> bool {
@@ -133,6 +140,17 @@ pub fn valid_filter(filter: &str) -> bool {
         "+" => true,
         l => !l.contains('+') && !l.contains('#'),
     })
+}
+
+/// The machine segment of a status topic (`oee/v1/machines/{m}/status`), or `None`.
+pub fn parse_status(topic: &str) -> Option<&str> {
+    let machine = topic.strip_prefix(MACHINES)?.strip_prefix('/')?.strip_suffix("/status")?;
+    (!machine.is_empty() && !machine.contains('/')).then_some(machine)
+}
+
+/// The filter of every machine's status topic.
+pub fn status_filter() -> String {
+    format!("{MACHINES}/+/status")
 }
 
 /// Reads a command topic: which machine, which command. `None` for anything else.
@@ -224,7 +242,27 @@ mod tests {
         assert_eq!(slugify("ÄÖ"), "m-");
         assert_eq!(state("3"), "oee/v1/machines/3/state");
         assert_eq!(status("3"), "oee/v1/machines/3/status");
+        assert_eq!(parse_status("oee/v1/machines/press-3/status"), Some("press-3"));
+        assert_eq!(parse_status("oee/v1/machines/3/state"), None);
+        assert_eq!(parse_status("oee/v1/machines//status"), None);
+        assert_eq!(parse_status("oee/v1/machines/a/b/status"), None);
     }
+    #[test]
+    fn verdicts_are_answered_only_under_the_replies_root() {
+        assert!(valid_reply_topic("oee/v1/replies/plc-1/42"));
+        assert!(valid_reply_topic("oee/v1/replies/x"));
+        for bad in [
+            "oee/v1/replies",
+            "oee/v1/replies/",
+            "oee/v1/repliesx/1",
+            "oee/v1/machines/5/state",
+            "a/b",
+            "oee/v1/replies/é",
+        ] {
+            assert!(!valid_reply_topic(bad), "{bad}");
+        }
+    }
+
     #[test]
     fn topics_and_filters_are_plain_ascii_within_mqtt_rules() {
         for ok in ["oee/v1/machines/1/state", "a", "/", "oee/v1/replies/bridge-1/x y"] {

@@ -88,6 +88,11 @@ pub enum Refusal {
          record earlier counts with history/production"
     )]
     CountsBeforeJob { machine_id: i32, job_id: i64, job_start: DateTime<Utc>, at: DateTime<Utc> },
+    #[error(
+        "only the server sends {0} commands, sealed with its secret: this one's seal is missing, wrong or \
+         more than 5 minutes old (log in through the tablet API)"
+    )]
+    NotFromServer(&'static str),
 }
 
 impl Refusal {
@@ -119,6 +124,7 @@ impl Refusal {
             Refusal::CountsBeforeJob { .. } => "counts_before_job",
             Refusal::TabletNotPaired { .. } => "tablet_not_paired",
             Refusal::NotLoggedIn(_) => "not_logged_in",
+            Refusal::NotFromServer(_) => "not_from_server",
         }
     }
 
@@ -151,6 +157,7 @@ impl Refusal {
             Refusal::UnknownActivity { .. } | Refusal::UnknownJob { .. } | Refusal::UnknownRecord { .. } => 404,
             Refusal::CurrentActivityEnd { .. } | Refusal::RunningJobEnd { .. } | Refusal::CountsBeforeJob { .. } => 409,
             Refusal::TabletNotPaired { .. } | Refusal::NotLoggedIn(_) => 409,
+            Refusal::NotFromServer(_) => 403,
         }
     }
 }

@@ -8,6 +8,9 @@ set -euo pipefail
 machine_id=${1:?usage: $0 MACHINE_ID STATE [SERVER]}
 state=${2:?usage: $0 MACHINE_ID STATE [SERVER]}
 server=${3:-http://localhost:8080}
-curl -sS -w 'HTTP %{http_code}\n' -X POST "$server/api/machine-state-change" \
+# The device's token (oee-server device add prints it); leave it out only where bridge.open_device_api is on.
+auth=()
+if [ -n "${OEE_TOKEN:-}" ]; then auth=(-H "Authorization: Bearer $OEE_TOKEN"); fi
+curl -sS -w 'HTTP %{http_code}\n' -X POST "$server/api/machine-state-change" "${auth[@]}" \
   -H 'Content-Type: application/json' \
   -d "{\"machine_id\": $machine_id, \"machine_state\": $state}"

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use oee_core::access::ServerSeal;
 use oee_core::activity::{self, Change, MachineSnapshot};
 use oee_core::config::IngestConfig;
 use oee_core::history::{self, Span};
@@ -104,7 +105,7 @@ struct Item {
 }
 
 impl Item {
-    fn new(received: Received) -> Item {
+    fn new(received: Received, seal: &ServerSeal) -> Item {
         // Only plain topics name a machine: a topic with a NUL or other control character could not even be
         // looked up (PostgreSQL refuses the text), and no machine's topic name has one.
         let plain = topic::valid_publish_topic(&received.publish.topic);
@@ -124,7 +125,19 @@ impl Item {
             Some((m, CommandKind::HistoryProduction)) => {
                 (Some(m), HistoryProductionCommand::parse(payload).map(Command::HistoryProduction))
             }
-            Some((m, CommandKind::Session)) => (Some(m), SessionCommand::parse(payload).map(Command::Session)),
+            // Only the server may log operators in and out: its seal says the command is its own.
+            Some((m, CommandKind::Session)) => (
+                Some(m),
+                SessionCommand::parse(payload)
+                    .and_then(|c| {
+                        if c.sealed_by_server(&received.publish.topic, seal, received.received_at) {
+                            Ok(c)
+                        } else {
+                            Err(Refusal::NotFromServer("session"))
+                        }
+                    })
+                    .map(Command::Session),
+            ),
             None => (
                 None,
                 Err(Refusal::Malformed(format!(
@@ -260,6 +273,8 @@ pub(crate) struct Worker {
     /// Where the main connection's worker sends status to publish (every status again when it
     /// (re)connects); `None` for workers that never change a machine's state.
     status: Option<mpsc::UnboundedSender<status::Request>>,
+    /// Checks the seal of commands only the server may send.
+    seal: Arc<ServerSeal>,
     /// Machine ids known to exist. Machines are never deleted, so an id seen once stays valid and
     /// readings for it need no look-up.
     known_ids: std::sync::Mutex<HashSet<i32>>,
@@ -273,8 +288,9 @@ impl Worker {
         max_packet_size: usize,
         stats: Arc<Stats>,
         status: Option<mpsc::UnboundedSender<status::Request>>,
+        seal: Arc<ServerSeal>,
     ) -> Worker {
-        Worker { pool, client, cfg, max_packet_size, stats, status, known_ids: Default::default() }
+        Worker { pool, client, cfg, max_packet_size, stats, status, seal, known_ids: Default::default() }
     }
 
     /// Applies batches as they come, with up to two in flight: while one commits, the next is judged and
@@ -327,6 +343,7 @@ impl Worker {
                 // The broker may have restarted and lost its retained messages: publish every status again.
                 let _ = status.send(status::Request::All);
             }
+            let batch = self.divert_statuses(batch);
             if batch.is_empty() {
                 continue;
             }
@@ -345,10 +362,32 @@ impl Worker {
         }
     }
 
+    /// Takes the statuses seen on the broker out of the batch and hands them to the status publisher, which
+    /// puts the database's status back wherever another client wrote a status.
+    fn divert_statuses(&self, batch: Vec<Received>) -> Vec<Received> {
+        let Some(status) = &self.status else { return batch };
+        batch
+            .into_iter()
+            .filter_map(|r| {
+                if r.publish.topic == oee_core::health::PING {
+                    let _ = self.client.try_ack(&r.publish);
+                    tokio::spawn(answer_ping(self.pool.clone(), self.client.clone(), r.publish.payload));
+                    return None;
+                }
+                if topic::parse_status(&r.publish.topic).is_none() {
+                    return Some(r);
+                }
+                let _ = self.client.try_ack(&r.publish);
+                let _ = status.send(status::Request::Seen { topic: r.publish.topic, payload: r.publish.payload });
+                None
+            })
+            .collect()
+    }
+
     fn parse(&self, batch: Vec<Received>) -> Vec<Item> {
         Stats::add(&self.stats.received, batch.len() as u64);
         Stats::add(&self.stats.batches, 1);
-        let mut items: Vec<Item> = batch.into_iter().map(Item::new).collect();
+        let mut items: Vec<Item> = batch.into_iter().map(|r| Item::new(r, &self.seal)).collect();
         for item in &mut items {
             if let Err(r) = &item.command {
                 let r = r.clone();
@@ -1261,4 +1300,19 @@ async fn edit_record(
     let (good, rejects) = (c.good.unwrap_or(old.good), c.rejects.unwrap_or(old.rejects));
     history_store::update_record(tx, record_id, (start, end), good, rejects).await?;
     Ok(Ok(record_id))
+}
+
+/// Answers a health ping: 200 when ingest's database answers, 503 with the reason otherwise.
+async fn answer_ping(pool: PgPool, client: AsyncClient, payload: bytes::Bytes) {
+    let Ok(ping) = serde_json::from_slice::<oee_core::health::Ping>(&payload) else { return };
+    if !topic::valid_reply_topic(&ping.reply_to) {
+        return;
+    }
+    let verdict = match oee_core::store::ping(&pool).await {
+        Ok(()) => Verdict::applied(Some(ping.request_id), None),
+        Err(e) => Verdict::refused(Some(ping.request_id), &Refusal::Storage(e.to_string())),
+    };
+    if let Ok(body) = serde_json::to_vec(&verdict) {
+        let _ = client.try_publish(ping.reply_to, QoS::AtLeastOnce, false, body);
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono_tz::Tz;
+use oee_core::access::ServerSeal;
 use oee_core::config::{IngestConfig, MqttConfig, SchedulerConfig};
 use oee_core::mqtt::{self, Incoming};
 use oee_core::topic::{self, CommandKind};
@@ -95,8 +96,15 @@ impl Drop for Ingest {
 
 /// Starts ingest against the configured broker: the main connection (state commands, and telemetry when
 /// `telemetry_connections` is 0) and the telemetry connections, each with its own batch worker, and the
-/// shift scheduler for the plant's time zone `tz`.
-pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &SchedulerConfig, tz: Tz) -> Ingest {
+/// shift scheduler for the plant's time zone `tz`. `seal` checks the commands only the server may send.
+pub fn start(
+    pool: PgPool,
+    mqtt_cfg: &MqttConfig,
+    cfg: &IngestConfig,
+    sched: &SchedulerConfig,
+    tz: Tz,
+    seal: Arc<ServerSeal>,
+) -> Ingest {
     let client_id =
         if cfg.client_id.is_empty() { format!("{}-ingest", mqtt_cfg.client_id_prefix) } else { cfg.client_id.clone() };
     // Across processes, workers of one shared group split each topic; within a process the telemetry
@@ -114,7 +122,15 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &Sc
     if cfg.telemetry_connections == 0 {
         main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
     }
-    let main = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats);
+    // Every worker watches the statuses (not shared): a status another client wrote is put right at once.
+    main_filters.push(topic::status_filter());
+    // One worker of a group answers each health ping.
+    main_filters.push(if cfg.shared_group.is_empty() {
+        oee_core::health::PING.to_string()
+    } else {
+        format!("$share/{}/{}", cfg.shared_group, oee_core::health::PING)
+    });
+    let main = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats, &seal);
     clients.push(main.client);
     tasks.extend(main.tasks);
     subscribed.push(main.subscribed);
@@ -130,7 +146,7 @@ pub fn start(pool: PgPool, mqtt_cfg: &MqttConfig, cfg: &IngestConfig, sched: &Sc
     for i in 0..cfg.telemetry_connections {
         let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
         let id = format!("{client_id}-telemetry-{i}");
-        let c = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats);
+        let c = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats, &seal);
         clients.push(c.client);
         tasks.extend(c.tasks);
         subscribed.push(c.subscribed);
@@ -170,6 +186,7 @@ async fn report(stats: Arc<Stats>) {
 
 /// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker; with
 /// `publishes_status`, also its status publisher, whose sender is returned.
+#[allow(clippy::too_many_arguments)]
 fn connection(
     pool: &PgPool,
     mqtt_cfg: &MqttConfig,
@@ -178,6 +195,7 @@ fn connection(
     filters: Vec<String>,
     publishes_status: bool,
     stats: &Arc<Stats>,
+    seal: &Arc<ServerSeal>,
 ) -> Connection {
     let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
     options.set_manual_acks(true);
@@ -201,6 +219,7 @@ fn connection(
         mqtt_cfg.max_packet_size,
         stats.clone(),
         status.clone(),
+        seal.clone(),
     ));
     tasks.push(tokio::spawn(worker.run(rx, subscribed_tx)));
     Connection { client, tasks, subscribed, status }

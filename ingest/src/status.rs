@@ -9,7 +9,7 @@
 //! With `ingest.no_signal_after_s` set, the same task also watches for machines that fall silent (or are
 //! heard again) and republishes their status with the changed `signal`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -28,6 +28,41 @@ const ROUND_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100
 pub(crate) enum Request {
     All,
     Machines(Vec<i32>),
+    /// A status seen on the broker (ours coming back, or one another client wrote).
+    Seen {
+        topic: String,
+        payload: bytes::Bytes,
+    },
+}
+
+/// The last status this publisher wrote on each topic, to tell its own from anyone else's.
+#[derive(Default)]
+pub(crate) struct Written {
+    by_topic: HashMap<String, (i32, bytes::Bytes)>,
+}
+
+impl Written {
+    /// What to do about a status seen on the broker: nothing when it is the one written last, else the
+    /// machine whose status must be written again, or `Err(())` when no machine has that topic (the retained
+    /// message is to be cleared).
+    async fn judge(&self, pool: &PgPool, topic: &str, payload: &[u8]) -> Option<Result<i32, ()>> {
+        match self.by_topic.get(topic) {
+            Some((_, last)) if last.as_ref() == payload => None,
+            Some((id, _)) => Some(Ok(*id)),
+            None if payload.is_empty() => None,
+            None => {
+                let segment = topic::parse_status(topic)?;
+                match oee_core::store::machine::machine_id_by_segment(pool, segment).await {
+                    Ok(Some(id)) => Some(Ok(id)),
+                    Ok(None) => Some(Err(())),
+                    Err(e) => {
+                        tracing::warn!("cannot look up the machine of {topic}: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Starts the publisher task; it ends when every sender is gone. `no_signal_after`: how long a machine may
@@ -45,6 +80,7 @@ pub(crate) fn start(
         let mut watch = tokio::time::interval(every);
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut silent: BTreeSet<i32> = BTreeSet::new();
+        let mut written = Written::default();
         loop {
             let first = tokio::select! {
                 r = rx.recv() => match r {
@@ -60,19 +96,40 @@ pub(crate) fn start(
             };
             let mut all = false;
             let mut ids = BTreeSet::new();
+            let mut seen = Vec::new();
             let mut take = |r: Request| match r {
                 Request::All => all = true,
                 Request::Machines(m) => ids.extend(m),
+                Request::Seen { topic, payload } => seen.push((topic, payload)),
             };
             take(first);
             while let Ok(r) = rx.try_recv() {
                 take(r);
             }
+            for (topic, payload) in seen {
+                match written.judge(&pool, &topic, &payload).await {
+                    None => {}
+                    Some(Ok(id)) => {
+                        tracing::warn!("a status for machine {id} on {topic} was not the server's: writing it again");
+                        ids.insert(id);
+                    }
+                    Some(Err(())) => {
+                        tracing::warn!(
+                            "a status on {topic}, which names no machine, was not the server's: clearing it"
+                        );
+                        if client.publish(topic.as_str(), QoS::AtLeastOnce, true, Vec::new()).await.is_ok() {
+                            written.by_topic.insert(topic, (0, bytes::Bytes::new()));
+                        }
+                    }
+                }
+            }
             if all {
-                publish(&pool, &client, None, no_signal_after, max_packet_size).await;
-            } else {
+                publish(&pool, &client, None, no_signal_after, max_packet_size, &mut written).await;
+            } else if !ids.is_empty() {
                 let ids: Vec<i32> = ids.into_iter().collect();
-                publish(&pool, &client, Some(&ids), no_signal_after, max_packet_size).await;
+                publish(&pool, &client, Some(&ids), no_signal_after, max_packet_size, &mut written).await;
+            } else {
+                continue;
             }
             // At most one round per interval: a burst of changes costs one status per machine per round,
             // and the CPU stays with ingest.
@@ -117,6 +174,7 @@ pub(crate) async fn publish(
     ids: Option<&[i32]>,
     no_signal_after: Option<Duration>,
     max_packet_size: usize,
+    written: &mut Written,
 ) {
     let statuses = match machine_statuses(pool, ids).await {
         Ok(s) => s,
@@ -140,6 +198,7 @@ pub(crate) async fn publish(
                 );
                 continue;
             }
+            written.by_topic.insert(t.clone(), (s.machine_id, bytes::Bytes::from(body.clone())));
             if let Err(e) = client.publish(t, QoS::AtLeastOnce, true, body.clone()).await {
                 tracing::warn!("cannot publish machine {} status: {e}", s.machine_id);
             }

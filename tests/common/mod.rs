@@ -357,7 +357,7 @@ pub async fn next_on(
 }
 
 /// The topic commands sent with [`command`] are answered on; subscribe to it first.
-pub const REPLY: &str = "test/replies/commands";
+pub const REPLY: &str = "oee/v1/replies/test/commands";
 
 /// Publishes `body` to `topic` with [`REPLY`] as its `reply_to` and waits for the verdict.
 pub async fn command(

@@ -36,6 +36,14 @@ pub async fn machine_id_by_name<'c>(db: impl sqlx::PgExecutor<'c>, machine: &str
     })
 }
 
+/// The id of the machine a topic segment names (its id or its topic name), if there is one.
+pub async fn machine_id_by_segment(pool: &PgPool, segment: &str) -> Result<Option<i32>, Error> {
+    Ok(sqlx::query_scalar("SELECT id FROM machine WHERE id::text = $1 OR topic_name = $1 LIMIT 1")
+        .bind(segment)
+        .fetch_optional(pool)
+        .await?)
+}
+
 /// Creates a machine in the first group and shift pattern, in the schedule state the pattern gives now,
 /// with a first open activity: Down in shift, Closed out of shift; the scheduler takes it from `now` on. Its
 /// topic name is derived from its name.
