@@ -517,3 +517,23 @@ async fn a_change_without_timestamp_is_stamped_when_received() {
     }
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_for_one_machine_without_timestamps_are_all_applied() {
+    // Each is stamped when the bridge received it; they may reach ingest in another order, and none is
+    // refused as out of order for it.
+    let t = spawn_app().await;
+    let m = t.add_machine("Press").await;
+    let before = activity_count(&t, m).await;
+    let n = 30;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let body = json!({"machine_id": m, "activity_code_id": 2 + i % 2});
+        let client = t.client.clone();
+        let url = format!("{}/api/machine-state-change", t.http);
+        requests.spawn(async move { client.post(url).json(&body).send().await.unwrap().status().as_u16() });
+    }
+    let statuses = requests.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(activity_count(&t, m).await, before + n as usize);
+}

@@ -45,7 +45,7 @@ pub(crate) async fn machine_command(
     access::may_command(&caller, &machine_ref, kind)?;
     let mut obj = json_object(&headers, &body)?;
     if takes_timestamp(kind) && obj.get("timestamp").is_none_or(Value::is_null) {
-        obj.insert("timestamp".into(), Value::String(received.to_rfc3339_opts(SecondsFormat::Micros, true)));
+        obj.insert("received_at".into(), Value::String(received.to_rfc3339_opts(SecondsFormat::Micros, true)));
     }
     // The reply topic is the bridge's own; whatever the client put there is not used.
     obj.remove("reply_to");

@@ -30,7 +30,9 @@ pub(crate) async fn machine_state_change(
         .map_err(ApiError::Refused)?
         .ok_or(ApiError::Refused(Refusal::MissingField("machine_id")))?;
     let mut command = StateCommand::from_object(&obj).map_err(ApiError::Refused)?;
-    command.timestamp.get_or_insert(received);
+    if command.timestamp.is_none() {
+        command.reply.received_at = Some(received);
+    }
     if machine_id < 1 {
         return Err(ApiError::Refused(Refusal::UnknownMachine(machine_id.to_string())));
     }

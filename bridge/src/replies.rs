@@ -155,7 +155,11 @@ impl Replies {
     ) -> Result<Verdict, SendError> {
         let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let mut body = serde_json::to_value(command).map_err(|e| SendError::Publish(e.to_string()))?;
-        let reply = ReplyTo { request_id: Some(request_id.clone()), reply_to: Some(self.reply_topic.clone()) };
+        let reply = ReplyTo {
+            request_id: Some(request_id.clone()),
+            reply_to: Some(self.reply_topic.clone()),
+            received_at: None,
+        };
         if let (Some(obj), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(reply)) {
             obj.extend(extra);
         }

@@ -18,6 +18,11 @@ pub struct ReplyTo {
     /// Topic on which ingest publishes the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// When the server's HTTP bridge received the command, for a command without a `timestamp`: it then
+    /// happened then, or as soon after as the machine's order of changes allows (never refused as out of
+    /// order, since its time is the server's, not a device's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 impl ReplyTo {
@@ -30,7 +35,11 @@ impl ReplyTo {
             Some(Value::String(s)) if s.len() <= MAX_ID_LEN => Some(s.clone()),
             _ => None,
         };
-        ReplyTo { request_id: text("request_id"), reply_to: text("reply_to").filter(|t| topic::valid_reply_topic(t)) }
+        ReplyTo {
+            request_id: text("request_id"),
+            reply_to: text("reply_to").filter(|t| topic::valid_reply_topic(t)),
+            received_at: None,
+        }
     }
 }
 
@@ -533,7 +542,11 @@ fn reply(obj: &Map<String, Value>) -> Result<ReplyTo, Refusal> {
             )));
         }
     };
-    Ok(ReplyTo { request_id: optional_string(obj, "request_id")?, reply_to })
+    Ok(ReplyTo {
+        request_id: optional_string(obj, "request_id")?,
+        reply_to,
+        received_at: timestamp(obj, "received_at")?,
+    })
 }
 
 /// Readings from a machine (`oee/v1/machines/{m}/telemetry`): a JSON object of numbers, plus the

@@ -105,7 +105,7 @@ struct Item {
 }
 
 impl Item {
-    fn new(received: Received, seal: &ServerSeal) -> Item {
+    fn new(mut received: Received, seal: &ServerSeal) -> Item {
         // Only plain topics name a machine: a topic with a NUL or other control character could not even be
         // looked up (PostgreSQL refuses the text), and no machine's topic name has one.
         let plain = topic::valid_publish_topic(&received.publish.topic);
@@ -152,6 +152,10 @@ impl Item {
             Ok(c) => c.reply().clone(),
             Err(_) => oee_core::payload::ReplyTo::salvage(&received.publish.payload),
         };
+        // The HTTP bridge received it first: it happened then (never later than it reached ingest).
+        if let Some(at) = reply.received_at {
+            received.received_at = received.received_at.min(at);
+        }
         Item {
             received,
             machine,
@@ -972,7 +976,12 @@ fn target<'m>(
     {
         return Err(Refusal::UnknownUser(user));
     }
-    let at = stamp(timestamp, received_at, skew)?;
+    let mut at = stamp(timestamp, received_at, skew)?;
+    if timestamp.is_none() {
+        // The server's own stamp: two requests received a moment apart may reach ingest the other way
+        // round; the later one then happens as soon as the machine's order allows instead of being refused.
+        at = at.max(snapshot.since);
+    }
     Ok((snapshot, at))
 }
 
