@@ -73,6 +73,14 @@ enum TabletCmd {
     Pair { tablet: String, machine: String },
     /// Unpair a tablet from its machine.
     Unpair { tablet: String },
+    /// Let new tablets register (and, with tablets.auto_pair, pair themselves) for some minutes, up to
+    /// tablets.window_max_new of them.
+    OpenWindow {
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+    },
+    /// Stop new tablets from registering.
+    CloseWindow,
 }
 
 #[derive(Subcommand)]
@@ -289,6 +297,13 @@ async fn device_cmd(config: &Config, pool: &sqlx::PgPool, cmd: DeviceCmd) -> any
 async fn tablet_cmd(pool: &sqlx::PgPool, cmd: TabletCmd) -> anyhow::Result<()> {
     match cmd {
         TabletCmd::List => {
+            match tablet::pairing_window(pool).await? {
+                Some((until, n)) => println!(
+                    "pairing window open until {} (UTC), {n} new tablet(s) registered in it",
+                    until.format("%Y-%m-%d %H:%M:%S")
+                ),
+                None => println!("pairing window closed"),
+            }
             println!("{:>4}  {:<12} {:<24} {:<16} uuid", "id", "name", "machine", "logged in");
             for t in tablet::list_tablets(pool).await? {
                 println!(
@@ -310,6 +325,14 @@ async fn tablet_cmd(pool: &sqlx::PgPool, cmd: TabletCmd) -> anyhow::Result<()> {
             let (id, _) = tablet::find_for_pairing(pool, &name, None).await?;
             tablet::pair_tablet(pool, id, None).await?;
             println!("tablet {id} is paired with no machine");
+        }
+        TabletCmd::OpenWindow { minutes } => {
+            let until = tablet::open_pairing_window(pool, chrono::Utc::now(), minutes).await?;
+            println!("new tablets may register until {} (UTC)", until.format("%Y-%m-%d %H:%M:%S"));
+        }
+        TabletCmd::CloseWindow => {
+            tablet::close_pairing_window(pool).await?;
+            println!("new tablets may not register");
         }
     }
     Ok(())

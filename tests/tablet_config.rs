@@ -275,3 +275,47 @@ async fn five_wrong_passwords_hold_off_that_user_on_every_tablet() {
     let (status, body) = post(&app, "/android-login", login("t-2", "2", "4321")).await;
     assert_eq!((status, body.as_str()), (200, r#"{"success": true}"#));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tablets_register_only_inside_a_pairing_window_and_only_so_many() {
+    let app = spawn_with(|c| {
+        c.tablets.open_registration = false;
+        c.tablets.window_max_new = 2;
+    })
+    .await;
+    app.add_machine("Machine A").await;
+    app.add_machine("Machine B").await;
+    // Closed: an unknown tablet is refused and not registered.
+    let (status, body) = get(&app, "/check-state?device_uuid=t-1").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("pairing window"), "{body}");
+    assert!(tablet::list_tablets(&app.pool).await.unwrap().is_empty());
+
+    // Open: C9 holds inside the window, for as many tablets as it allows.
+    tablet::open_pairing_window(&app.pool, chrono::Utc::now(), 10).await.unwrap();
+    let (status, body) = get(&app, "/check-state?device_uuid=t-1").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"workflow_type": "default", "state": "no_user", "machine": "Machine A", "device_name": "Tablet 1"}"#)
+    );
+    assert_eq!(get(&app, "/check-state?device_uuid=t-2").await.0, 200);
+    let (status, _) = get(&app, "/check-state?device_uuid=t-3").await;
+    assert_eq!(status, 403, "the window admits window_max_new tablets");
+    // A registered tablet keeps working after the window closes; a new one is refused again.
+    tablet::close_pairing_window(&app.pool).await.unwrap();
+    assert_eq!(get(&app, "/check-state?device_uuid=t-1").await.0, 200);
+    assert_eq!(get(&app, "/check-state?device_uuid=t-4").await.0, 403);
+    assert_eq!(tablet::list_tablets(&app.pool).await.unwrap().len(), 2);
+
+    // The command line opens it too (beside the running server).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oee-server"))
+        .args(["tablet", "open-window", "--minutes", "5"])
+        .env("OEE_DATABASE__URL", app.db.url())
+        .env("OEE_DATA_DIR", scratch_dir("tablet-window-cli"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("new tablets may register until"));
+    assert_eq!(get(&app, "/check-state?device_uuid=t-4").await.0, 200);
+}

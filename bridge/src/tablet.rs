@@ -286,7 +286,21 @@ pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Quer
         )
     })?;
     check_text("device_uuid", &uuid).map_err(|f| failure(StatusCode::BAD_REQUEST, &f.to_string()))?;
-    let t = store::register_tablet(&state.pool, &uuid, state.tablets.auto_pair).await.map_err(db)?;
+    let admission = if state.tablets.open_registration {
+        store::Admission::Open
+    } else {
+        store::Admission::Window { max_new: state.tablets.window_max_new }
+    };
+    let t = store::register_tablet(&state.pool, &uuid, state.tablets.auto_pair, admission)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| {
+            failure(
+                StatusCode::FORBIDDEN,
+                "This tablet is not registered: an administrator opens a pairing window for new tablets \
+                 (oee-server tablet open-window)",
+            )
+        })?;
     let (Some(machine_id), Some(user_name)) = (t.machine_id, t.user_name.as_deref()) else {
         let machine = t.machine_name.as_deref().unwrap_or(NO_MACHINE);
         return Ok(reference(

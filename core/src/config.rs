@@ -267,6 +267,11 @@ pub struct TabletsConfig {
     /// A new tablet is paired with the first machine that has none, and tablets may pick their machine
     /// (the reference's behaviour). Off: an administrator pairs each tablet (`oee-server tablet pair`).
     pub auto_pair: bool,
+    /// Any new tablet registers itself on its first request, as in the reference system. Off: new tablets
+    /// register only while an administrator has opened a pairing window (`oee-server tablet open-window`).
+    pub open_registration: bool,
+    /// Most new tablets that may register in one pairing window.
+    pub window_max_new: u32,
     /// Tablets offer a start time (earlier today) when starting a job.
     pub delayed_start: bool,
     /// How often a running-total tablet asks its operator for the count, in seconds.
@@ -285,6 +290,8 @@ impl Default for TabletsConfig {
             external_http_port: 0,
             discovery_answers_per_s: 5,
             auto_pair: true,
+            open_registration: false,
+            window_max_new: 20,
             delayed_start: false,
             running_total_update_s: 3600,
             job_validation_query: String::new(),

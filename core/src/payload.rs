@@ -835,7 +835,7 @@ mod tests {
     #[test]
     fn a_command_round_trips_through_json() {
         let c = StateCommand::parse(
-            br#"{"activity_code_id":2,"timestamp":"2026-01-05T09:00:00+01:00","request_id":"r1","reply_to":"x/y"}"#,
+            br#"{"activity_code_id":2,"timestamp":"2026-01-05T09:00:00+01:00","request_id":"r1","reply_to":"oee/v1/replies/x/y","received_at":"2026-01-05T08:00:01Z"}"#,
         )
         .unwrap();
         assert_eq!(c.timestamp.unwrap().to_rfc3339(), "2026-01-05T08:00:00+00:00");
@@ -897,8 +897,11 @@ mod tests {
 
     #[test]
     fn a_refused_payload_is_answered_only_on_a_plain_topic() {
-        let r = ReplyTo::salvage(br#"{"machine_state":"x","request_id":"r","reply_to":"a/b"}"#);
-        assert_eq!((r.request_id.as_deref(), r.reply_to.as_deref()), (Some("r"), Some("a/b")));
+        let r = ReplyTo::salvage(br#"{"machine_state":"x","request_id":"r","reply_to":"oee/v1/replies/a/b"}"#);
+        assert_eq!((r.request_id.as_deref(), r.reply_to.as_deref()), (Some("r"), Some("oee/v1/replies/a/b")));
+        // Verdicts go nowhere but the replies root: never onto a machine's command topic.
+        let r = ReplyTo::salvage(br#"{"machine_state":"x","reply_to":"oee/v1/machines/5/state"}"#);
+        assert_eq!(r.reply_to, None);
         assert_eq!(ReplyTo::salvage(b"not json"), ReplyTo::default());
         assert_eq!(ReplyTo::salvage(br#"{"reply_to":["a"]}"#), ReplyTo::default());
     }

@@ -160,6 +160,8 @@ pub fn test_config(db: &TestDb) -> Config {
     c.broker.allow_anonymous = true;
     // Likewise over HTTP: the reference-compatibility tests post without a token, as its devices did.
     c.bridge.open_device_api = true;
+    // And tablets register on their first request, as the reference's did (contract C9).
+    c.tablets.open_registration = true;
     c
 }
 

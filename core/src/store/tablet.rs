@@ -55,11 +55,65 @@ pub async fn list_tablets(pool: &PgPool) -> Result<Vec<Tablet>, Error> {
     tablets(pool, None, None).await
 }
 
-/// The tablet with this UUID, registered now as "Tablet <id>" when it is new. A new tablet is paired with
-/// the first active machine (by id) that has no tablet when `auto_pair` is on.
-pub async fn register_tablet(pool: &PgPool, uuid: &str, auto_pair: bool) -> Result<Tablet, Error> {
+/// Who may register as a new tablet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Any new UUID (the reference system's behaviour, `tablets.open_registration`).
+    Open,
+    /// Only while a pairing window is open, at most this many tablets per window.
+    Window { max_new: u32 },
+}
+
+/// Opens the pairing window for `minutes` from `now` (counting registrations afresh); returns when it closes.
+pub async fn open_pairing_window(pool: &PgPool, now: DateTime<Utc>, minutes: u32) -> Result<DateTime<Utc>, Error> {
+    let until = now + chrono::Duration::minutes(i64::from(minutes.clamp(1, 24 * 60)));
+    sqlx::query(
+        "INSERT INTO tablet_pairing_window (open_until, registered) VALUES ($1, 0) \
+         ON CONFLICT (singleton) DO UPDATE SET open_until = $1, registered = 0",
+    )
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(until)
+}
+
+/// Closes the pairing window.
+pub async fn close_pairing_window(pool: &PgPool) -> Result<(), Error> {
+    sqlx::query("DELETE FROM tablet_pairing_window").execute(pool).await?;
+    Ok(())
+}
+
+/// Until when the pairing window is open and how many tablets registered in it, when it is open.
+pub async fn pairing_window(pool: &PgPool) -> Result<Option<(DateTime<Utc>, i32)>, Error> {
+    Ok(sqlx::query_as("SELECT open_until, registered FROM tablet_pairing_window WHERE open_until > now()")
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// The tablet with this UUID, registered now as "Tablet <id>" when it is new and `admission` lets it in
+/// (`None` when it does not). A new tablet is paired with the first active machine (by id) that has no tablet
+/// when `auto_pair` is on.
+pub async fn register_tablet(
+    pool: &PgPool,
+    uuid: &str,
+    auto_pair: bool,
+    admission: Admission,
+) -> Result<Option<Tablet>, Error> {
     if let Some(t) = tablet_by_uuid(pool, uuid).await? {
-        return Ok(t);
+        return Ok(Some(t));
+    }
+    if let Admission::Window { max_new } = admission {
+        // One statement decides, so a burst of new tablets cannot register more than the window allows.
+        let admitted: Option<i32> = sqlx::query_scalar(
+            "UPDATE tablet_pairing_window SET registered = registered + 1 \
+              WHERE open_until > now() AND registered < $1 RETURNING registered",
+        )
+        .bind(i32::try_from(max_new).unwrap_or(i32::MAX))
+        .fetch_optional(pool)
+        .await?;
+        if admitted.is_none() {
+            return Ok(None);
+        }
     }
     let inserted: Option<i32> = sqlx::query_scalar(
         "WITH n AS (SELECT nextval(pg_get_serial_sequence('input_device', 'id'))::int4 AS id) \
@@ -94,6 +148,7 @@ pub async fn register_tablet(pool: &PgPool, uuid: &str, auto_pair: bool) -> Resu
     }
     tablet_by_uuid(pool, uuid)
         .await?
+        .map(Some)
         .ok_or_else(|| Error::Invalid(format!("tablet `{uuid}` could not be registered: its name is taken")))
 }
 
