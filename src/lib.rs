@@ -218,9 +218,10 @@ impl App {
     }
 }
 
-/// Opens the configured database for a one-off command (machine/user administration).
+/// Opens the configured database for a one-off command (machine/user administration); the embedded
+/// cluster of a server running beside it is used and left running.
 pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
-    let db = Database::open(config).await?;
+    let db = Database::open_for_command(config).await?;
     seed::seed_first_run(&db.pool, chrono::Utc::now()).await?;
     Ok(db)
 }

@@ -231,6 +231,34 @@ async fn status_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_added_from_the_command_line_has_its_retained_status_at_once() {
+    let t = spawn_app().await;
+    let (ok, out) = admin(&t.db, &["machine", "add", "Saw"]).await;
+    assert!(ok, "{out}");
+    let m: i32 = out
+        .split_whitespace()
+        .skip_while(|w| *w != "machine")
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no machine id in `{out}`"));
+    // Subscribing after the insert: only a retained status can answer, whatever the hour (in or out of
+    // the seeded 9-5 shift), with the state the machine was added in.
+    let (state, code, _) = machine_state(&t.pool, m).await;
+    for (i, topic) in
+        [format!("oee/v1/machines/{m}/status"), "oee/v1/machines/saw/status".to_string()].iter().enumerate()
+    {
+        let (client, mut rx) = t.mqtt_client(&format!("watcher-{i}")).await;
+        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        let v = status_until(&mut rx, topic, |v| v["machine_id"] == m).await;
+        assert_eq!(
+            (v["schedule_state"].as_i64(), v["activity_code_id"].as_i64()),
+            (Some(state.into()), Some(code.into()))
+        );
+        assert_eq!(v["machine_name"], "Saw");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pattern_changed_from_the_command_line_applies_at_once_to_the_running_server() {
     let t = spawn_app().await;
     let m = t.add_machine("Mill").await;
@@ -240,15 +268,21 @@ async fn a_pattern_changed_from_the_command_line_applies_at_once_to_the_running_
 
     let (ok, out) = admin(&t.db, &["shift", "add", "Always"]).await;
     assert!(ok && out.contains("added shift pattern"), "{out}");
-    let (ok, out) = admin(&t.db, &["shift", "set", "Always", "all", "0000-2400"]).await;
-    assert!(ok, "{out}");
     let (ok, out) = admin(&t.db, &["shift", "set", "Always", "mon", "2200-0600"]).await;
     assert!(!ok && out.contains("ends before it starts") && out.contains("0000-0600"), "{out}");
     let (ok, out) = admin(&t.db, &["shift", "set", "Nobody", "mon", "0900-1700"]).await;
     assert!(!ok && out.contains("no shift pattern named `Nobody`"), "{out}");
 
-    // The machine follows a pattern in shift all week: whatever the hour, it is now in shift and Down.
+    // Each step below is a real change at any hour, weekday and zone: a new pattern has no shifts, so the
+    // machine first goes out of shift (Closed, whether or not the seeded 9-5 had it in shift), then in
+    // shift all week (Down), then out again.
     let (ok, out) = admin(&t.db, &["machine", "shift", "Mill", "Always"]).await;
+    assert!(ok, "{out}");
+    eventually("the machine is out of shift", || async { machine_state(&t.pool, m).await == (3, CLOSED, None) }).await;
+    let v = status_until(&mut rx, &topic, |v| v["schedule_state"] == 3).await;
+    assert_eq!(v["activity_code_id"], CLOSED);
+
+    let (ok, out) = admin(&t.db, &["shift", "set", "Always", "all", "0000-2400"]).await;
     assert!(ok, "{out}");
     eventually("the machine is in shift", || async { machine_state(&t.pool, m).await == (1, DOWN, None) }).await;
     let v = status_until(&mut rx, &topic, |v| v["schedule_state"] == 1).await;

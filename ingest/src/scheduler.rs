@@ -10,6 +10,9 @@
 //! nothing, and a backstop timer set to the next transition wakes the scheduler anyway; the cron jobs are
 //! also rebuilt whenever the zone's offset changed. Changed patterns and machine shifts arrive at once by
 //! PostgreSQL NOTIFY (triggers of migration 0003); a lost listener connection counts as a change.
+//! An added machine is notified too (migration 0008), whoever inserted it (the command line writes to the
+//! database directly): its retained status is published at once, as no change of it may come for hours.
+//! Machines added while the listener was away are covered by republishing every status when it is back.
 //! Because every step is idempotent under the row locks, several ingest workers may run it side by side.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,12 +109,56 @@ async fn reconcile_machines(
 }
 
 /// Why the scheduler loop woke up.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Wake {
     /// A cron job fired.
     Cron,
-    /// A pattern or a machine's shift changed (or notifications may have been lost).
+    /// A pattern or a machine's shift changed.
     Changed,
+    /// A machine was added: it has no retained status yet.
+    Added(i32),
+    /// The listener lost its connection and is back: changes and added machines may have gone unnoticed.
+    Resumed,
+}
+
+impl Wake {
+    /// The wake a notification payload of [`SCHEDULE_CHANNEL`] stands for.
+    fn from_payload(payload: &str) -> Wake {
+        match payload.strip_prefix("added ").and_then(|id| id.trim().parse().ok()) {
+            Some(id) => Wake::Added(id),
+            None => Wake::Changed,
+        }
+    }
+}
+
+/// Statuses the next successful round publishes besides those of the machines it changed.
+#[derive(Debug, Default)]
+struct Announce {
+    machines: BTreeSet<i32>,
+    all: bool,
+}
+
+impl Announce {
+    fn note(&mut self, wake: &Wake) {
+        match wake {
+            Wake::Added(id) => {
+                self.machines.insert(*id);
+            }
+            Wake::Resumed => self.all = true,
+            Wake::Cron | Wake::Changed => {}
+        }
+    }
+
+    /// The request for the status publisher, with the machines a round changed; none when nothing is due.
+    fn take(&mut self, changed: &[i32]) -> Option<Request> {
+        let all = std::mem::take(&mut self.all);
+        let mut machines = std::mem::take(&mut self.machines);
+        if all {
+            return Some(Request::All);
+        }
+        machines.extend(changed);
+        (!machines.is_empty()).then(|| Request::Machines(machines.into_iter().collect()))
+    }
 }
 
 /// Starts the scheduler: reconciles at once, then at every period start and on every change.
@@ -137,6 +184,7 @@ async fn run(
 ) {
     let mut cron = CronWakes::new(tz, wake_tx).await;
     let mut failures = 0u32;
+    let mut announce = Announce::default();
     loop {
         let now = Utc::now();
         match reconcile(&pool, tz, now, max_catch_up).await {
@@ -144,9 +192,10 @@ async fn run(
                 failures = 0;
                 if !changed.is_empty() {
                     tracing::info!(machines = changed.len(), "shift transitions applied");
-                    if let Some(s) = &status {
-                        let _ = s.send(Request::Machines(changed));
-                    }
+                }
+                // Kept until a round succeeds: the status is read from the database too.
+                if let (Some(s), Some(request)) = (&status, announce.take(&changed)) {
+                    let _ = s.send(request);
                 }
             }
             Err(e) => {
@@ -178,9 +227,12 @@ async fn run(
             w = wake_rx.recv() => {
                 let Some(w) = w else { return };
                 tracing::debug!(?w, "shift scheduler woke");
+                announce.note(&w);
                 // Several notifications of one edit make one round.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                while wake_rx.try_recv().is_ok() {}
+                while let Ok(w) = wake_rx.try_recv() {
+                    announce.note(&w);
+                }
             }
             _ = tokio::time::sleep(wait) => {}
         }
@@ -191,6 +243,8 @@ async fn run(
 /// notifications sent meanwhile are gone.
 async fn listen(pool: PgPool, wake: mpsc::UnboundedSender<Wake>) {
     let mut backoff = Duration::from_millis(500);
+    // The first connection follows the start-up round and ingest's own first publishing of every status.
+    let mut back = Wake::Changed;
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -209,19 +263,20 @@ async fn listen(pool: PgPool, wake: mpsc::UnboundedSender<Wake>) {
         }
         backoff = Duration::from_millis(500);
         // Changes made before listening began are picked up by this round too.
-        if wake.send(Wake::Changed).is_err() {
+        if wake.send(std::mem::replace(&mut back, Wake::Resumed)).is_err() {
             return;
         }
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => {
                     tracing::debug!(payload = n.payload(), "shift change notified");
-                    if wake.send(Wake::Changed).is_err() {
+                    if wake.send(Wake::from_payload(n.payload())).is_err() {
                         return;
                     }
                 }
+                // The connection was lost; the next receive connects again.
                 Ok(None) => {
-                    if wake.send(Wake::Changed).is_err() {
+                    if wake.send(Wake::Resumed).is_err() {
                         return;
                     }
                 }
@@ -325,6 +380,30 @@ mod tests {
     use super::*;
     use oee_core::activity::ScheduleState;
     use oee_core::shift::standard_day;
+
+    #[test]
+    fn an_added_machine_is_announced_and_anything_else_is_a_change() {
+        assert_eq!(Wake::from_payload("added 12"), Wake::Added(12));
+        for p in ["machine 12", "shift 3", "shift", "added", "added x"] {
+            assert_eq!(Wake::from_payload(p), Wake::Changed, "{p}");
+        }
+    }
+
+    #[test]
+    fn added_machines_are_published_with_the_changed_ones_and_a_resumed_listener_publishes_all() {
+        let mut a = Announce::default();
+        assert!(a.take(&[]).is_none());
+        assert!(matches!(a.take(&[3]), Some(Request::Machines(m)) if m == vec![3]));
+        a.note(&Wake::Added(5));
+        a.note(&Wake::Changed);
+        a.note(&Wake::Added(2));
+        assert!(matches!(a.take(&[3, 5]), Some(Request::Machines(m)) if m == vec![2, 3, 5]));
+        assert!(a.take(&[]).is_none(), "announced once");
+        a.note(&Wake::Added(5));
+        a.note(&Wake::Resumed);
+        assert!(matches!(a.take(&[1]), Some(Request::All)));
+        assert!(a.take(&[]).is_none());
+    }
 
     #[test]
     fn one_cron_expression_per_local_start_time() {

@@ -1,13 +1,19 @@
 //! The embedded PostgreSQL cluster: used when no `database.url` is configured. It runs the machine's
 //! installed PostgreSQL server binaries on a private data directory, listening on a unix socket only,
 //! and stops with this process (also when this process dies without cleaning up).
+//!
+//! The server supervises its cluster: a keeper thread starts `postgres`, waits for it, and starts it again
+//! (with a growing pause while it keeps failing) whenever it exits without being asked to. A cluster this
+//! process did not start is never taken over silently: the server refuses to start beside one (see
+//! [`EmbeddedCluster::start`]); administration commands use the one a running server owns
+//! ([`EmbeddedCluster::attach_or_start`]).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgConnectOptions;
@@ -19,6 +25,19 @@ pub const SUPERUSER: &str = "oee";
 const PORT: u16 = 5432;
 /// Longest path of a unix socket file on Linux (sun_path is 108 bytes with the terminating NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// Set on every `postgres` this process starts: `<pid>:<start time>` of this process, so that a later start
+/// can tell a cluster left by a server that died from one a live server or a person runs.
+const OWNER_ENV: &str = "OEE_EMBEDDED_CLUSTER_OWNER";
+/// Longest wait for the server to accept connections after a start.
+const READY_LIMIT: Duration = Duration::from_secs(120);
+/// Longest wait for a cluster left by a server that died to finish stopping (its shutdown checkpoint).
+const LEFTOVER_LIMIT: Duration = Duration::from_secs(60);
+/// Pause before the first restart after an unexpected exit (lets the old server's processes go), doubled
+/// on each failed attempt up to [`RESTART_PAUSE_MAX`].
+const RESTART_PAUSE: Duration = Duration::from_millis(100);
+const RESTART_PAUSE_MAX: Duration = Duration::from_secs(5);
+/// A server that ran this long before exiting was healthy: the next restart starts from the short pause.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// How to run the cluster.
 #[derive(Debug, Clone)]
@@ -34,22 +53,42 @@ pub struct ClusterOptions {
     pub disposable: bool,
 }
 
-/// A running private cluster. Dropping it stops the server.
+/// A private cluster in use by this process. Dropping it stops the server if this process started it.
 #[derive(Debug)]
 pub struct EmbeddedCluster {
     dir: PathBuf,
     socket_dir: PathBuf,
-    pid: i32,
-    /// Signalled when the server this process started exits; `None` when attached to a server that
-    /// another process (a running oee-server) started.
-    exited: Option<mpsc::Receiver<()>>,
-    stopped: bool,
+    /// The keeper of the server this process started; `None` when attached to the server of another
+    /// `oee-server` process (an administration command beside a running server).
+    keeper: Option<Keeper>,
+}
+
+/// Who may use a cluster that is already running on the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The server: it must own (and so supervise and stop) its cluster.
+    Server,
+    /// An administration command: it uses a running server's cluster and leaves it running.
+    Command,
 }
 
 impl EmbeddedCluster {
-    /// Creates the cluster on first use, then starts it and waits until it accepts connections.
+    /// Creates the cluster on first use, then starts it, waits until it accepts connections and keeps it
+    /// running until [`stop`](Self::stop): a server that exits meanwhile is started again. A cluster
+    /// already running on the directory is refused with what to do, unless it was left by an `oee-server`
+    /// that died: that one is waited for (it is stopping) and then started afresh.
     /// Blocking: call it from a plain thread or `spawn_blocking`.
     pub fn start(opts: &ClusterOptions) -> Result<EmbeddedCluster, Error> {
+        Self::open(opts, Role::Server)
+    }
+
+    /// As [`start`](Self::start), but a cluster that a running `oee-server` (or a person) runs on the
+    /// directory is used as it is and left running: for administration commands beside a running server.
+    pub fn attach_or_start(opts: &ClusterOptions) -> Result<EmbeddedCluster, Error> {
+        Self::open(opts, Role::Command)
+    }
+
+    fn open(opts: &ClusterOptions, role: Role) -> Result<EmbeddedCluster, Error> {
         let bin = find_bin_dir(&opts.bin_dir)?;
         let owner = owner_for(&opts.run_as)?;
         let dir = absolute(&opts.dir)?;
@@ -58,60 +97,22 @@ impl EmbeddedCluster {
             init_cluster(&bin, &dir, owner, opts.disposable)?;
         }
         let socket_dir = socket_dir_for(&dir, owner)?;
-        if let Some(pid) = clear_stale_pid(&dir)? {
-            // Another oee-server process runs this cluster (e.g. `oee-server machine add` beside a running
-            // server): use it, and leave it running.
-            let mut cluster = EmbeddedCluster { dir, socket_dir, pid, exited: None, stopped: true };
-            cluster.wait_ready(Duration::from_secs(120))?;
+        if let Some(pid) = settle_running(&dir, &socket_dir, role)? {
+            tracing::debug!(pid, dir = %dir.display(), "using the embedded PostgreSQL of a running server");
+            let cluster = EmbeddedCluster { dir, socket_dir, keeper: None };
+            wait_attached_ready(&cluster.dir, pid, READY_LIMIT)?;
             return Ok(cluster);
         }
-
-        let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D").arg(&dir).args(["-c", "listen_addresses="]);
-        cmd.arg("-c").arg(format!("unix_socket_directories={}", socket_dir.display()));
-        cmd.arg("-c").arg(format!("port={PORT}"));
-        cmd.args(["-c", "unix_socket_permissions=0700"]);
-        if opts.disposable {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
-            cmd.args(["-c", "max_connections=300"]);
-        }
-        for (k, v) in &opts.settings {
-            cmd.arg("-c").arg(format!("{k}={v}"));
-        }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("server.log"))
-            .map_err(|e| cluster_err(&dir, format!("cannot open server.log: {e}")))?;
-        let log2 = log.try_clone().map_err(|e| cluster_err(&dir, e.to_string()))?;
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        child_setup(&mut cmd, owner, true);
-
-        // The server is spawned from a thread that lives exactly as long as the server: the kernel's
-        // parent-death signal is tied to the spawning thread, and this thread also reaps the child.
-        let (pid_tx, pid_rx) = mpsc::channel();
-        let (exit_tx, exit_rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("postgres-keeper".into())
-            .spawn(move || match cmd.spawn() {
-                Ok(mut child) => {
-                    let _ = pid_tx.send(Ok(child.id() as i32));
-                    let _ = child.wait();
-                    let _ = exit_tx.send(());
-                }
-                Err(e) => {
-                    let _ = pid_tx.send(Err(e));
-                }
-            })
-            .map_err(|e| cluster_err(&dir, format!("cannot start a thread: {e}")))?;
-        let pid = pid_rx
-            .recv()
-            .map_err(|_| cluster_err(&dir, "the postgres keeper thread died".into()))?
-            .map_err(|e| cluster_err(&dir, format!("cannot run {}: {e}", bin.join("postgres").display())))?;
-
-        let mut cluster = EmbeddedCluster { dir, socket_dir, pid, exited: Some(exit_rx), stopped: false };
-        cluster.wait_ready(Duration::from_secs(120))?;
-        Ok(cluster)
+        let launch = Launch {
+            postgres: bin.join("postgres"),
+            dir: dir.clone(),
+            socket_dir: socket_dir.clone(),
+            owner,
+            settings: opts.settings.clone(),
+            disposable: opts.disposable,
+        };
+        let keeper = Keeper::start(launch)?;
+        Ok(EmbeddedCluster { dir, socket_dir, keeper: Some(keeper) })
     }
 
     /// Connection options for `database` on this cluster.
@@ -124,48 +125,12 @@ impl EmbeddedCluster {
         &self.dir
     }
 
-    /// Stops the server (fast shutdown: open transactions are rolled back, committed data is kept).
+    /// Stops the server if this process started it (fast shutdown: open transactions are rolled back,
+    /// committed data is kept), and its supervision with it.
     pub fn stop(&mut self) -> Result<(), Error> {
-        let Some(exited) = &self.exited else { return Ok(()) };
-        if self.stopped {
-            return Ok(());
-        }
-        self.stopped = true;
-        signal(self.pid, libc::SIGINT);
-        match exited.recv_timeout(Duration::from_secs(60)) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                signal(self.pid, libc::SIGQUIT);
-                Err(cluster_err(&self.dir, "postgres did not stop within 60 s; sent SIGQUIT".into()))
-            }
-        }
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), Error> {
-        let deadline = Instant::now() + limit;
-        let pid_file = self.dir.join("postmaster.pid");
-        loop {
-            let died = match &self.exited {
-                Some(rx) => rx.try_recv().is_ok(),
-                None => !is_our_postgres(self.pid, &self.dir),
-            };
-            if died {
-                self.stopped = true;
-                return Err(cluster_err(
-                    &self.dir,
-                    format!("postgres exited during start-up:\n{}", log_tail(&self.dir.join("server.log"))),
-                ));
-            }
-            if let Ok(text) = fs::read_to_string(&pid_file)
-                && text.lines().nth(7).is_some_and(|l| l.trim() == "ready")
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = self.stop();
-                return Err(cluster_err(&self.dir, "postgres did not become ready within 120 s".into()));
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        match &mut self.keeper {
+            Some(k) => k.stop(&self.dir),
+            None => Ok(()),
         }
     }
 }
@@ -175,6 +140,357 @@ impl Drop for EmbeddedCluster {
         if let Err(e) = self.stop() {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// Everything needed to start `postgres` again.
+#[derive(Debug, Clone)]
+struct Launch {
+    postgres: PathBuf,
+    dir: PathBuf,
+    socket_dir: PathBuf,
+    owner: Owner,
+    settings: Vec<(String, String)>,
+    disposable: bool,
+}
+
+impl Launch {
+    fn spawn(&self) -> Result<Child, Error> {
+        let dir = &self.dir;
+        let mut cmd = Command::new(&self.postgres);
+        cmd.arg("-D").arg(dir).args(["-c", "listen_addresses="]);
+        cmd.arg("-c").arg(format!("unix_socket_directories={}", self.socket_dir.display()));
+        cmd.arg("-c").arg(format!("port={PORT}"));
+        cmd.args(["-c", "unix_socket_permissions=0700"]);
+        if self.disposable {
+            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+            cmd.args(["-c", "max_connections=300"]);
+        }
+        for (k, v) in &self.settings {
+            cmd.arg("-c").arg(format!("{k}={v}"));
+        }
+        cmd.env(OWNER_ENV, process_token(std::process::id() as i32).unwrap_or_default());
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .map_err(|e| cluster_err(dir, format!("cannot open server.log: {e}")))?;
+        let log2 = log.try_clone().map_err(|e| cluster_err(dir, e.to_string()))?;
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+        child_setup(&mut cmd, self.owner, true);
+        cmd.spawn().map_err(|e| cluster_err(dir, format!("cannot run {}: {e}", self.postgres.display())))
+    }
+}
+
+/// The supervision of the server this process started: a thread that starts `postgres`, reaps it, and
+/// starts it again when it exits unasked. The thread lives exactly as long as the supervision, because the
+/// kernel's parent-death signal is tied to the thread that spawned the child.
+#[derive(Debug)]
+struct Keeper {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<KeeperState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct KeeperState {
+    /// The running server's pid.
+    pid: Option<i32>,
+    /// A stop was asked for: an exit is expected and nothing is started any more.
+    stop: bool,
+    /// The keeper thread has finished.
+    ended: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, KeeperState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How one run of the server went.
+enum Run {
+    /// It became ready and later exited.
+    Exited { status: Option<ExitStatus>, ran: Duration },
+    /// It did not become ready: the reason.
+    Failed(String),
+}
+
+impl Keeper {
+    /// Starts the server and returns once it accepts connections (or with the reason it does not).
+    fn start(launch: Launch) -> Result<Keeper, Error> {
+        let shared = Arc::new(Shared::default());
+        let (first_tx, first_rx) = mpsc::channel();
+        let dir = launch.dir.clone();
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("postgres-keeper".into())
+            .spawn(move || keep(launch, s, first_tx))
+            .map_err(|e| cluster_err(&dir, format!("cannot start a thread: {e}")))?;
+        let mut keeper = Keeper { shared, thread: Some(thread) };
+        match first_rx.recv() {
+            Ok(Ok(())) => Ok(keeper),
+            Ok(Err(e)) => {
+                let _ = keeper.stop(&dir);
+                Err(e)
+            }
+            Err(_) => {
+                let _ = keeper.stop(&dir);
+                Err(cluster_err(&dir, "the postgres keeper thread died".into()))
+            }
+        }
+    }
+
+    fn stop(&mut self, dir: &Path) -> Result<(), Error> {
+        let mut st = self.shared.lock();
+        if !st.stop {
+            st.stop = true;
+            if let Some(pid) = st.pid {
+                signal(pid, libc::SIGINT);
+            }
+            self.shared.changed.notify_all();
+        }
+        let (st, waited) = self
+            .shared
+            .changed
+            .wait_timeout_while(st, Duration::from_secs(60), |s| !s.ended)
+            .unwrap_or_else(|p| p.into_inner());
+        if waited.timed_out() {
+            if let Some(pid) = st.pid {
+                signal(pid, libc::SIGQUIT);
+            }
+            return Err(cluster_err(dir, "postgres did not stop within 60 s; sent SIGQUIT".into()));
+        }
+        drop(st);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        Ok(())
+    }
+}
+
+/// The keeper thread: the first start is reported on `first`; later exits are restarts.
+fn keep(launch: Launch, shared: Arc<Shared>, first: mpsc::Sender<Result<(), Error>>) {
+    let dir = launch.dir.clone();
+    let mut first = Some(first);
+    let mut pause = RESTART_PAUSE;
+    let mut attempt = 0u32;
+    loop {
+        if attempt > 0 {
+            {
+                let st = shared.lock();
+                let (st, _) =
+                    shared.changed.wait_timeout_while(st, pause, |s| !s.stop).unwrap_or_else(|p| p.into_inner());
+                if st.stop {
+                    break;
+                }
+            }
+            pause = (pause * 2).min(RESTART_PAUSE_MAX);
+            tracing::info!(attempt, dir = %dir.display(), "starting the embedded PostgreSQL again");
+        }
+        let run = match settle_running(&dir, &launch.socket_dir, Role::Server) {
+            Ok(None) => run_once(&launch, &shared, &mut first),
+            Ok(Some(pid)) => Run::Failed(format!("a PostgreSQL server (pid {pid}) is still running on it")),
+            Err(e) => Run::Failed(e.to_string()),
+        };
+        if shared.lock().stop {
+            break;
+        }
+        match run {
+            Run::Exited { status, ran } => {
+                if ran >= HEALTHY_RUN {
+                    pause = RESTART_PAUSE;
+                    attempt = 0;
+                }
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the embedded PostgreSQL exited while the server runs ({}); starting it again",
+                    status.map_or_else(|| "status unknown".to_string(), describe_exit)
+                );
+            }
+            Run::Failed(reason) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(cluster_err(&dir, reason)));
+                    break;
+                }
+                // The reason's first and last lines: what happened and PostgreSQL's last word on it.
+                let mut lines = reason.lines();
+                let (head, last) = (lines.next().unwrap_or_default(), lines.last());
+                let reason = last.map_or_else(|| head.to_string(), |l| format!("{head} … {}", l.trim()));
+                tracing::warn!(
+                    attempt,
+                    dir = %dir.display(),
+                    "the embedded PostgreSQL did not start again: {reason}; trying again in {pause:?}"
+                );
+            }
+        }
+        attempt += 1;
+    }
+    let mut st = shared.lock();
+    st.ended = true;
+    st.pid = None;
+    shared.changed.notify_all();
+}
+
+/// Starts the server once, reports on `first` (the first start's) when it is ready, and waits for its exit.
+fn run_once(launch: &Launch, shared: &Shared, first: &mut Option<mpsc::Sender<Result<(), Error>>>) -> Run {
+    let dir = &launch.dir;
+    let mut child = {
+        let mut st = shared.lock();
+        if st.stop {
+            return Run::Failed("stopping".into());
+        }
+        match launch.spawn() {
+            Ok(c) => {
+                st.pid = Some(c.id() as i32);
+                c
+            }
+            Err(e) => return Run::Failed(e.to_string()),
+        }
+    };
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + READY_LIMIT;
+    let pid_file = dir.join("postmaster.pid");
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                shared.lock().pid = None;
+                return Run::Failed(format!(
+                    "postgres exited during start-up ({}):\n{}",
+                    describe_exit(status),
+                    log_tail(&dir.join("server.log"))
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Run::Failed(format!("cannot watch postgres: {e}")),
+        }
+        if let Ok(text) = fs::read_to_string(&pid_file)
+            && text.lines().next().is_some_and(|l| l.trim() == pid.to_string())
+            && text.lines().nth(7).is_some_and(|l| l.trim() == "ready")
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            signal(pid, libc::SIGQUIT);
+            let _ = child.wait();
+            shared.lock().pid = None;
+            return Run::Failed(format!("postgres did not become ready within {} s", READY_LIMIT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    match first.take() {
+        Some(tx) => {
+            let _ = tx.send(Ok(()));
+        }
+        None => tracing::info!(pid, dir = %dir.display(), "the embedded PostgreSQL runs again"),
+    }
+    let ready_at = Instant::now();
+    let status = child.wait().ok();
+    shared.lock().pid = None;
+    Run::Exited { status, ran: ready_at.elapsed() }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Makes the directory free for a server of this process to start, or names the running server to use.
+/// A server left by an `oee-server` that died is stopping (the kernel signalled it): it is waited for, and
+/// signalled again if it has not begun to stop. A server a live `oee-server` owns is used by a command and
+/// refused to a server; one started by hand likewise. Stale lock files are removed.
+fn settle_running(dir: &Path, socket_dir: &Path, role: Role) -> Result<Option<i32>, Error> {
+    let deadline = Instant::now() + LEFTOVER_LIMIT;
+    let mut noted = false;
+    let mut nudged = false;
+    let first_seen = Instant::now();
+    loop {
+        let Some(pid) = running_postmaster(dir) else {
+            clear_stale_locks(dir, socket_dir)?;
+            return Ok(None);
+        };
+        let stopping = pid_file_status(dir).as_deref() == Some("stopping");
+        let owner = postmaster_owner(pid);
+        let owner_alive = owner.as_deref().map(token_alive);
+        match (stopping, owner_alive) {
+            (false, Some(true)) | (false, None) if role == Role::Command => return Ok(Some(pid)),
+            (false, Some(true)) => {
+                let owner_pid = owner.as_deref().and_then(|o| o.split(':').next()).unwrap_or("?");
+                return Err(cluster_err(
+                    dir,
+                    format!(
+                        "another oee-server process (pid {owner_pid}) runs this embedded PostgreSQL (pid {pid}): \
+                         stop that server first, or give this one another data_dir"
+                    ),
+                ));
+            }
+            (false, None) => {
+                return Err(cluster_err(
+                    dir,
+                    format!(
+                        "a PostgreSQL server that oee-server did not start (pid {pid}) is running on this \
+                         directory: stop it (`pg_ctl stop -D {}` as its user, or `kill -INT {pid}`) and start \
+                         oee-server again; to use a PostgreSQL server you run yourself, set database.url instead",
+                        dir.display()
+                    ),
+                ));
+            }
+            (true, _) | (false, Some(false)) => {
+                if !noted {
+                    tracing::info!(
+                        pid,
+                        dir = %dir.display(),
+                        "waiting for the embedded PostgreSQL left by a server that stopped to finish stopping"
+                    );
+                    noted = true;
+                }
+                // The kernel sent it SIGINT when its server died; should that not have arrived, send it.
+                if !stopping && !nudged && first_seen.elapsed() > Duration::from_secs(1) {
+                    signal(pid, libc::SIGINT);
+                    nudged = true;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(cluster_err(
+                dir,
+                format!(
+                    "the embedded PostgreSQL (pid {pid}) left by a server that stopped did not stop within {} s: \
+                     stop it (`kill -INT {pid}`), then start oee-server again",
+                    LEFTOVER_LIMIT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits until the running server of another process accepts connections.
+fn wait_attached_ready(dir: &Path, pid: i32, limit: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !is_postmaster_of(pid, dir) {
+            return Err(cluster_err(
+                dir,
+                format!("the running PostgreSQL (pid {pid}) exited:\n{}", log_tail(&dir.join("server.log"))),
+            ));
+        }
+        if pid_file_status(dir).as_deref() == Some("ready") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(cluster_err(dir, format!("the running PostgreSQL (pid {pid}) is not ready after {limit:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -333,28 +649,87 @@ fn init_cluster(bin: &Path, dir: &Path, owner: Owner, disposable: bool) -> Resul
     Ok(())
 }
 
-/// `postmaster.pid` names either a live server of this directory (its pid is returned) or, after a
-/// crash, a process that is gone: then the stale file is removed so the server can start.
-fn clear_stale_pid(dir: &Path) -> Result<Option<i32>, Error> {
-    let pid_file = dir.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(None) };
-    let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    if pid > 0 && is_our_postgres(pid, dir) {
-        return Ok(Some(pid));
-    }
-    tracing::warn!("removing a stale postmaster.pid left by a crash");
-    fs::remove_file(&pid_file).map_err(|e| cluster_err(dir, format!("cannot remove stale postmaster.pid: {e}")))?;
-    Ok(None)
+/// The pid of a live server of the cluster in `dir`, from its `postmaster.pid`.
+fn running_postmaster(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    (pid > 0 && is_postmaster_of(pid, dir)).then_some(pid)
 }
 
-/// Whether `pid` is a postgres server of the cluster in `dir` (a reused pid belongs to something else).
-fn is_our_postgres(pid: i32, dir: &Path) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmd| {
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("postgres") && cmd.contains(&*dir.to_string_lossy())
-        })
-        .unwrap_or(false)
+/// The server's status line of `postmaster.pid` (`starting`, `ready`, `stopping`, `standby`).
+fn pid_file_status(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    Some(text.lines().nth(7)?.trim().to_string())
+}
+
+/// Removes a `postmaster.pid` and socket lock file that name no live server of this cluster (left by a
+/// crash, perhaps naming a pid that another process has since been given), so that `postgres` starts.
+fn clear_stale_locks(dir: &Path, socket_dir: &Path) -> Result<(), Error> {
+    let socket = socket_dir.join(format!(".s.PGSQL.{PORT}"));
+    let socket_lock = socket_dir.join(format!(".s.PGSQL.{PORT}.lock"));
+    for lock in [dir.join("postmaster.pid"), socket_lock.clone()] {
+        let Ok(text) = fs::read_to_string(&lock) else { continue };
+        let pid: i32 = text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        if pid > 0 && is_postmaster_of(pid, dir) {
+            continue;
+        }
+        tracing::warn!(file = %lock.display(), "removing a lock file left by a PostgreSQL server that is gone");
+        fs::remove_file(&lock)
+            .map_err(|e| cluster_err(dir, format!("cannot remove the stale {}: {e}", lock.display())))?;
+        if lock == socket_lock {
+            let _ = fs::remove_file(&socket);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pid` is a live postgres server working in `dir` (a reused pid belongs to something else). A
+/// server's working directory is its data directory, however it was named on its command line.
+fn is_postmaster_of(pid: i32, dir: &Path) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if !comm.trim().starts_with("postgres") || process_state(pid) == Some('Z') {
+        return false;
+    }
+    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    let want = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match cwd {
+        Some(cwd) => cwd == want,
+        None => fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy())),
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
+fn process_state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// `<pid>:<start time>`: names one process for its whole life, even after its pid is reused.
+fn process_token(pid: i32) -> Option<String> {
+    // Field 22 of stat is the start time; the fields here begin with field 3.
+    Some(format!("{pid}:{}", stat_fields(pid)?.get(19)?))
+}
+
+/// Whether the process a [`process_token`] names still runs.
+fn token_alive(token: &str) -> bool {
+    let Some(pid) = token.split(':').next().and_then(|p| p.parse::<i32>().ok()) else { return false };
+    process_state(pid).is_some_and(|s| s != 'Z') && process_token(pid).as_deref() == Some(token)
+}
+
+/// The `oee-server` process that started the server `pid`, as a [`process_token`]; `None` for a server
+/// started otherwise (by hand, by `pg_ctl`, by a service manager).
+fn postmaster_owner(pid: i32) -> Option<String> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|&b| b == 0).find_map(|kv| {
+        let kv = String::from_utf8_lossy(kv);
+        kv.strip_prefix(OWNER_ENV).and_then(|v| v.strip_prefix('=')).filter(|v| !v.is_empty()).map(str::to_string)
+    })
 }
 
 #[allow(unsafe_code)]
@@ -413,6 +788,35 @@ mod tests {
         let err = init_cluster(Path::new("/nonexistent"), &dir, owner, true).unwrap_err().to_string();
         assert!(err.contains("not empty"), "{err}");
         assert_eq!(fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_process_token_names_one_process_for_its_life() {
+        let me = std::process::id() as i32;
+        let token = process_token(me).unwrap();
+        assert!(token_alive(&token), "{token}");
+        let (pid, start) = token.split_once(':').unwrap();
+        let later: u64 = start.parse::<u64>().unwrap() + 1;
+        assert!(!token_alive(&format!("{pid}:{later}")), "the same pid started at another time is another process");
+        assert!(!token_alive("0:1") && !token_alive("") && !token_alive("x:y"));
+        assert_eq!(postmaster_owner(me), None, "this process was not started as an embedded postgres");
+    }
+
+    #[test]
+    fn locks_naming_a_process_that_is_not_the_clusters_postgres_are_stale() {
+        let dir = std::env::temp_dir().join(format!("oee-stale-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        // This process is alive but no postgres server of the directory: a reused pid after a crash.
+        let me = std::process::id();
+        fs::write(dir.join("postmaster.pid"), format!("{me}\n{}\n", dir.display())).unwrap();
+        fs::write(dir.join(".s.PGSQL.5432.lock"), format!("{me}\n")).unwrap();
+        fs::write(dir.join(".s.PGSQL.5432"), "").unwrap();
+        assert_eq!(running_postmaster(&dir), None);
+        assert_eq!(settle_running(&dir, &dir, Role::Server).unwrap(), None);
+        for f in ["postmaster.pid", ".s.PGSQL.5432.lock", ".s.PGSQL.5432"] {
+            assert!(!dir.join(f).exists(), "{f} was removed");
+        }
         fs::remove_dir_all(&dir).ok();
     }
 

@@ -39,9 +39,19 @@ pub struct Database {
 }
 
 impl Database {
-    /// Opens the configured database (starting the embedded cluster when `database.url` is empty),
-    /// creates the database if needed, runs migrations and the TimescaleDB step.
+    /// Opens the configured database for the server (starting and supervising the embedded cluster when
+    /// `database.url` is empty), creates the database if needed, runs migrations and the TimescaleDB step.
     pub async fn open(config: &Config) -> Result<Database, Error> {
+        Self::open_as(config, false).await
+    }
+
+    /// As [`open`](Self::open), for an administration command: the embedded cluster of a server running
+    /// beside it is used as it is and left running.
+    pub async fn open_for_command(config: &Config) -> Result<Database, Error> {
+        Self::open_as(config, true).await
+    }
+
+    async fn open_as(config: &Config, command: bool) -> Result<Database, Error> {
         let (options, cluster) = if config.database.url.trim().is_empty() {
             let opts = ClusterOptions {
                 dir: config.embedded_db_dir(),
@@ -50,7 +60,8 @@ impl Database {
                 settings: config.database.embedded.settings.clone().into_iter().collect(),
                 disposable: false,
             };
-            let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&opts))
+            let start = if command { EmbeddedCluster::attach_or_start } else { EmbeddedCluster::start };
+            let cluster = tokio::task::spawn_blocking(move || start(&opts))
                 .await
                 .map_err(|e| Error::Cluster { dir: config.embedded_db_dir(), reason: e.to_string() })??;
             let options = cluster.connect_options(EMBEDDED_DATABASE);
