@@ -69,7 +69,10 @@ async fn the_binary_serves_administers_and_stops_cleanly_on_sigterm() {
     assert!(ok && out.contains("Line 1") && out.contains("line-1"), "{out}");
     assert_eq!(postmaster_pid(&env.data_dir), Some(pg), "the running server's database was left alone");
 
-    // a tablet registers itself and is paired with the free machine; an administrator moves it
+    // inside a pairing window an administrator opened, a tablet registers itself and is paired with the
+    // free machine; an administrator moves it
+    let (ok, out, err) = env.run(&["tablet", "open-window", "--minutes", "5"]).await;
+    assert!(ok && out.contains("new tablets may register until"), "{out}{err}");
     let r = client.get(format!("{http}/check-state?device_uuid=tab-1")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains(r#""machine": "Line 1", "device_name": "Tablet 1""#));
     let (ok, out, err) = env.run(&["tablet", "list"]).await;

@@ -45,6 +45,9 @@ impl Server {
             .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
             // An HTTP change waits out a database outage instead of answering 503.
             .env("OEE_BRIDGE__REPLY_TIMEOUT_MS", "90000")
+            // The load devices send no credentials, as the reference system's did.
+            .env("OEE_BRIDGE__OPEN_DEVICE_API", "true")
+            .env("OEE_BROKER__ALLOW_ANONYMOUS", "true")
             .kill_on_drop(true);
         c
     }
@@ -317,7 +320,7 @@ async fn a_database_held_down_for_30_s_under_load_comes_back_by_itself_and_loses
     let code_at = |start: i32, i: usize| if i.is_multiple_of(2) == (start == 3) { 2 } else { 3 };
 
     let (mqtt, mut replies) = mqtt_client(server.mqtt, "load-plc").await;
-    let reply = "test/replies/load";
+    let reply = "oee/v1/replies/test/load";
     mqtt.subscribe(reply, QoS::AtLeastOnce).await.unwrap();
     let mut senders = Vec::new();
     for (k, &m) in http_machines.iter().enumerate() {
