@@ -325,3 +325,56 @@ async fn only_who_belongs_gets_in_and_devices_act_only_for_their_machines() {
     c.set_login("plc-7", &device.mqtt_password);
     assert_eq!(again.handshake(c).await, ConnectReturnCode::BadUserNamePassword);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_sockets_neither_block_mqtt_nor_stay_open() {
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.broker.connection_timeout_ms = 2_000;
+    let t = spawn_app_with(config, db, Services::ALL).await;
+    let m = t.add_machine("Press 4").await;
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(TcpStream::connect(("127.0.0.1", t.mqtt_port)).await.expect("open an idle socket"));
+    }
+    // A device still connects and its command is applied.
+    let mut dev = Raw::connect(t.mqtt_port).await;
+    assert_eq!(dev.handshake(connect_packet("busy-day", 30)).await, ConnectReturnCode::Success);
+    let mut p = Publish::new(format!("oee/v1/machines/{m}/state"), QoS::AtLeastOnce, r#"{"activity_code_id":3}"#);
+    p.pkid = 1;
+    dev.send(Packet::Publish(p)).await;
+    eventually("the device's change is applied", || async { t.current_code(m).await == 3 }).await;
+    // The sockets that never sent CONNECT are closed once broker.connection_timeout_ms has passed.
+    let mut closed = 0;
+    for mut s in idle {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_secs(20), s.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1000, "every idle socket was closed by the broker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holds_at_most_32_filters() {
+    let t = spawn_app().await;
+    let mut raw = Raw::connect(t.mqtt_port).await;
+    assert_eq!(raw.handshake(connect_packet("greedy", 30)).await, ConnectReturnCode::Success);
+    let filters: Vec<rumqttc::SubscribeFilter> =
+        (0..40).map(|i| rumqttc::SubscribeFilter::new(format!("plant/{i}/#"), QoS::AtMostOnce)).collect();
+    raw.send(Packet::Subscribe(Subscribe::new_many(filters))).await;
+    let codes = match raw.recv().await {
+        Some(Packet::SubAck(a)) => a.return_codes,
+        other => panic!("expected SUBACK, got {other:?}"),
+    };
+    let granted = codes.iter().filter(|c| **c != SubscribeReasonCode::Failure).count();
+    assert_eq!((codes.len(), granted), (40, 32));
+    // Giving one back makes room for another.
+    raw.send(Packet::Unsubscribe(rumqttc::Unsubscribe::new("plant/0/#"))).await;
+    assert!(matches!(raw.recv().await, Some(Packet::UnsubAck(_))));
+    raw.send(Packet::Subscribe(Subscribe::new("plant/new/#", QoS::AtMostOnce))).await;
+    match raw.recv().await {
+        Some(Packet::SubAck(a)) => assert_eq!(a.return_codes, vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+}

@@ -87,13 +87,26 @@ async fn the_binary_serves_administers_and_stops_cleanly_on_sigterm() {
     let (ok, out, err) = env.run(&["tablet", "pair", "1", "Line 1"]).await;
     assert!(ok && out.contains("tablet 1 is paired with machine 1"), "{out}{err}");
 
-    let r = client
-        .post(format!("{http}/api/machine-state-change"))
-        .json(&json!({"machine_id": 1, "activity_code_id": 3}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    // a device gets its token beside the running server and uses it at once
+    let (ok, out, err) = env.run(&["device", "add", "plc-1", "--machine", "Line 1"]).await;
+    assert!(ok, "{out}{err}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("HTTP token:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no token in:\n{out}"))
+        .to_string();
+    let post = |token: Option<String>| {
+        let mut r = client
+            .post(format!("{http}/api/machine-state-change"))
+            .json(&json!({"machine_id": 1, "activity_code_id": 3}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some(token)).await.unwrap().status(), 200);
 
     let pid = server.id().expect("server pid") as i32;
     assert_eq!(send_sigterm(pid), 0);

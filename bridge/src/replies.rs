@@ -92,7 +92,7 @@ impl Replies {
             connected,
             statuses: statuses.downgrade(),
         });
-        let filters = vec![reply_topic, topic::status("+")];
+        let filters = vec![(reply_topic, QoS::AtLeastOnce), (topic::status("+"), QoS::AtLeastOnce)];
         let driver = tokio::spawn(mqtt::drive(eventloop, client, filters, tx));
         let me = replies.clone();
         let receiver = tokio::spawn(async move {

@@ -42,6 +42,10 @@ const UPSTREAM_KEEP_ALIVE: u16 = 60;
 const UPSTREAM_HEADROOM: usize = 70 * 1024;
 /// Longest client id let through.
 const MAX_CLIENT_ID: usize = 128;
+/// Most subscription filters a client other than the server may hold. rumqttd keeps an in-memory log per
+/// distinct filter (up to `broker.max_segment_size` × `broker.max_segment_count` bytes each), so filters
+/// are what broker memory grows with; a device needs a handful.
+pub(crate) const MAX_FILTERS_PER_CLIENT: usize = 32;
 
 /// What every guarded connection shares.
 pub(crate) struct Guard {
@@ -153,6 +157,7 @@ impl Guard {
             keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
             refused_qos2: HashSet::new(),
             pending_subscribe: HashMap::new(),
+            filters: HashSet::new(),
             warned: false,
         };
         let end = self.pump(&mut session, &mut client, &mut upstream, buf, ubuf).await;
@@ -366,8 +371,20 @@ impl Guard {
                 let _ = p.write(to_up, big);
             }
             Packet::Subscribe(sub) => {
-                let allowed: Vec<bool> =
-                    sub.filters.iter().map(|f| access::may_subscribe(&s.principal, &f.path)).collect();
+                let allowed: Vec<bool> = sub
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        let fits = s.principal == Principal::Server
+                            || s.filters.contains(&f.path)
+                            || s.filters.len() < MAX_FILTERS_PER_CLIENT;
+                        let ok = fits && access::may_subscribe(&s.principal, &f.path);
+                        if ok {
+                            s.filters.insert(f.path.clone());
+                        }
+                        ok
+                    })
+                    .collect();
                 if allowed.iter().any(|a| !a) {
                     self.stats.subscriptions_refused.fetch_add(1, Ordering::Relaxed);
                     let refused: Vec<&str> =
@@ -388,6 +405,9 @@ impl Guard {
             Packet::Unsubscribe(unsub) => {
                 let topics: Vec<String> =
                     unsub.topics.into_iter().filter(|t| oee_core::topic::valid_filter(t)).collect();
+                for t in &topics {
+                    s.filters.remove(t);
+                }
                 if topics.is_empty() {
                     let _ = Packet::UnsubAck(UnsubAck::new(unsub.pkid)).write(to_client, big);
                 } else {
@@ -453,6 +473,8 @@ struct Session {
     refused_qos2: HashSet<u16>,
     /// Subscriptions forwarded without their refused filters: which positions were allowed.
     pending_subscribe: HashMap<u16, Vec<bool>>,
+    /// The filters the client holds (counted against [`MAX_FILTERS_PER_CLIENT`]).
+    filters: HashSet<String>,
     warned: bool,
 }
 

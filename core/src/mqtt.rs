@@ -114,7 +114,7 @@ pub fn publish_fits(topic: &str, payload_len: usize, max_packet_size: usize) -> 
 pub async fn drive<T: From<Incoming>>(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    filters: Vec<String>,
+    filters: Vec<(String, QoS)>,
     sink: tokio::sync::mpsc::UnboundedSender<T>,
 ) {
     no_delay(&mut eventloop);
@@ -124,7 +124,7 @@ pub async fn drive<T: From<Incoming>>(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.connected(std::time::Instant::now());
                 if !filters.is_empty() {
-                    let subs = filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    let subs = filters.iter().map(|(f, qos)| rumqttc::SubscribeFilter::new(f.clone(), *qos));
                     // Never await on the request channel from the polling task: it is the one draining it.
                     if let Err(e) = client.try_subscribe_many(subs.collect::<Vec<_>>()) {
                         tracing::error!("cannot subscribe to {filters:?}: {e}");

@@ -373,15 +373,14 @@ impl Worker {
         batch
             .into_iter()
             .filter_map(|r| {
+                // Both arrive at QoS 0 (see `crate::start`): nothing to acknowledge.
                 if r.publish.topic == oee_core::health::PING {
-                    let _ = self.client.try_ack(&r.publish);
                     tokio::spawn(answer_ping(self.pool.clone(), self.client.clone(), r.publish.payload));
                     return None;
                 }
                 if topic::parse_status(&r.publish.topic).is_none() {
                     return Some(r);
                 }
-                let _ = self.client.try_ack(&r.publish);
                 let _ = status.send(status::Request::Seen { topic: r.publish.topic, payload: r.publish.payload });
                 None
             })

@@ -18,7 +18,7 @@ use oee_core::access::ServerSeal;
 use oee_core::config::{IngestConfig, MqttConfig, SchedulerConfig};
 use oee_core::mqtt::{self, Incoming};
 use oee_core::topic::{self, CommandKind};
-use rumqttc::AsyncClient;
+use rumqttc::{AsyncClient, QoS};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -117,19 +117,27 @@ pub fn start(
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     let mut subscribed = Vec::new();
-    let mut main_filters: Vec<String> =
-        CommandKind::ALL.into_iter().filter(|k| k.changes_state()).map(|k| shared(&cfg.shared_group, k)).collect();
+    let mut main_filters: Vec<(String, QoS)> = CommandKind::ALL
+        .into_iter()
+        .filter(|k| k.changes_state())
+        .map(|k| (shared(&cfg.shared_group, k), QoS::AtLeastOnce))
+        .collect();
     if cfg.telemetry_connections == 0 {
-        main_filters.push(shared(&cfg.shared_group, CommandKind::Telemetry));
+        main_filters.push((shared(&cfg.shared_group, CommandKind::Telemetry), QoS::AtLeastOnce));
     }
+    // Statuses and pings arrive at QoS 0: they need no acknowledgement, which rumqttd accepts only in the
+    // order of delivery and so could not be given while the commands around them wait for their commit.
     // Every worker watches the statuses (not shared): a status another client wrote is put right at once.
-    main_filters.push(topic::status_filter());
-    // One worker of a group answers each health ping.
-    main_filters.push(if cfg.shared_group.is_empty() {
-        oee_core::health::PING.to_string()
-    } else {
-        format!("$share/{}/{}", cfg.shared_group, oee_core::health::PING)
-    });
+    main_filters.push((topic::status_filter(), QoS::AtMostOnce));
+    // One worker of a group answers each health ping (a group of its own, as for telemetry below).
+    main_filters.push((
+        if cfg.shared_group.is_empty() {
+            oee_core::health::PING.to_string()
+        } else {
+            format!("$share/{}-health/{}", cfg.shared_group, oee_core::health::PING)
+        },
+        QoS::AtMostOnce,
+    ));
     let main = connection(&pool, mqtt_cfg, cfg, &client_id, main_filters, true, &stats, &seal);
     clients.push(main.client);
     tasks.extend(main.tasks);
@@ -144,7 +152,7 @@ pub fn start(
         format!("{}-telemetry", cfg.shared_group)
     };
     for i in 0..cfg.telemetry_connections {
-        let filters = vec![shared(&telemetry_group, CommandKind::Telemetry)];
+        let filters = vec![(shared(&telemetry_group, CommandKind::Telemetry), QoS::AtLeastOnce)];
         let id = format!("{client_id}-telemetry-{i}");
         let c = connection(&pool, mqtt_cfg, cfg, &id, filters, false, &stats, &seal);
         clients.push(c.client);
@@ -192,7 +200,7 @@ fn connection(
     mqtt_cfg: &MqttConfig,
     cfg: &IngestConfig,
     client_id: &str,
-    filters: Vec<String>,
+    filters: Vec<(String, QoS)>,
     publishes_status: bool,
     stats: &Arc<Stats>,
     seal: &Arc<ServerSeal>,
