@@ -183,13 +183,7 @@ async fn a_crash_of_the_broker_core_is_repaired_and_the_statuses_come_back() {
     // round, 100 ms, of the change).
     let topic = format!("oee/v1/machines/{m}/status");
     eventually("a late subscriber gets the retained status after the restart", || async {
-        let out = mosquitto_tool("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &t.mqtt_port.to_string(), "-C", "1", "-W", "5", "-t", &topic])
-            .output()
-            .await
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["activity_code_id"] == 3
+        late_subscriber(t.mqtt_port, &topic, 5).await.is_some_and(|v| v["activity_code_id"] == 3)
     })
     .await;
     // And the health page says every part is back.
@@ -231,15 +225,8 @@ async fn paho_interoperability_suite_passes_and_leaves_the_statuses_alone() {
     assert!(out.status.success(), "Paho's suite failed:\n{text}");
     assert!(text.contains(&format!("Ran {} tests", tests.len())), "{text}");
     // Its clean-up deleted every retained message it could: the machine statuses are not among them.
-    let out = mosquitto_tool("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &t.mqtt_port.to_string(), "-C", "1", "-W", "10"])
-        .arg("-t")
-        .arg(format!("oee/v1/machines/{m}/status"))
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "the retained status survived the suite");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = late_subscriber(t.mqtt_port, &format!("oee/v1/machines/{m}/status"), 10).await;
+    let v = v.expect("the retained status survived the suite");
     assert_eq!(v["machine_id"], m);
 }
 

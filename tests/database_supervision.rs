@@ -205,10 +205,20 @@ async fn a_database_stopped_or_killed_under_the_server_is_started_again_and_no_c
         code = if code == 3 { 2 } else { 3 };
         // Sent at once: ingest holds it until the database is back.
         assert_eq!(post_state(&client, server.http, m, code).await, 200, "{}", server.output());
-        within(Duration::from_secs(60), "the change is stored", || async {
-            stored(&pool, m).await == Some((before + 1 + round as i64, code))
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = stored(&pool, m).await;
+            if now == Some((before + 1 + round as i64, code)) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: the change is not stored: (activities, code) = {now:?}, expected ({}, {code})\n{}",
+                before + 1 + round as i64,
+                server.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let again = postmaster_pid(&server.cluster_dir()).expect("the database runs again");
         assert_ne!(again, pg);
         assert!(!alive(pg));

@@ -235,12 +235,7 @@ async fn a_status_written_by_another_client_is_put_right_at_once() {
         let (ok, err) = mosquitto_pub(broker.port, &["-r", "-t", &topic, "-m", &forged]).await;
         assert!(ok, "{err}");
         eventually("the true status is back", || async {
-            let out = mosquitto_tool("mosquitto_sub")
-                .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-C", "1", "-W", "5", "-t", &topic])
-                .output()
-                .await
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let v = late_subscriber(broker.port, &topic, 5).await.unwrap_or_default();
             v["activity_code_id"] == 3 && v["machine_name"] == "Press"
         })
         .await;
@@ -249,13 +244,7 @@ async fn a_status_written_by_another_client_is_put_right_at_once() {
     let (ok, _) = mosquitto_pub(broker.port, &["-r", "-t", "oee/v1/machines/9999/status", "-m", &forged]).await;
     assert!(ok);
     eventually("the forged status of no machine is gone", || async {
-        let out = mosquitto_tool("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-C", "1", "-W", "1"])
-            .args(["-t", "oee/v1/machines/9999/status"])
-            .output()
-            .await
-            .unwrap();
-        out.stdout.is_empty()
+        late_subscriber(broker.port, "oee/v1/machines/9999/status", 1).await.is_none()
     })
     .await;
 }

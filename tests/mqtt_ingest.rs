@@ -159,13 +159,8 @@ async fn mosquitto_clients_change_state_and_read_the_retained_status() {
 
     // a late subscriber gets the retained status, on the id topic and the topic-name topic
     for topic in [format!("oee/v1/machines/{m}/status"), "oee/v1/machines/press-7/status".to_string()] {
-        let out = mosquitto_tool("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-C", "1", "-W", "10", "-t", &topic])
-            .output()
-            .await
-            .unwrap();
-        assert!(out.status.success(), "no retained status on {topic}");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v =
+            late_subscriber(t.mqtt_port, &topic, 10).await.unwrap_or_else(|| panic!("no retained status on {topic}"));
         assert_eq!(v["machine_id"], m);
         assert_eq!(v["activity_code_id"], 3);
         assert_eq!(v["activity_code"], "Closed");

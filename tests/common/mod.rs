@@ -396,6 +396,21 @@ pub fn mosquitto_tool(tool: &str) -> tokio::process::Command {
     cmd
 }
 
+/// What a late subscriber gets on `topic` of the broker on `port` (its retained message, or the first one
+/// published within `wait_s` seconds), as JSON; `None` when nothing came. Subscribes with Debian's
+/// `mosquitto_sub`, an outside client.
+pub async fn late_subscriber(port: u16, topic: &str, wait_s: u32) -> Option<serde_json::Value> {
+    let out = mosquitto_tool("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-C", "1", "-W", &wait_s.to_string(), "-t", topic])
+        .output()
+        .await
+        .expect("run mosquitto_sub");
+    if !out.status.success() || out.stdout.is_empty() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
 /// A Mosquitto broker on a free loopback port, stopped on drop.
 pub struct Mosquitto {
     pub port: u16,
