@@ -53,9 +53,8 @@ struct Rng(u64);
 impl Rng {
     /// The generator of one case: independent of every other case, so any one can be replayed alone.
     fn for_case(seed: u64, target: usize, case: usize) -> Rng {
-        let mut r = Rng(seed ^ ((target as u64) << 40) ^ case as u64);
-        r.next();
-        r
+        let mix = |x: u64| Rng(x).next();
+        Rng(mix(mix(mix(seed) ^ target as u64) ^ case as u64))
     }
 
     fn next(&mut self) -> u64 {
@@ -267,11 +266,27 @@ fn key(rng: &mut Rng) -> String {
     }
 }
 
-/// A value for a field a command or request knows: mostly one that may be accepted, so that the cases
-/// reach past parsing into the state machine, the history editor and the database; sometimes anything.
-fn field(rng: &mut Rng, name: &str, ids: &Ids) -> Value {
-    if rng.chance(30) {
+/// A value for a field a command or request knows: one that may well be accepted, so that the cases reach
+/// past parsing into the state machine, the history editor and the database; when `wild`, also edge cases
+/// and sometimes anything at all.
+fn field(rng: &mut Rng, name: &str, ids: &Ids, wild: bool) -> Value {
+    if wild && rng.chance(30) {
         return value(rng, 3);
+    }
+    if !wild {
+        let now = Utc::now();
+        match name {
+            "timestamp" | "start_time" | "end_time" | "issued_at" | "received_at" => {
+                let ago = chrono::Duration::seconds(rng.below(86_400 * 3) as i64);
+                return json!((now - ago).to_rfc3339_opts(SecondsFormat::Micros, true));
+            }
+            "job_note" | "notes" | "downtime_reason" => return json!(format!("note {}", rng.below(100))),
+            "job_number" => return json!(format!("J{}", rng.below(100))),
+            "good" | "rejects" | "good_total" | "rejects_total" | "quantity_good" => {
+                return json!(rng.below(20) as i64);
+            }
+            _ => {}
+        }
     }
     let small = |rng: &mut Rng, n: usize| json!(rng.below(n) as i64);
     match name {
@@ -341,16 +356,19 @@ fn command_fields(kind: CommandKind) -> &'static [&'static str] {
     }
 }
 
-/// An object of known fields (each present or not, plausible or not) and a few unknown ones.
-fn object(rng: &mut Rng, fields: &[&str], ids: &Ids) -> Map<String, Value> {
+/// An object of known fields, each present or not (see [`field`] for `wild`), and, when `wild`, a few
+/// unknown ones.
+fn object(rng: &mut Rng, fields: &[&str], ids: &Ids, wild: bool) -> Map<String, Value> {
     let mut obj = Map::new();
     for name in fields {
         if rng.chance(60) {
-            obj.insert(name.to_string(), field(rng, name, ids));
+            obj.insert(name.to_string(), field(rng, name, ids, wild));
         }
     }
-    for _ in 0..rng.below(3) {
-        obj.insert(key(rng), value(rng, 3));
+    if wild {
+        for _ in 0..rng.below(3) {
+            obj.insert(key(rng), value(rng, 3));
+        }
     }
     obj
 }
@@ -551,10 +569,15 @@ async fn fuzzed_mqtt_commands_are_all_answered_below_500_and_ingest_keeps_applyi
 
     let mut cases: HashMap<String, Case> = HashMap::new();
     let mut telemetry_tag = 0u64;
-    for (target, kind) in CommandKind::ALL.into_iter().enumerate() {
-        for i in 0..n {
+    // Case by case across the commands, so that jobs start and end, and history meets live changes.
+    for i in 0..n {
+        for (target, kind) in CommandKind::ALL.into_iter().enumerate() {
             let mut rng = Rng::for_case(seed, target, i);
-            let topic_name = topic::command(&machine_segment(&mut rng, m, slug), kind);
+            // A tame case names the machine and sends plausible fields only: it is often applied.
+            let wild = rng.chance(60);
+            let segment =
+                if wild { machine_segment(&mut rng, m, slug) } else { rng.pick(&[m.to_string(), slug.into()]) };
+            let topic_name = topic::command(&segment, kind);
             let publisher =
                 if kind == CommandKind::Session || rng.chance(10) { Publisher::Server } else { Publisher::Anonymous };
             let request_id = format!("fz-{target}-{i}");
@@ -563,7 +586,7 @@ async fn fuzzed_mqtt_commands_are_all_answered_below_500_and_ingest_keeps_applyi
                 0..=2 => (unreadable(&mut rng), false),
                 3 => {
                     // A reply topic or request id that may not be usable: answered on LOOSE or not at all.
-                    let mut obj = object(&mut rng, command_fields(kind), &ids);
+                    let mut obj = object(&mut rng, command_fields(kind), &ids, wild);
                     let reply = rng.pick(&[
                         json!(LOOSE),
                         json!("oee/v1/replies"),
@@ -581,12 +604,13 @@ async fn fuzzed_mqtt_commands_are_all_answered_below_500_and_ingest_keeps_applyi
                     (serde_json::to_vec(&obj).unwrap(), false)
                 }
                 _ => {
-                    let mut obj = object(&mut rng, command_fields(kind), &ids);
+                    let mut obj = object(&mut rng, command_fields(kind), &ids, wild);
                     if kind == CommandKind::Telemetry {
-                        for _ in 0..rng.below(4) {
-                            obj.insert(key(&mut rng), number(&mut rng));
+                        for i in 0..rng.below(4) {
+                            let name = if wild { key(&mut rng) } else { format!("reading_{i}") };
+                            obj.insert(name, number(&mut rng));
                         }
-                        if rng.chance(3) {
+                        if wild && rng.chance(5) {
                             for k in 0..300 {
                                 obj.insert(format!("r{k}"), json!(k));
                             }
@@ -944,7 +968,10 @@ fn body(rng: &mut Rng, fields: &[&str], ids: &Ids, max_body: usize) -> Vec<u8> {
             b.extend_from_slice(b"\"}");
             b
         }
-        _ => serde_json::to_vec(&object(rng, fields, ids)).unwrap(),
+        _ => {
+            let wild = rng.chance(60);
+            serde_json::to_vec(&object(rng, fields, ids, wild)).unwrap()
+        }
     }
 }
 
