@@ -180,6 +180,29 @@ async fn a_wildcard_in_the_machine_path_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_or_query_that_cannot_be_read_is_answered_with_a_message() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Press 1").await;
+    // Percent-encoded bytes that are not UTF-8 name no machine, no command and no tablet.
+    for path in ["%FF/state".to_string(), format!("{m}/%FF"), "caf%E9/job/start".to_string()] {
+        let (status, v) = command_over_http(&t, &path, &json!({"activity_code_id": 2})).await;
+        assert_eq!((status, v["reason"].as_str()), (404, Some("bad_path")), "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("/api/v1/machines/3/state"), "{path}: {v}");
+    }
+    let (status, body) = post_raw(&t, "/api/force-logout/%FF", Some("application/json"), b"{}".to_vec()).await;
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status} {body}"));
+    assert_eq!((status, &v["success"]), (404, &json!(false)), "{body}");
+    assert!(v["reason"].as_str().unwrap().contains("/api/force-logout/3"), "{body}");
+    // The tablet's id given twice: which one is meant cannot be known.
+    let r = t.client.get(format!("{}/check-state?device_uuid=a&device_uuid=b", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["success"], false, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("device_uuid"), "{v}");
+    assert_eq!(activity_count(&t, m).await, 1, "nothing was published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nul_in_a_string_is_refused_at_the_edge() {
     let t = spawn_app().await;
     let m = t.add_machine("Press").await;

@@ -480,3 +480,39 @@ async fn two_workers_in_one_shared_group_lose_nothing() {
     assert!(first > 0 && other > 0, "both workers took a share ({first} and {other})");
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_arriving_while_commands_commit_keep_every_command_delivered_once() {
+    // Ingest hears its own retained statuses while later batches still wait for their commit. The broker takes
+    // acknowledgements only in the order it delivered: one out of order ends ingest's connection, and the
+    // broker delivers the unacknowledged commands again, so that those without a request id are applied twice.
+    let db = seeded_db().await;
+    let t = spawn_app_with(test_config(&db), db, BROKER_AND_INGEST).await;
+    let machines = [t.add_machine("A").await, t.add_machine("B").await, t.add_machine("C").await];
+    let (client, mut rx) = t.mqtt_client("device-statuses").await;
+    client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
+    let rounds = 150;
+    for i in 0..rounds {
+        for &m in &machines {
+            // Each change commits and publishes the machine's status; none carries a request id.
+            send(&client, &topic::state(&m.to_string()), &json!({"activity_code_id": 2 + i % 2, "reply_to": REPLY}))
+                .await;
+            send(&client, &topic::production(&m.to_string()), &json!({"good": 1})).await;
+        }
+    }
+    for _ in 0..rounds * machines.len() {
+        assert_eq!(next_on(&mut rx, REPLY).await["status"], 200);
+    }
+    let last = machines[0];
+    send(&client, &topic::state(&last.to_string()), &json!({"activity_code_id": 3, "reply_to": REPLY})).await;
+    assert_eq!(next_on(&mut rx, REPLY).await["status"], 200);
+
+    let sent = (2 * rounds * machines.len() + 1) as u64;
+    assert_eq!(stats(&t).received.load(Ordering::Relaxed), sent, "every command delivered to ingest once");
+    let parts = "SELECT COALESCE(sum(quantity_good), 0)::int8 FROM production_quantity WHERE machine_id = $1";
+    for &m in &machines {
+        assert_eq!(count(&t, parts, m).await, rounds as i64, "machine {m}: each count applied once");
+        let changes = rounds as i64 + i64::from(m == last);
+        assert_eq!(activity_count(&t, m).await, 1 + changes, "machine {m}: each change applied once");
+    }
+}

@@ -207,6 +207,30 @@ async fn bad_parameters_are_refused_with_a_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_at_the_end_of_the_calendar_is_refused_with_a_message() {
+    let t = spawn_app().await;
+    let m = t.add_machine("M1").await;
+    // `+262142-12-31` is the last day chrono knows: its day's bounds cannot be computed.
+    for date in ["%2B262142-12-31", "-262143-01-01", "10000-01-01"] {
+        for path in [format!("/api/v1/oee?machine={m}&to={date}"), format!("/api/v1/telemetry?machine={m}&from={date}")]
+        {
+            let (status, body) = get(&t, &path).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert!(body["error"].as_str().unwrap_or_default().contains("a date like 2026-01-05"), "{path}: {body}");
+        }
+        for path in [
+            format!("/api/oee?machine_id={m}&date={date}"),
+            format!("/api/activity-durations?machine_id={m}&date={date}"),
+        ] {
+            let r = t.client.get(format!("{}{path}", t.http)).send().await.unwrap();
+            assert_eq!(r.status(), 400, "{path}");
+            assert_eq!(r.text().await.unwrap(), "Date must be in format YYYY-MM-DD", "{path}");
+        }
+    }
+    report(&t, &format!("machine={m}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_cache_fills_is_used_and_is_recomputed_after_backdated_sql_changes() {
     let t = spawn_app().await;
     let m = worked_example(&t, "M1").await;

@@ -10,6 +10,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,11 +30,18 @@ const MAX_TOPIC_NAME: usize = 100;
 /// A `request_id` in the body is kept, so a client that retries after a lost answer is applied once.
 pub(crate) async fn machine_command(
     State(state): State<BridgeState>,
-    Path((machine, command)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let received = Utc::now();
+    // A segment that is not UTF-8 once percent-decoded names no machine and no command.
+    let Ok(Path((machine, command))) = path else {
+        let message = "the path cannot be read as text: name the machine by its id or topic name and the command \
+                       by its name, e.g. /api/v1/machines/3/state";
+        return Ok((StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": "bad_path" })))
+            .into_response());
+    };
     if !can_name_a_machine(&machine) {
         return Ok(not_found(&machine, &command));
     }

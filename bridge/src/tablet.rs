@@ -10,6 +10,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -278,7 +279,16 @@ fn unix_seconds(t: DateTime<Utc>) -> f64 {
 }
 
 /// `GET /check-state?device_uuid=U`: registers a new tablet, then says what its screen shows.
-pub(crate) async fn check_state(State(state): State<BridgeState>, Query(q): Query<CheckStateQuery>) -> Answer {
+pub(crate) async fn check_state(
+    State(state): State<BridgeState>,
+    query: Result<Query<CheckStateQuery>, QueryRejection>,
+) -> Answer {
+    let Query(q) = query.map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            &format!("{}: give the tablet's id once, /check-state?device_uuid=<uuid>", e.body_text()),
+        )
+    })?;
     let uuid = q.device_uuid.filter(|u| !u.trim().is_empty() && u.len() <= 100).ok_or_else(|| {
         failure(
             StatusCode::BAD_REQUEST,
@@ -682,11 +692,18 @@ pub(crate) async fn end_all_sessions(State(state): State<BridgeState>, headers: 
 /// (the status page); the tablet's websocket is told. 200 with an empty body, as in the reference.
 pub(crate) async fn force_logout(
     State(state): State<BridgeState>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
     body_object(&headers, &body)?;
+    // Not UTF-8 once percent-decoded: no tablet's number.
+    let Ok(Path(id)) = path else {
+        return Err(failure(
+            StatusCode::NOT_FOUND,
+            "there is no such tablet: give its number, e.g. /api/force-logout/3",
+        ));
+    };
     let unknown = || failure(StatusCode::NOT_FOUND, &format!("there is no tablet {id}"));
     let id: i32 = id.parse().map_err(|_| unknown())?;
     let t = store::tablet_by_id(&state.pool, id).await.map_err(db)?.ok_or_else(unknown)?;

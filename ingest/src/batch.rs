@@ -210,6 +210,9 @@ struct InFlight {
     task: tokio::task::JoinHandle<Applied>,
     /// Kept to apply the batch again should its task die.
     received: Vec<Received>,
+    /// Every message to acknowledge once the batch is done, in the order the broker delivered them: its
+    /// commands, and the statuses and pings that arrived among them or while it was applied.
+    acks: Vec<Publish>,
     /// Fires once this batch holds its row locks (or failed before); taken by the next batch.
     locked: Option<oneshot::Receiver<()>>,
     /// `Some(true)` once committed, `Some(false)` if it did not commit.
@@ -220,6 +223,7 @@ impl InFlight {
     fn spawn(
         worker: Arc<Worker>,
         mut items: Vec<Item>,
+        acks: Vec<Publish>,
         prev_locked: Option<oneshot::Receiver<()>>,
         prev_done: watch::Receiver<Option<bool>>,
     ) -> InFlight {
@@ -232,7 +236,7 @@ impl InFlight {
             let _ = done_tx.send(Some(matches!(result, Ok(Some(_)))));
             (items, result)
         });
-        InFlight { task, received, locked: Some(locked), done }
+        InFlight { task, received, acks, locked: Some(locked), done }
     }
 }
 
@@ -328,7 +332,7 @@ impl Worker {
             let first = match next {
                 Next::Finished(done) => {
                     if let Some(oldest) = in_flight.pop_front() {
-                        self.complete(done, oldest.received).await;
+                        self.complete(done, oldest.received, oldest.acks).await;
                     }
                     continue;
                 }
@@ -347,8 +351,16 @@ impl Worker {
                 // The broker may have restarted and lost its retained messages: publish every status again.
                 let _ = status.send(status::Request::All);
             }
+            // The broker takes acknowledgements only in the order it delivered (one out of order ends the
+            // connection, and every command not yet acknowledged is delivered again): a status or ping is
+            // acknowledged with the commands around it, never before a command that came first.
+            let acks: Vec<Publish> = batch.iter().map(|r| r.publish.clone()).collect();
             let batch = self.divert_statuses(batch);
             if batch.is_empty() {
+                match in_flight.back_mut() {
+                    Some(newest) => newest.acks.extend(acks),
+                    None => self.acknowledge(&acks).await,
+                }
                 continue;
             }
             let items = self.parse(batch);
@@ -356,7 +368,7 @@ impl Worker {
                 Some(prev) => (prev.locked.take(), prev.done.clone()),
                 None => (None, first_done.subscribe()),
             };
-            in_flight.push_back(InFlight::spawn(self.clone(), items, prev_locked, prev_done));
+            in_flight.push_back(InFlight::spawn(self.clone(), items, acks, prev_locked, prev_done));
             if self.status.is_some() && last_prune.elapsed() > Duration::from_secs(3600) {
                 last_prune = std::time::Instant::now();
                 if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
@@ -367,7 +379,8 @@ impl Worker {
     }
 
     /// Takes the statuses seen on the broker out of the batch and hands them to the status publisher, which
-    /// puts the database's status back wherever another client wrote a status.
+    /// puts the database's status back wherever another client wrote a status; pings are answered. Neither is
+    /// acknowledged here: see [`Worker::acknowledge`].
     fn divert_statuses(&self, batch: Vec<Received>) -> Vec<Received> {
         let Some(status) = &self.status else { return batch };
         batch
@@ -403,7 +416,12 @@ impl Worker {
 
     /// Finishes the oldest batch in flight: answers it if it committed, otherwise applies it again on its
     /// own (with retries) first.
-    async fn complete(&self, done: Result<Applied, tokio::task::JoinError>, received: Vec<Received>) {
+    async fn complete(
+        &self,
+        done: Result<Applied, tokio::task::JoinError>,
+        received: Vec<Received>,
+        acks: Vec<Publish>,
+    ) {
         let (mut items, result) = match done {
             Ok(applied) => applied,
             Err(e) => {
@@ -427,7 +445,7 @@ impl Worker {
                 self.commit_with_retry(&mut items).await
             }
         };
-        self.finish(items, outcome).await;
+        self.finish(items, outcome, &acks).await;
     }
 
     /// Commits the batch; transient database failures are retried (the messages stay unacknowledged, so
@@ -488,15 +506,14 @@ impl Worker {
         Outcome { changed_machines: changed }
     }
 
-    /// After the commit: acknowledge every message, answer where asked, publish changed statuses.
-    async fn finish(&self, items: Vec<Item>, outcome: Outcome) {
+    /// After the commit: acknowledge every message (`acks`, in the order they were delivered), answer where
+    /// asked, publish changed statuses.
+    async fn finish(&self, items: Vec<Item>, outcome: Outcome, acks: &[Publish]) {
+        self.acknowledge(acks).await;
         for item in &items {
             match &item.verdict {
                 Some(v) if v.ok => Stats::add(&self.stats.applied, 1),
                 _ => Stats::add(&self.stats.refused, 1),
-            }
-            if let Err(e) = self.client.ack(&item.received.publish).await {
-                tracing::warn!("cannot acknowledge a command: {e}");
             }
             if let (Some(topic), Some(verdict)) = (&item.reply_to, &item.verdict) {
                 self.answer(topic, verdict).await;
@@ -506,6 +523,16 @@ impl Worker {
             && let Some(status) = &self.status
         {
             let _ = status.send(status::Request::Machines(outcome.changed_machines));
+        }
+    }
+
+    /// Acknowledges `publishes`, which must be in the order the broker delivered them and come after every
+    /// message acknowledged before.
+    async fn acknowledge(&self, publishes: &[Publish]) {
+        for p in publishes {
+            if let Err(e) = self.client.ack(p).await {
+                tracing::warn!("cannot acknowledge a message on {}: {e}", p.topic);
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use oee_core::activity::ScheduleState;
 use oee_core::oee::{EngineConfig, History, Sums, Window};
@@ -49,6 +49,12 @@ pub(crate) fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
+/// A date as a query gives it, `YYYY-MM-DD`, within the years RFC 3339 times have (0000 to 9999): the
+/// calendar's own ends (year ±262143) are no day a report can cover, and computing their bounds overflows.
+pub(crate) fn plain_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|d| (0..=9999).contains(&d.year()))
+}
+
 /// A time parameter: RFC 3339, or a plain date meaning the start of that plant day.
 pub(crate) fn time_param(q: &HashMap<String, String>, name: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, ApiError> {
     q.get(name)
@@ -56,8 +62,9 @@ pub(crate) fn time_param(q: &HashMap<String, String>, name: &str, tz: Tz) -> Res
             let v = v.trim();
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .or_else(|_| NaiveDate::parse_from_str(v, "%Y-%m-%d").map(|d| local_date_bounds(tz, d).0))
-                .map_err(|_| {
+                .ok()
+                .or_else(|| plain_date(v).map(|d| local_date_bounds(tz, d).0))
+                .ok_or_else(|| {
                     bad(format!(
                         "`{name}` must be an RFC 3339 time like 2026-01-05T06:00:00Z or a date like 2026-01-05, \
                          not `{v}`"
@@ -524,6 +531,18 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn dates_are_taken_only_within_the_years_of_rfc_3339() {
+        assert_eq!(plain_date("2026-01-05"), NaiveDate::from_ymd_opt(2026, 1, 5));
+        assert_eq!(plain_date("0000-01-01"), NaiveDate::from_ymd_opt(0, 1, 1));
+        assert_eq!(plain_date("9999-12-31"), NaiveDate::from_ymd_opt(9999, 12, 31));
+        for far in ["+262142-12-31", "-262143-01-01", "10000-01-01", "-0001-12-31", "2026-02-30"] {
+            assert_eq!(plain_date(far), None, "{far}");
+            let q = HashMap::from([("to".to_string(), far.to_string())]);
+            assert!(matches!(time_param(&q, "to", Tz::UTC), Err(ApiError::BadRequest(_))), "{far}");
+        }
     }
 
     #[test]

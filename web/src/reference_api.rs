@@ -44,7 +44,7 @@ impl IntoResponse for ReportError {
 async fn request(state: &WebState, q: &HashMap<String, String>) -> Result<(i32, RefWindow), ReportError> {
     let now = Utc::now();
     let date = match q.get("date") {
-        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| ReportError::BadDate)?,
+        Some(d) => crate::oee_api::plain_date(d).ok_or(ReportError::BadDate)?,
         None => now.with_timezone(&state.tz).date_naive(),
     };
     let raw = q.get("machine_id").ok_or(ReportError::NoMachine)?;
