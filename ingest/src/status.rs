@@ -9,7 +9,7 @@
 //! With `ingest.no_signal_after_s` set, the same task also watches for machines that fall silent (or are
 //! heard again) and republishes their status with the changed `signal`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -35,10 +35,26 @@ pub(crate) enum Request {
     },
 }
 
-/// The last status this publisher wrote on each topic, to tell its own from anyone else's.
+/// The last statuses this publisher wrote on each topic, to tell its own from anyone else's. A few are kept:
+/// the echo of one written a moment before the latest is still its own, and the broker already holds the
+/// latest.
 #[derive(Default)]
 pub(crate) struct Written {
-    by_topic: HashMap<String, (i32, bytes::Bytes)>,
+    by_topic: HashMap<String, (i32, VecDeque<bytes::Bytes>)>,
+}
+
+/// How many of its own latest statuses per topic the publisher recognises.
+const RECENT: usize = 4;
+
+impl Written {
+    fn record(&mut self, topic: String, machine_id: i32, payload: bytes::Bytes) {
+        let (id, recent) = self.by_topic.entry(topic).or_default();
+        *id = machine_id;
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(payload);
+    }
 }
 
 impl Written {
@@ -47,7 +63,7 @@ impl Written {
     /// message is to be cleared).
     async fn judge(&self, pool: &PgPool, topic: &str, payload: &[u8]) -> Option<Result<i32, ()>> {
         match self.by_topic.get(topic) {
-            Some((_, last)) if last.as_ref() == payload => None,
+            Some((_, recent)) if recent.iter().any(|p| p.as_ref() == payload) => None,
             Some((id, _)) => Some(Ok(*id)),
             None if payload.is_empty() => None,
             None => {
@@ -118,7 +134,7 @@ pub(crate) fn start(
                             "a status on {topic}, which names no machine, was not the server's: clearing it"
                         );
                         if client.publish(topic.as_str(), QoS::AtLeastOnce, true, Vec::new()).await.is_ok() {
-                            written.by_topic.insert(topic, (0, bytes::Bytes::new()));
+                            written.record(topic, 0, bytes::Bytes::new());
                         }
                     }
                 }
@@ -198,7 +214,7 @@ pub(crate) async fn publish(
                 );
                 continue;
             }
-            written.by_topic.insert(t.clone(), (s.machine_id, bytes::Bytes::from(body.clone())));
+            written.record(t.clone(), s.machine_id, bytes::Bytes::from(body.clone()));
             if let Err(e) = client.publish(t, QoS::AtLeastOnce, true, body.clone()).await {
                 tracing::warn!("cannot publish machine {} status: {e}", s.machine_id);
             }
