@@ -345,7 +345,12 @@ impl Worker {
                     subscribed.send_replace(true);
                     (Vec::new(), false)
                 }
-                crate::Delivery::Batch(b, r) => (b, r),
+                crate::Delivery::Batch { publishes, reconnected, subscribed: confirmed } => {
+                    if confirmed {
+                        subscribed.send_replace(true);
+                    }
+                    (publishes, reconnected)
+                }
             };
             if reconnected && let Some(status) = &self.status {
                 // The broker may have restarted and lost its retained messages: publish every status again.

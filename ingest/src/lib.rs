@@ -260,8 +260,13 @@ pub(crate) enum Delivery {
     Connected,
     /// The broker confirmed a subscription.
     Subscribed,
-    /// Publishes, and whether a (re)connection was announced among them.
-    Batch(Vec<Received>, bool),
+    /// Publishes, and whether a (re)connection was announced or a subscription confirmed among them (a
+    /// resumed session delivers what the broker kept before it confirms the subscriptions).
+    Batch {
+        publishes: Vec<Received>,
+        reconnected: bool,
+        subscribed: bool,
+    },
 }
 
 /// Builds a delivery from `first` (already received, so waiting for it could be cancelled safely).
@@ -271,14 +276,38 @@ pub(crate) fn fill(first: Arrived, rx: &mut mpsc::UnboundedReceiver<Arrived>, ma
         Incoming::Subscribed => return Delivery::Subscribed,
         Incoming::Publish(p) => vec![Received { publish: p, received_at: first.at }],
     };
-    let mut reconnected = false;
+    let (mut reconnected, mut subscribed) = (false, false);
     while batch.len() < max {
         match rx.try_recv() {
             Ok(Arrived { event: Incoming::Publish(p), at }) => batch.push(Received { publish: p, received_at: at }),
             Ok(Arrived { event: Incoming::Connected { .. }, .. }) => reconnected = true,
-            Ok(Arrived { event: Incoming::Subscribed, .. }) => {}
+            Ok(Arrived { event: Incoming::Subscribed, .. }) => subscribed = true,
             Err(_) => break,
         }
     }
-    Delivery::Batch(batch, reconnected)
+    Delivery::Batch { publishes: batch, reconnected, subscribed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &str) -> Arrived {
+        Arrived::from(Incoming::Publish(rumqttc::Publish::new(topic, rumqttc::QoS::AtLeastOnce, "{}")))
+    }
+
+    #[test]
+    fn a_subscription_confirmed_behind_a_resumed_sessions_messages_is_reported() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(publish("oee/v1/machines/1/state")).unwrap();
+        tx.send(Arrived::from(Incoming::Subscribed)).unwrap();
+        tx.send(publish("oee/v1/machines/2/state")).unwrap();
+        let first = publish("oee/v1/machines/1/state");
+        match fill(first, &mut rx, 100) {
+            Delivery::Batch { publishes, reconnected, subscribed } => {
+                assert_eq!((publishes.len(), reconnected, subscribed), (3, false, true));
+            }
+            _ => panic!("a batch of publishes"),
+        }
+    }
 }
