@@ -30,7 +30,7 @@ impl Raw {
         self.stream.write_all(&b).await.unwrap();
     }
 
-    /// The next packet, or `None` when the server closed the connection (or sent nothing in 10 s).
+    /// The next packet, or `None` when the server closed the connection (or sent nothing in 30 s).
     async fn recv(&mut self) -> Option<Packet> {
         loop {
             if !self.buf.is_empty() {
@@ -40,7 +40,7 @@ impl Raw {
                     Err(e) => panic!("unreadable packet from the broker: {e}"),
                 }
             }
-            match tokio::time::timeout(Duration::from_secs(10), self.stream.read_buf(&mut self.buf)).await {
+            match tokio::time::timeout(Duration::from_secs(30), self.stream.read_buf(&mut self.buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                 Ok(Ok(_)) => {}
             }

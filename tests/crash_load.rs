@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
-use common::{Mosquitto, free_port, scratch_dir};
+use common::{Mosquitto, free_port, scratch_dir, within};
 use oee_core::store::cluster::SUPERUSER;
 use oee_core::store::{EMBEDDED_DATABASE, machine, schedule};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
@@ -45,19 +45,6 @@ const MACHINES: usize = 4;
 /// and the backlog of a restart being applied.
 const START_LIMIT: Duration = Duration::from_secs(120);
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
-
-/// Polls `check` until it returns true, for at most `limit`.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// The `oee-server serve` process on fixed loopback ports and one data directory, which can be killed and
 /// started again.

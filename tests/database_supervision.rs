@@ -155,20 +155,6 @@ fn kill(signal: &str, pid: i32) {
     assert!(ok.success(), "kill -{signal} {pid}");
 }
 
-/// Polls `check` until it holds, for at most `limit` (longer than the harness's `eventually`, for waits
-/// that include a database restart or an outage).
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Activities of a machine, and its current code; `None` while the database cannot be reached.
 async fn stored(pool: &PgPool, machine: i32) -> Option<(i64, i32)> {
     sqlx::query_as(

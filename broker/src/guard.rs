@@ -40,6 +40,9 @@ use crate::auth::{Access, Refusal};
 const UPSTREAM_KEEP_ALIVE: u16 = 60;
 /// Largest packet rumqttd may send to a client: the configured payload limit plus room for the topic.
 const UPSTREAM_HEADROOM: usize = 70 * 1024;
+/// How long the core may take to accept the guard's connection and to answer its CONNACK (a loaded machine
+/// can be slow; a dead core is noticed by the supervisor anyway).
+const UPSTREAM_ANSWER: Duration = Duration::from_secs(15);
 /// Longest client id let through.
 const MAX_CLIENT_ID: usize = 128;
 /// Most subscription filters a client other than the server may hold. rumqttd keeps an in-memory log per
@@ -205,7 +208,7 @@ impl Guard {
     /// Connects to rumqttd on the client's behalf and returns its CONNACK, and whatever arrived right
     /// behind it (a resumed session's redeliveries).
     async fn open_upstream(&self, connect: &Connect) -> std::io::Result<(TcpStream, ConnAck, BytesMut)> {
-        let mut up = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(self.upstream))
+        let mut up = tokio::time::timeout(UPSTREAM_ANSWER, TcpStream::connect(self.upstream))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         up.set_nodelay(true)?;
@@ -215,7 +218,7 @@ impl Guard {
         c.set_login(self.upstream_user.clone(), self.upstream_password.clone());
         write(&mut up, &Packet::Connect(c)).await?;
         let mut buf = BytesMut::new();
-        match tokio::time::timeout(Duration::from_secs(5), read_packet(&mut up, &mut buf, 1024)).await {
+        match tokio::time::timeout(UPSTREAM_ANSWER, read_packet(&mut up, &mut buf, 1024)).await {
             Ok(Ok(Some(Packet::ConnAck(ack)))) => Ok((up, ack, buf)),
             Ok(Ok(other)) => Err(std::io::Error::other(format!("answered {other:?} instead of CONNACK"))),
             Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
