@@ -10,8 +10,6 @@ use common::*;
 use serde_json::json;
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_oee-server");
-
 struct Env {
     data_dir: PathBuf,
     http: u16,
@@ -24,15 +22,7 @@ impl Env {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("OEE_DATA_DIR", &self.data_dir)
-            .env("OEE_PLANT__TIMEZONE", "UTC")
-            .env("OEE_HTTP__LISTEN", format!("127.0.0.1:{}", self.http))
-            .env("OEE_BROKER__LISTEN", format!("127.0.0.1:{}", self.mqtt))
-            .env("OEE_MQTT__PORT", self.mqtt.to_string())
-            .kill_on_drop(true);
-        c
+        server_binary(args, &self.data_dir, self.http, self.mqtt)
     }
 
     async fn run(&self, args: &[&str]) -> (bool, String, String) {

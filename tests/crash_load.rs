@@ -23,17 +23,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
-use common::{Mosquitto, free_port, scratch_dir, within};
+use common::{Mosquitto, free_port, scratch_dir, server_binary, within};
 use oee_core::store::cluster::SUPERUSER;
 use oee_core::store::{EMBEDDED_DATABASE, machine, schedule};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc;
-
-const BIN: &str = env!("CARGO_BIN_EXE_oee-server");
 
 /// The crash tests run one at a time: each loads the machine on its own, so that one test's load does not
 /// slow another's server and a measured loss window means what it says.
@@ -80,25 +78,15 @@ impl Server {
     async fn start(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open the log");
-        let mut c = Command::new(BIN);
-        c.arg("serve");
-        if !self.embedded_broker {
-            c.args(["--only", "ingest,bridge,web"]);
-        }
-        c.env("OEE_DATA_DIR", &self.data_dir)
-            .env("OEE_PLANT__TIMEZONE", "UTC")
-            .env("OEE_HTTP__LISTEN", format!("127.0.0.1:{}", self.http))
-            .env("OEE_BROKER__LISTEN", format!("127.0.0.1:{}", self.mqtt))
-            .env("OEE_MQTT__PORT", self.mqtt.to_string())
-            .env("OEE_BROKER__ALLOW_ANONYMOUS", "true")
+        let args: &[&str] = if self.embedded_broker { &["serve"] } else { &["serve", "--only", "ingest,bridge,web"] };
+        let mut c = server_binary(args, &self.data_dir, self.http, self.mqtt);
+        c.env("OEE_BROKER__ALLOW_ANONYMOUS", "true")
             .env("OEE_BRIDGE__OPEN_DEVICE_API", "true")
             // A slow machine should answer late rather than 503: only what ingest committed counts anyway.
             .env("OEE_BRIDGE__REPLY_TIMEOUT_MS", "30000")
-            .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log"))
-            .stderr(log)
-            .kill_on_drop(true);
+            .stderr(log);
         self.child = Some(c.spawn().expect("start oee-server serve"));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         let health = self.url("/health");

@@ -17,8 +17,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_oee-server");
-
 /// One server's data directory and ports, and the file its output goes to.
 struct Server {
     data_dir: PathBuf,
@@ -35,20 +33,12 @@ impl Server {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("OEE_DATA_DIR", &self.data_dir)
-            .env("OEE_PLANT__TIMEZONE", "UTC")
-            .env("OEE_HTTP__LISTEN", format!("127.0.0.1:{}", self.http))
-            .env("OEE_BROKER__LISTEN", format!("127.0.0.1:{}", self.mqtt))
-            .env("OEE_MQTT__PORT", self.mqtt.to_string())
-            .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
-            // An HTTP change waits out a database outage instead of answering 503.
-            .env("OEE_BRIDGE__REPLY_TIMEOUT_MS", "90000")
+        let mut c = server_binary(args, &self.data_dir, self.http, self.mqtt);
+        // An HTTP change waits out a database outage instead of answering 503.
+        c.env("OEE_BRIDGE__REPLY_TIMEOUT_MS", "90000")
             // The load devices send no credentials, as the reference system's did.
             .env("OEE_BRIDGE__OPEN_DEVICE_API", "true")
-            .env("OEE_BROKER__ALLOW_ANONYMOUS", "true")
-            .kill_on_drop(true);
+            .env("OEE_BROKER__ALLOW_ANONYMOUS", "true");
         c
     }
 

@@ -503,33 +503,9 @@ fn machine_segment(rng: &mut Rng, id: i32, slug: &str) -> String {
 /// The largest payload the fuzz pass expects the broker to pass on (it takes 256 KiB packets by default).
 const MAX_PAYLOAD: usize = 200 * 1024;
 
-/// A client for publishing only, whose packets may be as large as the broker takes (rumqttc's own default
-/// limit is 10 KiB); `login` is a user name and password.
+/// A client for publishing only; `login` is a user name and password.
 async fn publisher(t: &TestApp, id: &str, login: Option<(&str, &str)>) -> rumqttc::AsyncClient {
-    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", t.mqtt_port);
-    o.set_keep_alive(Duration::from_secs(10));
-    o.set_max_packet_size(1 << 20, 1 << 20);
-    if let Some((user, password)) = login {
-        o.set_credentials(user, password);
-    }
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
-        loop {
-            match eventloop.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.expect("MQTT connect").unwrap();
-    client
+    mqtt_client_as(t.mqtt_port, id, login).await.0
 }
 
 /// Whether ingest is subscribed to `topic` (`oee/v1/machines/+/{command}`).

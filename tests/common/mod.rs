@@ -312,6 +312,8 @@ pub async fn mqtt_client_as(
 ) -> (rumqttc::AsyncClient, tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>) {
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(10));
+    // As large as the broker takes (rumqttc's own default is 10 KiB, which would end the connection).
+    o.set_max_packet_size(1 << 20, 1 << 20);
     if let Some((user, password)) = login {
         o.set_credentials(user, password);
     }
@@ -469,4 +471,20 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The real `oee-server` binary with `args`, on a data directory of its own, its HTTP port and its broker's
+/// port on loopback (`mqtt` is also where its clients look for the broker), the plant on UTC and tablet
+/// discovery on a free loopback port. Callers add their own switches.
+pub fn server_binary(args: &[&str], data_dir: &Path, http: u16, mqtt: u16) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_oee-server"));
+    c.args(args)
+        .env("OEE_DATA_DIR", data_dir)
+        .env("OEE_PLANT__TIMEZONE", "UTC")
+        .env("OEE_HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env("OEE_BROKER__LISTEN", format!("127.0.0.1:{mqtt}"))
+        .env("OEE_MQTT__PORT", mqtt.to_string())
+        .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
+        .kill_on_drop(true);
+    c
 }
