@@ -6,6 +6,7 @@
 #                     it does not take port 1883 from the embedded broker)
 # With --tests, also what only the tests use:
 #   chromium chromium-driver  headless Chromium driven over WebDriver through the operator page
+#   python3                   runs Eclipse Paho's MQTT interoperability suite against the embedded broker
 # Installs only what is missing; safe to run again.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 if $tests; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
