@@ -26,3 +26,12 @@ CREATE TABLE device_machine (
     machine_id integer NOT NULL REFERENCES machine (id),
     PRIMARY KEY (device_id, machine_id)
 );
+
+-- The topic segments a device may name its machines by: each machine's id and, when it has one, its
+-- topic name.
+CREATE VIEW device_machine_segment AS
+SELECT dm.device_id, s.segment
+  FROM device_machine dm
+  JOIN machine m ON m.id = dm.machine_id
+ CROSS JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment)
+ WHERE s.segment IS NOT NULL;

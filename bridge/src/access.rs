@@ -6,8 +6,9 @@
 //! send a `session` command over HTTP: only the tablet API does, after checking the tablet's pairing.
 
 use axum::http::{HeaderMap, header};
+use oee_core::access::{self, Principal};
 use oee_core::store::device;
-use oee_core::topic::{CommandKind, MachineRef};
+use oee_core::topic::{self, CommandKind, MachineRef};
 
 use crate::{ApiError, BridgeState};
 
@@ -50,18 +51,23 @@ pub(crate) fn may_command(caller: &Caller, machine: &MachineRef, kind: CommandKi
             "session commands come only from the server's tablet API: log in on the tablet".into(),
         ));
     }
-    match caller {
-        Caller::Open => Ok(()),
+    let (who, name) = match caller {
+        Caller::Open => (Principal::Anonymous, None),
         Caller::Device { name, machines } => {
-            let segment = match machine {
-                MachineRef::Id(id) => id.to_string(),
-                MachineRef::Slug(s) => s.clone(),
-            };
-            if machines.contains(&segment) {
-                Ok(())
-            } else {
-                Err(ApiError::Forbidden(format!("device `{name}` may not send commands for machine {machine}")))
-            }
+            (Principal::Device { name: name.clone(), machines: machines.clone() }, Some(name.as_str()))
         }
+    };
+    // The same rule as the command's MQTT topic: one decision for both ways in.
+    let segment = match machine {
+        MachineRef::Id(id) => id.to_string(),
+        MachineRef::Slug(s) => s.clone(),
+    };
+    if access::may_publish(&who, &topic::command(&segment, kind)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "device `{}` may not send commands for machine {machine}",
+            name.unwrap_or("without a token")
+        )))
     }
 }

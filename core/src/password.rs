@@ -33,8 +33,12 @@ pub fn digest(secret: &str) -> String {
 
 /// Whether `secret` has the stored `digest`, compared in constant time.
 pub fn digest_matches(secret: &str, stored: &str) -> bool {
-    let d = digest(secret);
-    d.len() == stored.len() && d.bytes().zip(stored.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    same_in_constant_time(&digest(secret), stored)
+}
+
+/// Whether two secrets' digests or seals are equal, in a time that does not depend on where they differ.
+pub fn same_in_constant_time(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A new random secret for a device or the server: 60 hexadecimal digits (240 random bits).

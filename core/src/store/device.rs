@@ -46,10 +46,7 @@ pub async fn mqtt_login(pool: &PgPool, name: &str) -> Result<Option<DeviceLogin>
     let row: Option<(String, String, bool, Vec<String>)> = sqlx::query_as(
         "SELECT d.name, d.mqtt_password_digest, d.active, \
                 COALESCE(array_agg(s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
-           FROM device d \
-           LEFT JOIN device_machine dm ON dm.device_id = d.id \
-           LEFT JOIN machine m ON m.id = dm.machine_id \
-           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
+           FROM device d LEFT JOIN device_machine_segment s ON s.device_id = d.id \
           WHERE d.name = $1 \
           GROUP BY d.id",
     )
@@ -69,10 +66,7 @@ pub async fn mqtt_login(pool: &PgPool, name: &str) -> Result<Option<DeviceLogin>
 pub async fn by_token(pool: &PgPool, token: &str) -> Result<Option<(String, Vec<String>)>, Error> {
     let row: Option<(String, Vec<String>)> = sqlx::query_as(
         "SELECT d.name, COALESCE(array_agg(s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
-           FROM device d \
-           LEFT JOIN device_machine dm ON dm.device_id = d.id \
-           LEFT JOIN machine m ON m.id = dm.machine_id \
-           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
+           FROM device d LEFT JOIN device_machine_segment s ON s.device_id = d.id \
           WHERE d.token_digest = $1 AND d.active \
           GROUP BY d.id",
     )
@@ -147,10 +141,7 @@ pub async fn mosquitto_acl(pool: &PgPool, server_user: &str) -> Result<String, E
     use crate::topic::{self, CommandKind};
     let devices: Vec<(String, Vec<String>)> = sqlx::query_as(
         "SELECT d.name, COALESCE(array_agg(s.segment ORDER BY s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
-           FROM device d \
-           LEFT JOIN device_machine dm ON dm.device_id = d.id \
-           LEFT JOIN machine m ON m.id = dm.machine_id \
-           LEFT JOIN LATERAL (VALUES (m.id::text), (m.topic_name)) AS s(segment) ON true \
+           FROM device d LEFT JOIN device_machine_segment s ON s.device_id = d.id \
           WHERE d.active GROUP BY d.id ORDER BY d.name",
     )
     .fetch_all(pool)
