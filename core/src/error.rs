@@ -28,4 +28,15 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// One input of a form or request is wrong: `field` names it (as the form and the JSON body name it), so
+    /// a page can show `message` next to it.
+    #[error("{field}: {message}")]
+    Field { field: &'static str, message: String },
+}
+
+impl Error {
+    /// A refusal of one named input.
+    pub fn field(field: &'static str, message: impl Into<String>) -> Error {
+        Error::Field { field, message: message.into() }
+    }
 }
