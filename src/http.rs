@@ -150,7 +150,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     wait_after_accept_error(&e).await;
                     continue;
@@ -159,9 +159,15 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
             _ = &mut stop => break,
         };
         // Answers are small and sent whole: waiting to fill a packet only adds latency.
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(Counted { stream, _slot: slot });
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that need the client's address (the sign-in rate limit) read it from the request.
+        let with_peer = tower::util::MapRequestLayer::new(move |mut req: axum::extract::Request<_>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let service = TowerToHyperService::new(tower::Layer::layer(&with_peer, router.clone()));
         let mut closing = closing_rx.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

@@ -94,7 +94,8 @@ impl App {
         }
         if report.created_admin {
             tracing::warn!(
-                "created the administrator `{}` with the default password `{}`: change it now with `oee-server user passwd {}`",
+                "created the administrator `{}` with the default password `{}`: sign in at /login, which asks for a \
+                 new one, or set one now with `oee-server user passwd {}`",
                 seed::DEFAULT_ADMIN,
                 seed::DEFAULT_ADMIN_PASSWORD,
                 seed::DEFAULT_ADMIN
@@ -149,7 +150,13 @@ impl App {
                 router = router.merge(b.router.clone());
             }
             if services.web {
-                router = router.merge(oee_web::router(db.pool.clone(), tz, config.oee.clone(), mqtt.clone()));
+                router = router.merge(oee_web::router(
+                    db.pool.clone(),
+                    tz,
+                    config.oee.clone(),
+                    mqtt.clone(),
+                    config.web.clone(),
+                ));
             }
             http_addr = Some(listener.local_addr()?);
             let limits = http::Limits::of(config);

@@ -113,9 +113,14 @@ enum MachineCmd {
 
 #[derive(Subcommand)]
 enum UserCmd {
-    /// Add a user. The password comes from --password or one line of standard input.
+    /// Add a user. The password comes from --password or one line of standard input: an operator's is a PIN
+    /// of 4 to 12 digits (the tablet's keypad), a browser user's at least 8 characters.
     Add {
         name: String,
+        /// operator (tablets only), viewer, supervisor or admin.
+        #[arg(long, default_value = "operator")]
+        role: oee_core::access::Role,
+        /// The same as --role admin.
         #[arg(long)]
         admin: bool,
         #[arg(long)]
@@ -371,13 +376,14 @@ async fn shift_cmd(pool: &sqlx::PgPool, cmd: ShiftCmd) -> anyhow::Result<()> {
 
 async fn user_cmd(pool: &sqlx::PgPool, cmd: UserCmd) -> anyhow::Result<()> {
     match cmd {
-        UserCmd::Add { name, admin, password } => {
+        UserCmd::Add { name, role, admin, password } => {
             let pw = match password {
                 Some(p) => p,
                 None => read_password_line()?,
             };
-            let u = user::add_user(pool, &name, &pw, admin).await?;
-            println!("added user {} `{}`{}", u.id, u.username, if u.admin { " (admin)" } else { "" });
+            let role = if admin { oee_core::access::Role::Admin } else { role };
+            let u = user::add_user(pool, &name, &pw, role, false).await?;
+            println!("added user {} `{}` ({})", u.id, u.username, u.role);
         }
         UserCmd::Passwd { name, password } => {
             let pw = match password {
@@ -389,7 +395,8 @@ async fn user_cmd(pool: &sqlx::PgPool, cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::List => {
             for u in user::list_users(pool).await? {
-                println!("{:>4}  {}{}", u.id, u.username, if u.admin { "  (admin)" } else { "" });
+                let inactive = if u.active { "" } else { ", inactive" };
+                println!("{:>4}  {}  ({}{inactive})", u.id, u.username, u.role);
             }
         }
     }

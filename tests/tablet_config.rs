@@ -257,7 +257,7 @@ async fn five_wrong_passwords_hold_off_that_user_on_every_tablet() {
     let app = spawn_app().await;
     app.add_machine("Press 1").await;
     app.add_machine("Press 2").await;
-    oee_core::store::user::add_user(&app.pool, "op", "4321", false).await.unwrap();
+    oee_core::store::user::add_user(&app.pool, "op", "4321", oee_core::access::Role::Operator, false).await.unwrap();
     get(&app, "/check-state?device_uuid=t-1").await;
     get(&app, "/check-state?device_uuid=t-2").await;
     let login = |uuid: &str, user: &str, pin: &str| json!({"device_uuid": uuid, "user_id": user, "password": pin});

@@ -20,6 +20,63 @@ pub const SERVER_USER: &str = "oee-server";
 /// Root of every topic this server gives a meaning to.
 const OURS: &str = "oee";
 
+/// What a person may do, from least to most. Operators log in on tablets only; the browser is for viewers
+/// (status, reports, exports), supervisors (also jobs, production, history edits, tablet logouts) and
+/// administrators (also every setting, user and token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    Viewer,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    /// Every role, from least to most.
+    pub const ALL: [Role; 4] = [Role::Operator, Role::Viewer, Role::Supervisor, Role::Admin];
+
+    /// The role's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Whether people with this role may sign in to the browser.
+    pub fn signs_in_to_web(self) -> bool {
+        self >= Role::Viewer
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("`{s}` is not a role: choose operator, viewer, supervisor or admin"))
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Role, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who is connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {

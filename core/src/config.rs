@@ -33,6 +33,8 @@ pub struct Config {
     pub tablets: TabletsConfig,
     pub scheduler: SchedulerConfig,
     pub oee: OeeConfig,
+    /// The browser side: sessions and sign-in.
+    pub web: WebConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             tablets: TabletsConfig::default(),
             scheduler: SchedulerConfig::default(),
             oee: OeeConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -91,6 +94,40 @@ impl Default for HttpConfig {
             header_read_timeout_s: 30,
             body_read_timeout_s: 30,
             max_connections: 10_000,
+        }
+    }
+}
+
+/// Browser sessions and sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// The address people type to reach the server (`https://oee.example.com`). When it starts with
+    /// `https://`, session cookies are marked `Secure` (sent over HTTPS only). Empty: unknown.
+    pub public_url: String,
+    /// A browser session unused for this many minutes ends.
+    pub session_idle_minutes: u32,
+    /// A browser session ends this many hours after sign-in, used or not.
+    pub session_lifetime_hours: u32,
+    /// Failed sign-ins are counted over this many minutes.
+    pub sign_in_window_minutes: u32,
+    /// After this many failed sign-ins for one user name within the window, that name is refused until
+    /// the window has passed.
+    pub sign_in_max_failures_per_user: u32,
+    /// After this many failed sign-ins from one address within the window, that address is refused until
+    /// the window has passed.
+    pub sign_in_max_failures_per_address: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            public_url: String::new(),
+            session_idle_minutes: 8 * 60,
+            session_lifetime_hours: 7 * 24,
+            sign_in_window_minutes: 15,
+            sign_in_max_failures_per_user: 5,
+            sign_in_max_failures_per_address: 30,
         }
     }
 }

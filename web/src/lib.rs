@@ -2,16 +2,20 @@
 //! system's read-only OEE endpoints, our own v1 read APIs (OEE reports, telemetry), and the operator
 //! tablet page.
 
+pub mod access;
+mod account;
+mod admin;
+mod api;
 mod oee_api;
 mod operator;
+mod page;
 mod reference_api;
 mod telemetry_api;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -27,30 +31,48 @@ pub(crate) struct WebState {
     /// of ingest: probes run at most once a second, however often `/health` is asked.
     mqtt: Arc<oee_core::config::MqttConfig>,
     last_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, oee_core::health::Probe)>>>,
+    /// Sessions and sign-in.
+    web: Arc<oee_core::config::WebConfig>,
+    /// The compiled page templates.
+    pages: Arc<page::Pages>,
 }
 
-/// The web routes. `mqtt` is how the server's own clients reach the broker (for `/health`).
+/// The web routes, each behind the access its entry in [`access`]'s table names. `mqtt` is how the
+/// server's own clients reach the broker (for `/health`).
 pub fn router(
     pool: PgPool,
     tz: chrono_tz::Tz,
     oee: oee_core::config::OeeConfig,
     mqtt: oee_core::config::MqttConfig,
+    web: oee_core::config::WebConfig,
 ) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/", get(home))
-        .route("/api/oee", get(reference_api::oee))
-        .route("/api/activity-durations", get(reference_api::activity_durations))
-        .route("/api/v1/oee", get(oee_api::oee))
-        .route("/api/v1/telemetry", get(telemetry_api::telemetry))
-        .merge(operator::routes())
-        .with_state(WebState { pool, tz, oee, mqtt: Arc::new(mqtt), last_probe: Arc::default() })
+    let state = WebState {
+        pool,
+        tz,
+        oee,
+        mqtt: Arc::new(mqtt),
+        last_probe: Arc::default(),
+        web: Arc::new(web),
+        pages: Arc::new(page::Pages::new()),
+    };
+    let mut router = Router::new();
+    for route in access::table() {
+        let guarded = access::Guarded { state: state.clone(), access: route.access };
+        let handler = route.handler.route_layer(axum::middleware::from_fn_with_state(guarded, access::guard));
+        router = router.route(route.path, handler);
+    }
+    router.with_state(state).layer(axum::middleware::from_fn(access::security_headers))
+}
+
+/// Every web route's method, path and access, for tests that try each route as each kind of caller.
+pub fn route_table() -> Vec<(axum::http::Method, &'static str, access::Access)> {
+    access::table().into_iter().map(|r| (r.method, r.path, r.access)).collect()
 }
 
 /// `GET /health`: each part of the server, `"ok"` or what is wrong with it: `database` (this process's
 /// connection), `broker` (a connection as the server) and `ingest` (a ping answered through the broker
 /// after a query of ingest's own database connection). 200 when every part is ok, 503 otherwise.
-async fn health(State(state): State<WebState>) -> Response {
+pub(crate) async fn health(State(state): State<WebState>) -> Response {
     let database = oee_core::store::ping(&state.pool).await.map_err(|e| e.to_string());
     let probe = {
         let mut last = state.last_probe.lock().await;
@@ -76,14 +98,4 @@ async fn health(State(state): State<WebState>) -> Response {
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
-}
-
-async fn home() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>OEE server</title></head><body>",
-        "<h1>OEE server</h1><p>Version ",
-        env!("CARGO_PKG_VERSION"),
-        ". Devices post to <code>/api/machine-state-change</code> or publish to ",
-        "<code>oee/v1/machines/{id}/state</code>. <a href=\"/health\">Health</a>.</p></body></html>"
-    ))
 }

@@ -6,13 +6,13 @@
 //! Caching: every answer says `no-cache` and carries an ETag of its content, so a tablet revalidates each
 //! file on each load (a cheap 304) and picks up a new version as soon as the server is upgraded.
 
-use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
-/// One embedded file of the page.
-struct Asset {
+use crate::access::{Access, Route};
+
+/// One file compiled into the binary, served with an ETag and `no-cache`.
+pub(crate) struct Asset {
     body: &'static str,
     content_type: &'static str,
     /// FNV-1a of the body, computed at compile time: the ETag.
@@ -30,7 +30,7 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'sel
      connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 impl Asset {
-    const fn new(body: &'static str, content_type: &'static str) -> Asset {
+    pub(crate) const fn new(body: &'static str, content_type: &'static str) -> Asset {
         let bytes = body.as_bytes();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let mut i = 0;
@@ -57,7 +57,7 @@ impl Asset {
         )
     }
 
-    fn respond(&self, headers: &HeaderMap) -> Response {
+    pub(crate) fn respond(&self, headers: &HeaderMap) -> Response {
         let etag = HeaderValue::from_str(&self.etag()).expect("a quoted hex string is a header value");
         let cache = (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if self.unchanged_for(headers) {
@@ -80,12 +80,14 @@ impl Asset {
     }
 }
 
-/// The page and its two files, at the paths the page links to.
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/operator", get(|h: HeaderMap| async move { PAGE.respond(&h) }))
-        .route("/operator/operator.css", get(|h: HeaderMap| async move { STYLE.respond(&h) }))
-        .route("/operator/operator.js", get(|h: HeaderMap| async move { SCRIPT.respond(&h) }))
+/// The page and its two files, at the paths the page links to: open to any browser, as a tablet is (the
+/// tablet API behind it decides what the page may do).
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/operator", Access::Public, |h: HeaderMap| async move { PAGE.respond(&h) }),
+        Route::get("/operator/operator.css", Access::Public, |h: HeaderMap| async move { STYLE.respond(&h) }),
+        Route::get("/operator/operator.js", Access::Public, |h: HeaderMap| async move { SCRIPT.respond(&h) }),
+    ]
 }
 
 #[cfg(test)]

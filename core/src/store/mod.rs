@@ -1,6 +1,7 @@
 //! The database access layer: connecting (to a configured server or the embedded cluster), migrations,
 //! first-run seeding, and one function per query, named for what it answers.
 
+pub mod account;
 pub mod cache;
 pub mod cluster;
 pub mod code;

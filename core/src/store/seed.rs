@@ -71,11 +71,13 @@ pub async fn seed_first_run(pool: &PgPool, now: DateTime<Utc>) -> Result<SeedRep
     let no_users: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM app_user)").fetch_one(&mut *tx).await?;
     if no_users {
         let hash = password::hash(DEFAULT_ADMIN_PASSWORD)?;
-        sqlx::query("INSERT INTO app_user (username, password_hash, admin) VALUES ($1, $2, true)")
-            .bind(DEFAULT_ADMIN)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO app_user (username, password_hash, role, must_change_password) VALUES ($1, $2, 'admin', true)",
+        )
+        .bind(DEFAULT_ADMIN)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(SeedReport { first_run, created_admin: no_users })
