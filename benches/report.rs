@@ -178,7 +178,14 @@ async fn main() {
     // reused one (later times would only add one open activity per machine).
     let to = dataset.end;
     let from = to - TimeDelta::days(REPORT_DAYS);
-    let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build().expect("build the HTTP client");
+    let token = read_token(&config).await;
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is a header value"),
+    );
+    let client =
+        reqwest::Client::builder().timeout(HTTP_TIMEOUT).default_headers(auth).build().expect("build the HTTP client");
     let machines = machine_ids(&config, dataset.group).await;
     let one = machines[0];
     let day_count = days_touched(from, to);
@@ -325,6 +332,23 @@ fn read_dataset(dir: &Path, shape: Shape, config: &Config) -> Option<Dataset> {
         );
     }
     Some(d)
+}
+
+/// A read-scope API token for the report requests (a new one per run; tokens are cheap rows).
+async fn read_token(config: &Config) -> String {
+    let db = Database::open(config).await.expect("open the database");
+    let name = format!("report bench {}", chrono::Utc::now().format("%Y%m%d%H%M%S%.f"));
+    let (_, secret) = oee_core::store::account::create_token(
+        &db.pool,
+        &name,
+        oee_core::store::account::TokenScope::Read,
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .expect("create an API token");
+    db.close().await;
+    secret
 }
 
 async fn machine_ids(config: &Config, group: i32) -> Vec<i32> {

@@ -1037,11 +1037,25 @@ async fn fuzzed_http_requests_are_answered_below_500_with_messages_and_every_ser
     let t = spawn_app_with(config, db, oee_server::Services::ALL).await;
     let m = t.add_machine("Fuzz Press").await;
     // The operator the cases never name, who logs the tablet in again whenever the cases logged it out.
-    let operator = oee_core::store::user::add_user(&t.pool, "fuzz-operator", "2468", oee_core::access::Role::Operator, false).await.unwrap().id;
+    let operator =
+        oee_core::store::user::add_user(&t.pool, "fuzz-operator", "2468", oee_core::access::Role::Operator, false)
+            .await
+            .unwrap()
+            .id;
     let uuid = "fuzz-http-tablet";
     let tablet = register_tablet(&t, uuid).await;
     let ids = Ids { machine: m, user: 1, tablet, uuid: uuid.into() };
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    // The web's read APIs refuse anonymous callers: their cases carry an API token to reach the handlers.
+    let (_, token) = oee_core::store::account::create_token(
+        &t.pool,
+        "fuzz",
+        oee_core::store::account::TokenScope::Read,
+        None,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
 
     // What broke the rules, by route and kind: how often, and the first case.
     let mut failures: std::collections::BTreeMap<String, (usize, String)> = Default::default();
@@ -1059,6 +1073,9 @@ async fn fuzzed_http_requests_are_answered_below_500_with_messages_and_every_ser
             let r = request(&mut rng, &t.http, route, &ids, max_body);
             let what = format!("seed {seed} target {} case {i}: {}", 100 + target, r.describe());
             let mut builder = client.request(r.method.clone(), &r.url).body(r.body.clone());
+            if route.errors != Errors::Tablet && route.path.starts_with("/api/") {
+                builder = builder.bearer_auth(&token);
+            }
             if let Some(ct) = &r.content_type {
                 match reqwest::header::HeaderValue::from_bytes(ct) {
                     Ok(v) => builder = builder.header(reqwest::header::CONTENT_TYPE, v),

@@ -45,7 +45,7 @@ async fn worked_example(t: &TestApp, name: &str) -> i32 {
 }
 
 async fn get(t: &TestApp, path: &str) -> (u16, Value) {
-    let r = t.client.get(format!("{}{path}", t.http)).send().await.unwrap();
+    let r = t.api.get(format!("{}{path}", t.http)).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -222,7 +222,7 @@ async fn a_date_at_the_end_of_the_calendar_is_refused_with_a_message() {
             format!("/api/oee?machine_id={m}&date={date}"),
             format!("/api/activity-durations?machine_id={m}&date={date}"),
         ] {
-            let r = t.client.get(format!("{}{path}", t.http)).send().await.unwrap();
+            let r = t.api.get(format!("{}{path}", t.http)).send().await.unwrap();
             assert_eq!(r.status(), 400, "{path}");
             assert_eq!(r.text().await.unwrap(), "Date must be in format YYYY-MM-DD", "{path}");
         }

@@ -43,7 +43,7 @@ async fn worked_example(t: &TestApp) -> i32 {
 }
 
 async fn get(t: &TestApp, path: &str) -> (u16, String, String) {
-    let r = t.client.get(format!("{}{path}", t.http)).send().await.unwrap();
+    let r = t.api.get(format!("{}{path}", t.http)).send().await.unwrap();
     let status = r.status().as_u16();
     let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     (status, ctype, r.text().await.unwrap())
@@ -87,7 +87,7 @@ async fn bad_queries_are_400_with_a_message() {
 }
 
 async fn v1(t: &TestApp, query: &str) -> (u16, serde_json::Value) {
-    let r = t.client.get(format!("{}/api/v1/oee?{query}", t.http)).send().await.unwrap();
+    let r = t.api.get(format!("{}/api/v1/oee?{query}", t.http)).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 

@@ -173,6 +173,9 @@ pub struct TestApp {
     pub http: String,
     pub mqtt_port: u16,
     pub client: reqwest::Client,
+    /// A client that sends an admin-scope API token: for the web's read and admin APIs, which refuse
+    /// anonymous callers.
+    pub api: reqwest::Client,
 }
 
 /// Starts every service against a fresh seeded database.
@@ -187,7 +190,22 @@ pub async fn spawn_app_with(config: Config, db: TestDb, services: Services) -> T
     let app = App::start(&config, services).await.expect("start the server");
     let http = app.http_addr.map(|a| format!("http://{a}")).unwrap_or_default();
     let pool = db.pool().await;
-    TestApp { app, db, pool, http, mqtt_port, client: reqwest::Client::new() }
+    let api = api_client(&pool, oee_core::store::account::TokenScope::Admin).await;
+    TestApp { app, db, pool, http, mqtt_port, client: reqwest::Client::new(), api }
+}
+
+/// A client whose every request carries a new API token of `scope`.
+pub async fn api_client(pool: &PgPool, scope: oee_core::store::account::TokenScope) -> reqwest::Client {
+    let name = format!("tests {}", uuid::Uuid::new_v4());
+    let (_, secret) = oee_core::store::account::create_token(pool, &name, scope, None, chrono::Utc::now())
+        .await
+        .expect("create an API token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")).expect("a token is a header value"),
+    );
+    reqwest::Client::builder().default_headers(headers).build().expect("build the HTTP client")
 }
 
 impl TestApp {
@@ -487,4 +505,67 @@ pub fn server_binary(args: &[&str], data_dir: &Path, http: u16, mqtt: u16) -> to
         .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
         .kill_on_drop(true);
     c
+}
+
+/// A browser: a client that keeps cookies and does not follow redirects, signed in as someone.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub http: String,
+}
+
+impl Browser {
+    /// A browser with no session yet.
+    pub fn new(http: &str) -> Browser {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("build the HTTP client");
+        Browser { client, http: http.to_string() }
+    }
+
+    /// The value of the first hidden `csrf_token` input of the page at `path`.
+    pub async fn form_token(&self, path: &str) -> String {
+        let html = self.client.get(format!("{}{path}", self.http)).send().await.unwrap().text().await.unwrap();
+        let at = html.find(r#"name="csrf_token" value=""#).unwrap_or_else(|| panic!("no csrf_token on {path}: {html}"));
+        let rest = &html[at + r#"name="csrf_token" value=""#.len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+
+    /// Posts the sign-in form; returns the answer (a 302 on success).
+    pub async fn sign_in(&self, user: &str, password: &str) -> reqwest::Response {
+        let token = self.form_token("/login").await;
+        self.client
+            .post(format!("{}/login", self.http))
+            .form(&[("username", user), ("password", password), ("csrf_token", &token)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A browser signed in as a new user with `role` (password "password-1"); returns it and the user's id.
+    pub async fn signed_in_as(t: &TestApp, name: &str, role: oee_core::access::Role) -> (Browser, i32) {
+        let u = oee_core::store::user::add_user(&t.pool, name, "password-1", role, false).await.expect("add the user");
+        let b = Browser::new(&t.http);
+        let r = b.sign_in(name, "password-1").await;
+        assert_eq!(r.status(), 302, "{name} signs in");
+        (b, u.id)
+    }
+
+    /// The session's CSRF token (from a page every signed-in person may open).
+    pub async fn csrf(&self) -> String {
+        self.form_token("/account/password").await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.http)).send().await.unwrap()
+    }
+
+    /// Posts a URL-encoded form with the session's CSRF token added.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        self.client.post(format!("{}{path}", self.http)).form(&all).send().await.unwrap()
+    }
 }
