@@ -31,10 +31,22 @@ enum Command {
         #[arg(long, default_value = "all")]
         only: Services,
     },
-    /// Create the database and seed it as the first start of `serve` does (codes 1-4, "Group 1", the 9-5
-    /// shift pattern, the administrator): the embedded PostgreSQL cluster under data_dir, or the database at
-    /// database.url. The other administration commands refuse to run until it exists.
+    /// Create the database and seed it, as the first start of `serve` does.
+    ///
+    /// The database is the embedded PostgreSQL cluster under data_dir, or the one at database.url; it is seeded
+    /// with codes 1-4, "Group 1", the 9-5 shift pattern and the administrator. The other administration
+    /// commands refuse to run until it exists. On an initialised database this changes nothing.
     Init,
+    #[command(flatten)]
+    Admin(AdminCmd),
+    /// The database itself: a psql shell on it.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+/// The commands that administer an existing database.
+#[derive(Subcommand)]
+enum AdminCmd {
     /// Machines and their settings.
     #[command(subcommand)]
     Machine(MachineCmd),
@@ -56,9 +68,6 @@ enum Command {
     /// Devices (PLCs, sensors, HTTP devices): each gets an MQTT password and an HTTP token for its machines.
     #[command(subcommand)]
     Device(DeviceCmd),
-    /// The database itself.
-    #[command(subcommand)]
-    Db(DbCmd),
 }
 
 #[derive(Subcommand)]
@@ -299,48 +308,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { only } => serve(&config, only).await,
         Command::Init => init(&config).await,
         Command::Db(DbCmd::Shell { print }) => db_shell(&config, file, print).await,
-        Command::Machine(cmd) => {
+        Command::Admin(cmd) => {
             let db = open_database(&config, file).await?;
-            let result = machine_cmd(&config, &db.pool, cmd).await;
+            let result = admin_cmd(&config, &db.pool, cmd).await;
             db.close().await;
             result
         }
-        Command::Group(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = group_cmd(&db.pool, cmd).await;
-            db.close().await;
-            result
-        }
-        Command::Code(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = code_cmd(&db.pool, cmd).await;
-            db.close().await;
-            result
-        }
-        Command::Shift(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = shift_cmd(&db.pool, cmd).await;
-            db.close().await;
-            result
-        }
-        Command::User(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = user_cmd(&db.pool, cmd).await;
-            db.close().await;
-            result
-        }
-        Command::Tablet(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = tablet_cmd(&db.pool, cmd).await;
-            db.close().await;
-            result
-        }
-        Command::Device(cmd) => {
-            let db = open_database(&config, file).await?;
-            let result = device_cmd(&config, &db.pool, cmd).await;
-            db.close().await;
-            result
-        }
+    }
+}
+
+async fn admin_cmd(config: &Config, pool: &sqlx::PgPool, cmd: AdminCmd) -> anyhow::Result<()> {
+    match cmd {
+        AdminCmd::Machine(cmd) => machine_cmd(config, pool, cmd).await,
+        AdminCmd::Group(cmd) => group_cmd(pool, cmd).await,
+        AdminCmd::Code(cmd) => code_cmd(pool, cmd).await,
+        AdminCmd::Shift(cmd) => shift_cmd(pool, cmd).await,
+        AdminCmd::User(cmd) => user_cmd(pool, cmd).await,
+        AdminCmd::Tablet(cmd) => tablet_cmd(pool, cmd).await,
+        AdminCmd::Device(cmd) => device_cmd(config, pool, cmd).await,
     }
 }
 

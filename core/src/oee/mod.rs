@@ -756,15 +756,7 @@ mod properties {
     use chrono::{Duration, TimeZone};
     use proptest::prelude::*;
 
-    const CATEGORIES: [LossCategory; 7] = [
-        LossCategory::Running,
-        LossCategory::Breakdown,
-        LossCategory::Setup,
-        LossCategory::PlannedStop,
-        LossCategory::MinorStop,
-        LossCategory::ReducedSpeed,
-        LossCategory::NotScheduled,
-    ];
+    const CATEGORIES: [LossCategory; 7] = LossCategory::ALL;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()

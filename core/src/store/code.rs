@@ -186,20 +186,8 @@ pub async fn create_code(pool: &PgPool, input: &CodeInput) -> Result<ActivityCod
     // Two codes created at once would otherwise take the same id.
     sqlx::query("SELECT pg_advisory_xact_lock(7426002)").execute(&mut *tx).await?;
     check_unique_description(&mut tx, &c.short_description, None).await?;
-    let id: i32 = sqlx::query_scalar(
-        "INSERT INTO activity_code \
-         (id, short_description, long_description, machine_state, loss_category, graph_colour, active) \
-         SELECT COALESCE(max(id), 0) + 1, $1, $2, $3, $4, $5, $6 FROM activity_code RETURNING id",
-    )
-    .bind(&c.short_description)
-    .bind(&c.long_description)
-    .bind(i16::from(c.state))
-    .bind(c.category.as_str())
-    .bind(&c.colour)
-    .bind(c.active)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| duplicate_description(e, &c.short_description))?;
+    let id: i32 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) + 1 FROM activity_code").fetch_one(&mut *tx).await?;
+    write_code(&mut tx, id, &c, true).await?;
     let created = code(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(created)
@@ -269,9 +257,22 @@ pub async fn update_code(pool: &PgPool, id: i32, input: &CodeInput) -> Result<Ac
         }
     }
     check_unique_description(&mut tx, &c.short_description, Some(id)).await?;
-    sqlx::query(
-        "UPDATE activity_code SET short_description = $2, long_description = $3, machine_state = $4, \
-                loss_category = $5, graph_colour = $6, active = $7 WHERE id = $1",
+    write_code(&mut tx, id, &c, false).await?;
+    let updated = code(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Stores the checked code `c` as code `id`: a `new` one, or over the existing one.
+async fn write_code(tx: &mut Transaction<'_, Postgres>, id: i32, c: &CheckedCode, new: bool) -> Result<(), Error> {
+    let written = sqlx::query(
+        "INSERT INTO activity_code \
+         (id, short_description, long_description, machine_state, loss_category, graph_colour, active) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (id) DO UPDATE SET short_description = EXCLUDED.short_description, \
+             long_description = EXCLUDED.long_description, machine_state = EXCLUDED.machine_state, \
+             loss_category = EXCLUDED.loss_category, graph_colour = EXCLUDED.graph_colour, active = EXCLUDED.active \
+         WHERE NOT $8",
     )
     .bind(id)
     .bind(&c.short_description)
@@ -280,12 +281,15 @@ pub async fn update_code(pool: &PgPool, id: i32, input: &CodeInput) -> Result<Ac
     .bind(c.category.as_str())
     .bind(&c.colour)
     .bind(c.active)
-    .execute(&mut *tx)
+    .bind(new)
+    .execute(&mut **tx)
     .await
     .map_err(|e| duplicate_description(e, &c.short_description))?;
-    let updated = code(&mut *tx, id).await?;
-    tx.commit().await?;
-    Ok(updated)
+    if written.rows_affected() == 0 {
+        // Only a code inserted outside create_code at the same moment can take the id.
+        return Err(Error::Conflict(format!("code {id} was created elsewhere at the same moment: try again")));
+    }
+    Ok(())
 }
 
 /// Names of the machines whose `column` is the code `id`.
@@ -328,12 +332,10 @@ fn already_exists(short: &str, other: i32) -> Error {
 /// A unique violation (a code given the same description at the same moment) as the field error.
 fn duplicate_description(e: sqlx::Error, short: &str) -> Error {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() && d.constraint() != Some("activity_code_pkey") => {
-            Error::field(
-                "short_description",
-                format!("a code called `{short}` already exists: choose another description"),
-            )
-        }
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::field(
+            "short_description",
+            format!("a code called `{short}` already exists: choose another description"),
+        ),
         _ => Error::Database(e),
     }
 }

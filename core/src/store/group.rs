@@ -5,9 +5,6 @@ use sqlx::{PgExecutor, PgPool};
 
 use crate::error::Error;
 
-/// Longest group name (the column's width).
-pub const NAME_MAX: usize = 100;
-
 /// A group as listed to administrators.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GroupSummary {
@@ -98,34 +95,10 @@ pub async fn rename_group(pool: &PgPool, id: i32, name: &str) -> Result<(), Erro
     Ok(())
 }
 
-/// The name trimmed, when it has 1 to [`NAME_MAX`] characters.
 fn check_name(name: &str) -> Result<&str, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
-        return Err(Error::field("name", format!("a group name must have 1 to {NAME_MAX} characters")));
-    }
-    Ok(name)
+    super::check_name("group", name)
 }
 
 fn duplicate_name(e: sqlx::Error, name: &str) -> Error {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            Error::field("name", format!("a group named `{name}` already exists: choose another name"))
-        }
-        _ => Error::Database(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_limited_in_characters() {
-        assert_eq!(check_name("  Presses ").unwrap(), "Presses");
-        assert!(check_name(&"ü".repeat(NAME_MAX)).is_ok());
-        for bad in [String::new(), "   ".into(), "x".repeat(NAME_MAX + 1)] {
-            assert!(matches!(check_name(&bad), Err(Error::Field { field: "name", .. })), "{bad:?}");
-        }
-    }
+    super::duplicate_name(e, "group", name)
 }

@@ -13,9 +13,6 @@ use crate::shift::{Period, schedule_at};
 use crate::tablet::{CycleInput, JobNumberInput, Workflow};
 use crate::topic::slugify;
 
-/// Longest machine name (the column's width).
-pub const NAME_MAX: usize = 100;
-
 /// A machine as listed to administrators.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MachineSummary {
@@ -93,22 +90,12 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
         .ok_or_else(|| Error::NotFound(format!("machine {id} vanished after it was created")))
 }
 
-/// The name trimmed, when it has 1 to [`NAME_MAX`] characters.
 fn check_name(name: &str) -> Result<&str, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > NAME_MAX {
-        return Err(Error::field("name", format!("a machine name must have 1 to {NAME_MAX} characters")));
-    }
-    Ok(name)
+    super::check_name("machine", name)
 }
 
 fn duplicate_name(e: sqlx::Error, name: &str) -> Error {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            Error::field("name", format!("a machine named `{name}` already exists: choose another name"))
-        }
-        _ => Error::Database(e),
-    }
+    super::duplicate_name(e, "machine", name)
 }
 
 /// Everything an administrator sets on a machine (reference §5.3 `/edit-machine`). [`update_machine_settings`]
@@ -238,7 +225,7 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
         .fetch_one(&mut *tx)
         .await?;
     if taken {
-        return Err(Error::field("name", format!("a machine named `{name}` already exists: choose another name")));
+        return Err(super::name_taken("machine", name));
     }
     if let Some(g) = s.group_id {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine_group WHERE id = $1)")
@@ -424,6 +411,7 @@ pub async fn machine_statuses(pool: &PgPool, ids: Option<&[i32]>) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NAME_MAX;
 
     fn field_of(r: Result<impl std::fmt::Debug, Error>) -> &'static str {
         match r {

@@ -93,7 +93,7 @@ impl Database {
         };
         let db_name = options.get_database().unwrap_or(EMBEDDED_DATABASE).to_string();
         let place = || match &cluster {
-            Some(c) => format!("`{db_name}` in the embedded PostgreSQL cluster in {}", c_dir(c)),
+            Some(c) => format!("`{db_name}` in the embedded PostgreSQL cluster in {}", cluster_dir_of(c)),
             None => format!("`{db_name}` at database.url"),
         };
         if opening == Opening::Command {
@@ -150,8 +150,32 @@ enum Opening {
     Init,
 }
 
-fn c_dir(cluster: &Arc<Mutex<EmbeddedCluster>>) -> String {
+fn cluster_dir_of(cluster: &Arc<Mutex<EmbeddedCluster>>) -> String {
     cluster.lock().unwrap_or_else(|p| p.into_inner()).dir().display().to_string()
+}
+
+/// Longest name of a machine or a group (the columns' width).
+pub const NAME_MAX: usize = 100;
+
+/// A machine's or a group's (`what`) name, trimmed, when it has 1 to [`NAME_MAX`] characters.
+fn check_name<'a>(what: &str, name: &'a str) -> Result<&'a str, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX {
+        return Err(Error::field("name", format!("a {what} name must have 1 to {NAME_MAX} characters")));
+    }
+    Ok(name)
+}
+
+/// A unique violation of a machine's or a group's (`what`) name as the field error.
+fn duplicate_name(e: sqlx::Error, what: &str, name: &str) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => name_taken(what, name),
+        _ => Error::Database(e),
+    }
+}
+
+fn name_taken(what: &str, name: &str) -> Error {
+    Error::field("name", format!("a {what} named `{name}` already exists: choose another name"))
 }
 
 /// A pool over `options`.
