@@ -309,10 +309,12 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
     machine_settings(pool, id).await
 }
 
-/// Refuses a job start code that does not exist, is inactive or is not an uptime code.
+/// Refuses a job start code that does not exist, is inactive or is not an uptime code. The code's row is
+/// held (shared) until the transaction ends, so an edit of the code that would make it unfit waits and then
+/// sees this machine among those that start jobs in it.
 async fn check_job_start_code(tx: &mut Transaction<'_, Postgres>, id: i32) -> Result<(), Error> {
     let code: Option<(String, i16, bool)> =
-        sqlx::query_as("SELECT short_description, machine_state, active FROM activity_code WHERE id = $1")
+        sqlx::query_as("SELECT short_description, machine_state, active FROM activity_code WHERE id = $1 FOR SHARE")
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?;
