@@ -4,6 +4,7 @@
 pub mod http;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
@@ -226,11 +227,50 @@ impl App {
 }
 
 /// Opens the configured database for a one-off command (machine/user administration); the embedded
-/// cluster of a server running beside it is used and left running.
-pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
-    let db = Database::open_for_command(config).await?;
-    seed::seed_first_run(&db.pool, chrono::Utc::now()).await?;
-    Ok(db)
+/// cluster of a server running beside it is used and left running. When there is no database yet, nothing
+/// is created: the error says where the command looked (the data directory and the config file, as given
+/// by `config_file`) and what to do.
+pub async fn open_database(config: &Config, config_file: Option<&Path>) -> anyhow::Result<Database> {
+    match Database::open_for_command(config).await {
+        Ok(db) => Ok(db),
+        Err(e @ oee_core::Error::NoDatabase(_)) => {
+            let data_dir = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+            let file = match config_file {
+                Some(f) => format!("the config file {}", f.display()),
+                None => "no config file (neither --config nor OEE_CONFIG was given)".to_string(),
+            };
+            bail!(
+                "{e}; nothing was created. Looked with data_dir {} and {file}. Run `oee-server init` to create \
+                 the database (`oee-server serve` also creates it on its first start), or point data_dir \
+                 (OEE_DATA_DIR) or database.url at the existing one",
+                data_dir.display()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `oee-server init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Where the database is, for people.
+    pub place: String,
+    pub seed: seed::SeedReport,
+}
+
+/// Creates the database if it does not exist (the embedded cluster when no `database.url` is set), migrates
+/// it and seeds it as the server's first start does; on an initialised database it changes nothing.
+pub async fn init_database(config: &Config) -> anyhow::Result<InitReport> {
+    let db = Database::open_for_init(config).await?;
+    let result = seed::seed_first_run(&db.pool, chrono::Utc::now()).await;
+    db.close().await;
+    let place = if config.database.url.trim().is_empty() {
+        let dir = config.embedded_db_dir();
+        format!("the embedded PostgreSQL cluster in {}", std::path::absolute(&dir).unwrap_or(dir).display())
+    } else {
+        "database.url".to_string()
+    };
+    Ok(InitReport { place, seed: result? })
 }
 
 /// Reads a password from standard input (one line), for `user add` and `user passwd`.

@@ -1,5 +1,6 @@
 //! The `oee-server` binary itself: environment overrides, administration commands beside a running
-//! server, SIGTERM stopping the server and its embedded PostgreSQL, and config errors.
+//! server, SIGTERM stopping the server and its embedded PostgreSQL, config errors, `init` and commands that
+//! find no database, and setting up a plant (codes, groups, machine settings) from the command line.
 
 mod common;
 
@@ -38,6 +39,9 @@ fn postmaster_pid(dir: &Path) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_administers_and_stops_cleanly_on_sigterm() {
     let env = Env::new("cli");
+    let (ok, out, err) = env.run(&["init"]).await;
+    assert!(ok && out.contains("initialised"), "{out}{err}");
+    assert!(postmaster_pid(&env.data_dir).is_none(), "init stopped the database it started");
     let (ok, out, err) = env.run(&["machine", "add", "Line 1"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("added machine 1 `Line 1`") && out.contains("oee/v1/machines/line-1/state"), "{out}");
@@ -139,4 +143,168 @@ async fn config_mistakes_are_reported_before_anything_starts() {
 
     let (ok, _, err) = env.run(&["serve", "--only", "frontend"]).await;
     assert!(!ok && err.contains("frontend"), "{err}");
+}
+
+/// Whether `text` has a terminal colour sequence in it.
+fn has_ansi(text: &str) -> bool {
+    text.contains('\u{1b}')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_without_a_database_refuses_and_creates_nothing_until_init() {
+    let env = Env::new("cli-no-db");
+    let config = env.data_dir.join("plant.toml");
+    std::fs::write(&config, "[plant]\ntimezone = \"UTC\"\n").unwrap();
+    let data = env.data_dir.join("data");
+    let run = |args: &'static [&'static str], extra: &'static [(&'static str, &'static str)]| {
+        let mut c = env.command(args);
+        c.env("OEE_DATA_DIR", &data).env("OEE_CONFIG", &config);
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        async move {
+            let out = c.output().await.expect("run oee-server");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+
+    let (ok, out, err) = run(&["machine", "list"], &[]).await;
+    assert!(!ok, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(&*data.to_string_lossy())
+            && err.contains(&*config.to_string_lossy())
+            && err.contains("oee-server init"),
+        "{err}"
+    );
+    assert!(!has_ansi(&err), "{err:?}");
+    assert!(!data.exists(), "the refused command created {}", data.display());
+
+    let (ok, out, err) = run(&["init"], &[]).await;
+    assert!(ok && out.contains("initialised") && out.contains("user passwd admin"), "{out}{err}");
+    assert!(data.join("postgres/PG_VERSION").exists());
+    let (ok, out, err) = run(&["init"], &[]).await;
+    assert!(ok && out.contains("already initialised"), "{out}{err}");
+
+    // variables that are not configuration do not break a command, and a command prints only its answer
+    let (ok, out, err) = run(&["code", "list"], &[("OEE_BENCH_QUICK", "1")]).await;
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l.contains("Closed") && l.contains("not_scheduled")), "{out}");
+    assert_eq!(err, "", "a command that worked wrote to standard error");
+    let (ok, _, err) = run(&["machine", "list"], &[("OEE_BENCH__QUICK", "1")]).await;
+    assert!(!ok && err.contains("bench"), "a mistyped configuration variable is still named: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_groups_and_machine_settings_are_set_up_from_the_command_line() {
+    let env = Env::new("cli-setup");
+    let ok_run = |args: &'static [&'static str]| {
+        let env = &env;
+        async move {
+            let (ok, out, err) = env.run(args).await;
+            assert!(ok, "{args:?} failed: {err}");
+            assert_eq!(err, "", "{args:?} wrote to standard error");
+            out
+        }
+    };
+    ok_run(&["init"]).await;
+    ok_run(&["machine", "add", "Line 1"]).await;
+
+    // a colour that is not #RRGGBB is refused, on standard error, and nothing is stored
+    let (ok, out, err) = env.run(&["code", "add", "Jam", "--colour", "red"]).await;
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("`red` is not a colour") && err.contains("#RRGGBB") && !has_ansi(&err), "{err}");
+    let out = ok_run(&["code", "add", "Jam", "--colour", "ff8000", "--description", "Feeder jammed"]).await;
+    assert!(out.contains("added activity code 5") && out.contains("#ff8000") && out.contains("breakdown"), "{out}");
+    let (ok, _, err) = env.run(&["code", "edit", "Jam", "--colour", "#12345"]).await;
+    assert!(!ok && err.contains("`#12345` is not a colour"), "{err}");
+    let (ok, _, err) = env.run(&["code", "edit", "Up", "--state", "2"]).await;
+    assert!(!ok && err.contains("its machine state stays 1"), "{err}");
+    let out =
+        ok_run(&["code", "add", "Fast run", "--state", "uptime", "--category", "reduced_speed", "--colour", "#00aa00"])
+            .await;
+    assert!(out.contains("added activity code 6"), "{out}");
+    let out = ok_run(&["code", "list"]).await;
+    assert!(out.lines().any(|l| l.contains("Jam") && l.contains("#ff8000") && l.ends_with("Feeder jammed")), "{out}");
+
+    ok_run(&["group", "add", "Presses"]).await;
+    let (ok, _, err) = env.run(&["group", "add", "Presses"]).await;
+    assert!(!ok && err.contains("a group named `Presses` already exists"), "{err}");
+    let out = ok_run(&[
+        "machine",
+        "set",
+        "Line 1",
+        "--group",
+        "Presses",
+        "--workflow",
+        "running_total",
+        "--job-start-input",
+        "parts_per_minute",
+        "--job-number-input",
+        "text",
+        "--autofill",
+        "30",
+        "--end-job-on-shift-end",
+        "false",
+        "--job-start-code",
+        "Fast run",
+        "--exclude-codes",
+        "Jam",
+    ])
+    .await;
+    assert!(out.contains("group:                2 `Presses`"), "{out}");
+    let (ok, _, err) = env.run(&["machine", "set", "1", "--job-start-code", "Jam"]).await;
+    assert!(!ok && err.contains("not an uptime code"), "{err}");
+    let (ok, _, err) = env.run(&["machine", "set", "1", "--autofill", "-3"]).await;
+    assert!(!ok && err.contains("autofill amount"), "{err}");
+
+    let out = ok_run(&["machine", "show", "Line 1"]).await;
+    for line in [
+        "machine 1 `Line 1`",
+        "active:               yes",
+        "MQTT topic name:      line-1",
+        "group:                2 `Presses`",
+        "shift pattern:        1 `9-5`",
+        "workflow:             running_total",
+        "job start input:      parts_per_minute",
+        "autofill:             30",
+        "job number input:     text",
+        "job start code:       6 `Fast run`",
+        "end job on shift end: no",
+        "excluded codes:       5 `Jam`",
+    ] {
+        assert!(out.contains(line), "no `{line}` in:\n{out}");
+    }
+    let out = ok_run(&["group", "list"]).await;
+    assert!(out.lines().any(|l| l.contains("Presses") && l.ends_with(" 1")), "{out}");
+    ok_run(&["group", "rename", "Presses", "Press shop"]).await;
+    let out = ok_run(&["machine", "set", "Line 1", "--no-autofill", "--active", "false", "--exclude-codes", ""]).await;
+    for line in [
+        "group:                2 `Press shop`",
+        "autofill:             off",
+        "active:               no",
+        "excluded codes:       none",
+    ] {
+        assert!(out.contains(line), "no `{line}` in:\n{out}");
+    }
+
+    // the database itself, for what the commands do not cover
+    let (ok, out, err) = env.run(&["db", "shell", "--print"]).await;
+    assert!(ok && out.contains("psql") && out.contains(" -U oee -d oee"), "{out}{err}");
+    assert!(err.contains("no server is running"), "the line works only beside a running server: {err}");
+    let mut shell = env.command(&["db", "shell"]);
+    shell.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = shell.spawn().unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"SELECT 'workflow=' || workflow_type FROM machine;\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("workflow=running_total"), "{text}");
+    assert!(postmaster_pid(&env.data_dir).is_none(), "the shell stopped the database it started");
 }

@@ -2,7 +2,9 @@
 //!
 //! Defaults run out of the box; a TOML file overrides them; environment variables override the file.
 //! An environment variable `OEE_SECTION__KEY` sets `[section] key` (double underscore between levels,
-//! case-insensitive), e.g. `OEE_HTTP__LISTEN=0.0.0.0:80` or `OEE_DATABASE__URL=postgres://…`.
+//! case-insensitive), e.g. `OEE_HTTP__LISTEN=0.0.0.0:80` or `OEE_DATABASE__URL=postgres://…`; of the
+//! top-level keys, `OEE_DATA_DIR`. Other `OEE_…` names without a double underscore are not configuration
+//! (`OEE_CONFIG` names the file; tests, benchmarks and scripts have their own) and are left alone.
 //! `config/oee-server.toml` documents every key.
 
 use std::net::SocketAddr;
@@ -14,6 +16,23 @@ use crate::error::Error;
 
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "OEE_";
+
+/// Top-level keys an environment variable without a double underscore sets (`OEE_DATA_DIR`).
+const ENV_TOP_LEVEL_KEYS: [&str; 1] = ["data_dir"];
+
+/// `OEE_…` variables that are not configuration: the config file's path (read by the command line), and
+/// what the embedded cluster, tests, benchmarks and the example device scripts read.
+const ENV_NOT_CONFIG: [&str; 9] = [
+    "OEE_CONFIG",
+    "OEE_EMBEDDED_CLUSTER_OWNER",
+    "OEE_BENCH_QUICK",
+    "OEE_REPORT_BENCH_DIR",
+    "OEE_FUZZ_CASES",
+    "OEE_FUZZ_SEED",
+    "OEE_TOKEN",
+    "OEE_MQTT_USER",
+    "OEE_MQTT_PASSWORD",
+];
 
 /// The whole server configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -443,6 +462,15 @@ impl Config {
         };
         for (key, value) in env {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            if !rest.contains("__") && !ENV_TOP_LEVEL_KEYS.contains(&rest.to_ascii_lowercase().as_str()) {
+                if !ENV_NOT_CONFIG.contains(&key.as_str()) {
+                    tracing::warn!(
+                        "ignoring the environment variable {key}: configuration variables are OEE_SECTION__KEY \
+                         (two underscores, e.g. OEE_HTTP__LISTEN) or OEE_DATA_DIR"
+                    );
+                }
+                continue;
+            }
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
             if path.iter().any(|p| p.is_empty()) {
                 return Err(Error::ConfigEnv { var: key.clone(), reason: "empty key segment".into() });
@@ -582,6 +610,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/oee"));
         assert_eq!(c.database.embedded.run_as, "nobody");
+    }
+
+    #[test]
+    fn oee_variables_that_are_not_configuration_are_left_alone() {
+        let c = Config::from_sources(
+            None,
+            env(&[
+                ("OEE_CONFIG", "/etc/oee-server.toml"),
+                ("OEE_BENCH_QUICK", "1"),
+                ("OEE_MQTT_USER", "plc-1"),
+                ("OEE_SOMETHING_ELSE", "x"),
+                ("OEE_DATA_DIR", "/srv/oee"),
+                ("OEE_MQTT__PORT", "1884"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/oee"));
+        assert_eq!(c.mqtt.port, 1884);
+        assert_eq!(Config { data_dir: "data".into(), mqtt: MqttConfig::default(), ..c }, Config::default());
+        // a double underscore still means configuration, so a mistyped key is still named
+        let err = Config::from_sources(None, env(&[("OEE_BENCH__QUICK", "1")])).unwrap_err();
+        assert!(err.to_string().contains("bench"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub enum Error {
     PostgresMissing(String),
     #[error("embedded PostgreSQL cluster in {dir}: {reason}")]
     Cluster { dir: PathBuf, reason: String },
+    /// An administration command found no database to work on: nothing was created (`oee-server init`
+    /// creates it, as `serve` does on its first start). Says where it looked.
+    #[error("there is no database {0}")]
+    NoDatabase(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

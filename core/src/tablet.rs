@@ -23,19 +23,35 @@ pub enum CycleInput {
 }
 
 impl CycleInput {
+    /// Every kind, in the order forms list them.
+    pub const ALL: [CycleInput; 8] = [
+        CycleInput::CycleTimeSeconds,
+        CycleInput::CycleTimeMinutes,
+        CycleInput::CycleTimeHours,
+        CycleInput::PartsPerSecond,
+        CycleInput::PartsPerMinute,
+        CycleInput::PartsPerHour,
+        CycleInput::PlannedQuantityMinutes,
+        CycleInput::NoCycleTime,
+    ];
+
     /// Reads the stored name (the database allows only these).
     pub fn from_name(name: &str) -> Option<CycleInput> {
-        Some(match name {
-            "cycle_time_seconds" => CycleInput::CycleTimeSeconds,
-            "cycle_time_minutes" => CycleInput::CycleTimeMinutes,
-            "cycle_time_hours" => CycleInput::CycleTimeHours,
-            "parts_per_second" => CycleInput::PartsPerSecond,
-            "parts_per_minute" => CycleInput::PartsPerMinute,
-            "parts_per_hour" => CycleInput::PartsPerHour,
-            "planned_qty_minutes" => CycleInput::PlannedQuantityMinutes,
-            "no_cycle_time" => CycleInput::NoCycleTime,
-            _ => return None,
-        })
+        CycleInput::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CycleInput::CycleTimeSeconds => "cycle_time_seconds",
+            CycleInput::CycleTimeMinutes => "cycle_time_minutes",
+            CycleInput::CycleTimeHours => "cycle_time_hours",
+            CycleInput::PartsPerSecond => "parts_per_second",
+            CycleInput::PartsPerMinute => "parts_per_minute",
+            CycleInput::PartsPerHour => "parts_per_hour",
+            CycleInput::PlannedQuantityMinutes => "planned_qty_minutes",
+            CycleInput::NoCycleTime => "no_cycle_time",
+        }
     }
 
     /// The title of the single speed field; `None` for the two kinds that have no single field.
@@ -49,6 +65,82 @@ impl CycleInput {
             CycleInput::PartsPerHour => "Parts per hour",
             CycleInput::PlannedQuantityMinutes | CycleInput::NoCycleTime => return None,
         })
+    }
+}
+
+impl std::str::FromStr for CycleInput {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        CycleInput::from_name(name.trim()).ok_or_else(|| {
+            let names: Vec<&str> = CycleInput::ALL.iter().map(|c| c.as_str()).collect();
+            format!("`{}` is not a job start input type: choose one of {}", name.trim(), names.join(", "))
+        })
+    }
+}
+
+/// How a machine's tablet runs a job (`machine.workflow_type`, reference §5.2.8 and §5.2.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workflow {
+    /// Start a job, change the activity, end the job.
+    Default,
+    /// The operator pauses the job with a reason and resumes it.
+    Pausable,
+    /// The operator enters the running count of parts at intervals.
+    RunningTotal,
+}
+
+impl Workflow {
+    /// Every workflow, in the order forms list them.
+    pub const ALL: [Workflow; 3] = [Workflow::Default, Workflow::Pausable, Workflow::RunningTotal];
+
+    /// The stored name (what the tablet API sends as `workflow_type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workflow::Default => "default",
+            Workflow::Pausable => "pausable",
+            Workflow::RunningTotal => "running_total",
+        }
+    }
+}
+
+impl std::str::FromStr for Workflow {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        let name = name.trim();
+        Workflow::ALL
+            .into_iter()
+            .find(|w| w.as_str() == name)
+            .ok_or_else(|| format!("`{name}` is not a workflow: choose default, pausable or running_total"))
+    }
+}
+
+/// What a machine's tablet lets an operator type as a job number (`machine.job_number_input_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobNumberInput {
+    /// Letters and digits.
+    Text,
+    /// Digits only.
+    Number,
+}
+
+impl JobNumberInput {
+    /// The stored name (the `type` of the tablet's job number field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobNumberInput::Text => "text",
+            JobNumberInput::Number => "number",
+        }
+    }
+}
+
+impl std::str::FromStr for JobNumberInput {
+    type Err = String;
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name.trim() {
+            "text" => Ok(JobNumberInput::Text),
+            "number" => Ok(JobNumberInput::Number),
+            other => Err(format!("`{other}` is not a job number input type: choose text or number")),
+        }
     }
 }
 
@@ -301,6 +393,22 @@ mod tests {
         }
         assert_eq!(CycleInput::from_name("parts_per_minute"), Some(CycleInput::PartsPerMinute));
         assert_eq!(CycleInput::from_name("furlongs"), None);
+    }
+
+    #[test]
+    fn setting_names_read_back() {
+        for c in CycleInput::ALL {
+            assert_eq!(c.as_str().parse::<CycleInput>(), Ok(c));
+        }
+        for w in Workflow::ALL {
+            assert_eq!(w.as_str().parse::<Workflow>(), Ok(w));
+        }
+        for j in [JobNumberInput::Text, JobNumberInput::Number] {
+            assert_eq!(j.as_str().parse::<JobNumberInput>(), Ok(j));
+        }
+        assert!("furlongs".parse::<CycleInput>().unwrap_err().contains("planned_qty_minutes"));
+        assert!("fast".parse::<Workflow>().unwrap_err().contains("running_total"));
+        assert!("alpha".parse::<JobNumberInput>().unwrap_err().contains("text or number"));
     }
 
     #[test]

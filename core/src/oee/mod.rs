@@ -56,7 +56,66 @@ impl TryFrom<String> for LossCategory {
     }
 }
 
+impl std::str::FromStr for LossCategory {
+    type Err = String;
+    /// Reads a category's name (`running`, `breakdown`, …), as stored and as forms and the command line give it.
+    fn from_str(name: &str) -> Result<Self, String> {
+        let name = name.trim();
+        LossCategory::ALL.into_iter().find(|c| c.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = LossCategory::ALL.iter().map(|c| c.as_str()).collect();
+            format!("`{name}` is not a loss category: choose one of {}", names.join(", "))
+        })
+    }
+}
+
 impl LossCategory {
+    /// Every category, in the order forms list them.
+    pub const ALL: [LossCategory; 7] = [
+        LossCategory::Running,
+        LossCategory::Breakdown,
+        LossCategory::Setup,
+        LossCategory::PlannedStop,
+        LossCategory::MinorStop,
+        LossCategory::ReducedSpeed,
+        LossCategory::NotScheduled,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossCategory::Running => "running",
+            LossCategory::Breakdown => "breakdown",
+            LossCategory::Setup => "setup",
+            LossCategory::PlannedStop => "planned_stop",
+            LossCategory::MinorStop => "minor_stop",
+            LossCategory::ReducedSpeed => "reduced_speed",
+            LossCategory::NotScheduled => "not_scheduled",
+        }
+    }
+
+    /// Whether a code in machine state `state` may count its time this way. Uptime and overtime are run
+    /// time (running, or a performance loss); unplanned downtime is a stop inside planned time (an
+    /// availability loss, or a minor stop); planned downtime is either outside planned time or a planned
+    /// availability loss (a planned stop, a changeover). Anything else would make a code's state and its
+    /// OEE disagree, e.g. an "Up" code whose time counts as a breakdown.
+    pub fn suits(self, state: MachineState) -> bool {
+        use LossCategory::*;
+        match state {
+            MachineState::Uptime | MachineState::Overtime => matches!(self, Running | MinorStop | ReducedSpeed),
+            MachineState::UnplannedDowntime => matches!(self, Breakdown | Setup | PlannedStop | MinorStop),
+            MachineState::PlannedDowntime => matches!(self, NotScheduled | PlannedStop | Setup),
+        }
+    }
+
+    /// The category a new code in `state` gets unless one is chosen (what migration 0002 gave existing codes).
+    pub fn default_for(state: MachineState) -> LossCategory {
+        match state {
+            MachineState::Uptime | MachineState::Overtime => LossCategory::Running,
+            MachineState::UnplannedDowntime => LossCategory::Breakdown,
+            MachineState::PlannedDowntime => LossCategory::NotScheduled,
+        }
+    }
+
     /// Whether the time belongs to planned production time.
     pub fn is_planned(self) -> bool {
         !matches!(self, LossCategory::NotScheduled)
@@ -431,6 +490,28 @@ mod tests {
         Utc.with_ymd_and_hms(2024, 1, 10, 0, 0, 0).unwrap() + Duration::minutes(h * 60 + m)
     }
 
+    #[test]
+    fn categories_read_back_their_names_and_suit_their_states() {
+        for c in LossCategory::ALL {
+            assert_eq!(c.as_str().parse::<LossCategory>(), Ok(c));
+            assert_eq!(LossCategory::try_from(c.as_str().to_string()), Ok(c));
+        }
+        assert!("downtime".parse::<LossCategory>().unwrap_err().contains("planned_stop"));
+        use MachineState::*;
+        let table = [
+            (Uptime, vec![Running, MinorStop, ReducedSpeed]),
+            (Overtime, vec![Running, MinorStop, ReducedSpeed]),
+            (UnplannedDowntime, vec![Breakdown, Setup, PlannedStop, MinorStop]),
+            (PlannedDowntime, vec![Setup, PlannedStop, NotScheduled]),
+        ];
+        for (state, suited) in table {
+            for c in LossCategory::ALL {
+                assert_eq!(c.suits(state), suited.contains(&c), "{state:?} {c:?}");
+            }
+            assert!(LossCategory::default_for(state).suits(state), "{state:?}");
+        }
+    }
+
     fn act(from: (i64, i64), to: (i64, i64), code_id: i32, category: LossCategory) -> Activity {
         Activity {
             span: Span { start: at(from.0, from.1), end: Some(at(to.0, to.1)) },
@@ -675,15 +756,7 @@ mod properties {
     use chrono::{Duration, TimeZone};
     use proptest::prelude::*;
 
-    const CATEGORIES: [LossCategory; 7] = [
-        LossCategory::Running,
-        LossCategory::Breakdown,
-        LossCategory::Setup,
-        LossCategory::PlannedStop,
-        LossCategory::MinorStop,
-        LossCategory::ReducedSpeed,
-        LossCategory::NotScheduled,
-    ];
+    const CATEGORIES: [LossCategory; 7] = LossCategory::ALL;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()

@@ -125,6 +125,11 @@ impl EmbeddedCluster {
         &self.dir
     }
 
+    /// Whether this process started the server (and stops it), rather than using a running server's.
+    pub fn started_here(&self) -> bool {
+        self.keeper.is_some()
+    }
+
     /// Stops the server if this process started it (fast shutdown: open transactions are rolled back,
     /// committed data is kept), and its supervision with it.
     pub fn stop(&mut self) -> Result<(), Error> {
@@ -500,6 +505,12 @@ fn cluster_err(dir: &Path, reason: String) -> Error {
 
 fn absolute(dir: &Path) -> Result<PathBuf, Error> {
     std::path::absolute(dir).map_err(|e| cluster_err(dir, e.to_string()))
+}
+
+/// The directory of the PostgreSQL programs the embedded cluster runs (`database.embedded.bin_dir`, or the
+/// newest installed version's); `psql` is usually there too.
+pub fn server_bin_dir(configured: &Path) -> Result<PathBuf, Error> {
+    find_bin_dir(configured)
 }
 
 /// Finds the directory holding `initdb` and `postgres`.

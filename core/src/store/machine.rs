@@ -1,13 +1,16 @@
-//! Machines: creating them, listing them, and their current status.
+//! Machines: creating them, listing them, their settings as administrators edit them (reference §5.3
+//! `/edit-machine`), and their current status. Machines are never deleted: a machine taken out of use is
+//! made inactive.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::activity::{CLOSED_CODE_ID, DOWN_CODE_ID, ScheduleState};
+use crate::activity::{CLOSED_CODE_ID, DOWN_CODE_ID, MachineState, ScheduleState, UP_CODE_ID};
 use crate::error::Error;
 use crate::payload::MachineStatus;
 use crate::shift::{Period, schedule_at};
+use crate::tablet::{CycleInput, JobNumberInput, Workflow};
 use crate::topic::slugify;
 
 /// A machine as listed to administrators.
@@ -48,10 +51,7 @@ pub async fn machine_id_by_segment(pool: &PgPool, segment: &str) -> Result<Optio
 /// with a first open activity: Down in shift, Closed out of shift; the scheduler takes it from `now` on. Its
 /// topic name is derived from its name.
 pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) -> Result<MachineSummary, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(Error::Invalid("a machine name must have 1 to 100 characters".into()));
-    }
+    let name = check_name(name)?;
     let mut tx = pool.begin().await?;
     let group_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM machine_group").fetch_one(&mut *tx).await?;
     let shift_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM shift").fetch_one(&mut *tx).await?;
@@ -75,12 +75,7 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
     .bind(now)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            Error::Conflict(format!("a machine named `{name}` already exists"))
-        }
-        _ => Error::Database(e),
-    })?;
+    .map_err(|e| duplicate_name(e, name))?;
     sqlx::query("INSERT INTO activity (machine_id, activity_code_id, start_time) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(code)
@@ -93,6 +88,255 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
         .into_iter()
         .find(|m| m.id == id)
         .ok_or_else(|| Error::NotFound(format!("machine {id} vanished after it was created")))
+}
+
+fn check_name(name: &str) -> Result<&str, Error> {
+    super::check_name("machine", name)
+}
+
+fn duplicate_name(e: sqlx::Error, name: &str) -> Error {
+    super::duplicate_name(e, "machine", name)
+}
+
+/// Everything an administrator sets on a machine (reference §5.3 `/edit-machine`). [`update_machine_settings`]
+/// checks every field and refuses a wrong one with [`Error::Field`] naming it as the form does: `name`,
+/// `group`, `shift_pattern`, `workflow_type`, `job_start_input_type`, `autofill_input_amount`,
+/// `job_start_activity`, `job_number_input_type`, `excluded_codes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineSettings {
+    pub name: String,
+    /// An inactive machine keeps its history but is no longer moved by its shift pattern.
+    pub active: bool,
+    /// `None`: in no group.
+    pub group_id: Option<i32>,
+    /// The shift pattern it follows. `None` only for a machine added while there was no pattern: once it
+    /// follows one it always follows one (a pattern without shifts keeps it out of shift).
+    pub shift_id: Option<i32>,
+    pub workflow: Workflow,
+    /// How the tablet asks for the job's speed.
+    pub job_start_input: CycleInput,
+    /// Whether the tablet pre-fills the speed field with `autofill_amount`.
+    pub autofill: bool,
+    /// The pre-filled speed; at least 0. Stored as 0 while `autofill` is off, because the tablet API (like the
+    /// reference's) pre-fills any amount that is not 0.
+    pub autofill_amount: f64,
+    /// The code a started job moves the machine to: an active uptime code.
+    pub job_start_code_id: i32,
+    pub job_number_input: JobNumberInput,
+    /// End the running job when the shift ends (else the machine goes on in overtime).
+    pub end_job_on_shift_end: bool,
+    /// Codes the machine's tablet does not offer (never codes 1–4), by id.
+    pub excluded_code_ids: Vec<i32>,
+    /// How MQTT topics may name the machine besides its id: shown, never changed here (devices use it).
+    pub topic_name: Option<String>,
+}
+
+type SettingsRow =
+    (String, bool, Option<i32>, Option<i32>, String, String, bool, f64, i32, String, bool, Option<String>);
+
+/// The settings of machine `id`.
+pub async fn machine_settings(pool: &PgPool, id: i32) -> Result<MachineSettings, Error> {
+    let row: Option<SettingsRow> = sqlx::query_as(
+        "SELECT name, active, group_id, shift_id, workflow_type, job_start_input_type, autofill_job_start_input, \
+                autofill_job_start_amount, job_start_activity_id, job_number_input_type, end_job_on_shift_end, \
+                topic_name \
+         FROM machine WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let (name, active, group_id, shift_id, workflow, input, autofill, amount, start_code, number, end_job, topic) =
+        row.ok_or_else(|| machine_not_found(id))?;
+    let excluded_code_ids = sqlx::query_scalar(
+        "SELECT activity_code_id FROM machine_activity_code_exclusion WHERE machine_id = $1 ORDER BY activity_code_id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(MachineSettings {
+        name,
+        active,
+        group_id,
+        shift_id,
+        workflow: workflow.parse().map_err(Error::Invalid)?,
+        job_start_input: input.parse().map_err(Error::Invalid)?,
+        autofill,
+        autofill_amount: amount,
+        job_start_code_id: start_code,
+        job_number_input: number.parse().map_err(Error::Invalid)?,
+        end_job_on_shift_end: end_job,
+        excluded_code_ids,
+        topic_name: topic,
+    })
+}
+
+fn machine_not_found(id: i32) -> Error {
+    Error::NotFound(format!("there is no machine {id}: see `oee-server machine list`"))
+}
+
+/// The pre-filled speed to store: `amount` while autofill is on (it must be a number, at least 0), else 0.
+fn autofill_amount(autofill: bool, amount: f64) -> Result<f64, Error> {
+    if !autofill {
+        return Ok(0.0);
+    }
+    if !amount.is_finite() || amount < 0.0 {
+        return Err(Error::field(
+            "autofill_input_amount",
+            format!("the autofill amount must be a number of 0 or more, not {amount}"),
+        ));
+    }
+    Ok(amount)
+}
+
+/// The excluded codes without repeats, in order, when none is one of codes 1–4.
+fn check_exclusions(ids: &[i32]) -> Result<Vec<i32>, Error> {
+    let mut out: Vec<i32> = ids.to_vec();
+    out.sort_unstable();
+    out.dedup();
+    if let Some(id) = out.iter().find(|&&id| super::code::is_default_code(id)) {
+        return Err(Error::field(
+            "excluded_codes",
+            format!("code {id} cannot be excluded: codes 1 to 4 are always offered (machines are moved into them)"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Changes machine `id`'s settings to `s` (its topic name is left as it is); returns them as stored.
+///
+/// Every field is checked first; then everything but the shift pattern is written in one transaction
+/// under the machine's row lock. A new shift pattern is then applied by [`super::schedule::set_machine_shift`],
+/// the one way a machine changes pattern, so the machine follows it from now on as after `oee-server
+/// machine shift`.
+pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings) -> Result<MachineSettings, Error> {
+    let name = check_name(&s.name)?;
+    let amount = autofill_amount(s.autofill, s.autofill_amount)?;
+    let excluded = check_exclusions(&s.excluded_code_ids)?;
+    let mut tx = pool.begin().await?;
+    let current_shift: Option<i32> =
+        sqlx::query_scalar::<_, Option<i32>>("SELECT shift_id FROM machine WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| machine_not_found(id))?;
+    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine WHERE name = $1 AND id <> $2)")
+        .bind(name)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if taken {
+        return Err(super::name_taken("machine", name));
+    }
+    if let Some(g) = s.group_id {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine_group WHERE id = $1)")
+            .bind(g)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            return Err(Error::field("group", format!("there is no machine group {g}: choose one of the groups")));
+        }
+    }
+    let new_shift = match s.shift_id {
+        unchanged if unchanged == current_shift => None,
+        None => {
+            return Err(Error::field(
+                "shift_pattern",
+                "choose a shift pattern: a machine follows one (a pattern with no shifts keeps it out of shift)",
+            ));
+        }
+        Some(new) => Some(
+            sqlx::query_scalar::<_, String>("SELECT name FROM shift WHERE id = $1")
+                .bind(new)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| {
+                    Error::field(
+                        "shift_pattern",
+                        format!("there is no shift pattern {new}: choose one of the patterns"),
+                    )
+                })?,
+        ),
+    };
+    check_job_start_code(&mut tx, s.job_start_code_id).await?;
+    let known: Vec<i32> = sqlx::query_scalar("SELECT id FROM activity_code WHERE id = ANY($1)")
+        .bind(&excluded)
+        .fetch_all(&mut *tx)
+        .await?;
+    if let Some(id) = excluded.iter().find(|id| !known.contains(id)) {
+        return Err(Error::field("excluded_codes", format!("there is no activity code {id} to exclude")));
+    }
+    if excluded.contains(&s.job_start_code_id) {
+        return Err(Error::field(
+            "excluded_codes",
+            format!(
+                "code {} is the machine's job start code: it cannot be excluded from its tablet",
+                s.job_start_code_id
+            ),
+        ));
+    }
+    sqlx::query(
+        "UPDATE machine SET name = $2, active = $3, group_id = $4, workflow_type = $5, job_start_input_type = $6, \
+                autofill_job_start_input = $7, autofill_job_start_amount = $8, job_start_activity_id = $9, \
+                job_number_input_type = $10, end_job_on_shift_end = $11 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(s.active)
+    .bind(s.group_id)
+    .bind(s.workflow.as_str())
+    .bind(s.job_start_input.as_str())
+    .bind(s.autofill)
+    .bind(amount)
+    .bind(s.job_start_code_id)
+    .bind(s.job_number_input.as_str())
+    .bind(s.end_job_on_shift_end)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| duplicate_name(e, name))?;
+    sqlx::query("DELETE FROM machine_activity_code_exclusion WHERE machine_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO machine_activity_code_exclusion (machine_id, activity_code_id) SELECT $1, * FROM UNNEST($2::int4[])",
+    )
+    .bind(id)
+    .bind(&excluded)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if let Some(shift) = new_shift {
+        super::schedule::set_machine_shift(pool, name, &shift).await?;
+    }
+    machine_settings(pool, id).await
+}
+
+/// Refuses a job start code that does not exist, is inactive or is not an uptime code. The code's row is
+/// held (shared) until the transaction ends, so an edit of the code that would make it unfit waits and then
+/// sees this machine among those that start jobs in it.
+async fn check_job_start_code(tx: &mut Transaction<'_, Postgres>, id: i32) -> Result<(), Error> {
+    let code: Option<(String, i16, bool)> =
+        sqlx::query_as("SELECT short_description, machine_state, active FROM activity_code WHERE id = $1 FOR SHARE")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((short, state, active)) = code else {
+        return Err(Error::field("job_start_activity", format!("there is no activity code {id}")));
+    };
+    if state != i16::from(MachineState::Uptime) {
+        return Err(Error::field(
+            "job_start_activity",
+            format!(
+                "code {id} (`{short}`) is not an uptime code (its machine state is {state}): a started job needs an \
+                 uptime code, such as {UP_CODE_ID} (`Up`)"
+            ),
+        ));
+    }
+    if !active {
+        return Err(Error::field(
+            "job_start_activity",
+            format!("code {id} (`{short}`) is inactive: choose an active uptime code"),
+        ));
+    }
+    Ok(())
 }
 
 async fn free_slug(tx: &mut Transaction<'_, Postgres>, base: &str) -> Result<String, Error> {
@@ -164,4 +408,45 @@ pub async fn machine_statuses(pool: &PgPool, ids: Option<&[i32]>) -> Result<Vec<
     .bind(ids)
     .fetch_all(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NAME_MAX;
+
+    fn field_of(r: Result<impl std::fmt::Debug, Error>) -> &'static str {
+        match r {
+            Err(Error::Field { field, .. }) => field,
+            other => panic!("not refused with a field error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_limited_in_characters() {
+        assert_eq!(check_name(" Press 1 ").unwrap(), "Press 1");
+        assert!(check_name(&"ä".repeat(NAME_MAX)).is_ok());
+        assert_eq!(field_of(check_name(" ")), "name");
+        assert_eq!(field_of(check_name(&"x".repeat(NAME_MAX + 1))), "name");
+    }
+
+    #[test]
+    fn the_autofill_amount_is_a_number_of_zero_or_more_and_zero_while_off() {
+        assert_eq!(autofill_amount(true, 12.5).unwrap(), 12.5);
+        assert_eq!(autofill_amount(true, 0.0).unwrap(), 0.0);
+        assert_eq!(autofill_amount(false, 30.0).unwrap(), 0.0);
+        assert_eq!(autofill_amount(false, f64::NAN).unwrap(), 0.0);
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(field_of(autofill_amount(true, bad)), "autofill_input_amount", "{bad}");
+        }
+    }
+
+    #[test]
+    fn codes_one_to_four_cannot_be_excluded() {
+        assert_eq!(check_exclusions(&[7, 5, 7]).unwrap(), vec![5, 7]);
+        assert_eq!(check_exclusions(&[]).unwrap(), Vec::<i32>::new());
+        for default in 1..=4 {
+            assert_eq!(field_of(check_exclusions(&[5, default])), "excluded_codes");
+        }
+    }
 }

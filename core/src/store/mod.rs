@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod code;
 pub mod command;
 pub mod device;
+pub mod group;
 pub mod history;
 pub mod machine;
 pub mod report;
@@ -41,30 +42,49 @@ pub struct Database {
 
 impl Database {
     /// Opens the configured database for the server (starting and supervising the embedded cluster when
-    /// `database.url` is empty), creates the database if needed, runs migrations and the TimescaleDB step.
+    /// `database.url` is empty, creating it on first use), creates the database if needed, runs migrations
+    /// and the TimescaleDB step.
     pub async fn open(config: &Config) -> Result<Database, Error> {
-        Self::open_as(config, false).await
+        Self::open_as(config, Opening::Server).await
     }
 
-    /// As [`open`](Self::open), for an administration command: the embedded cluster of a server running
-    /// beside it is used as it is and left running.
+    /// Opens the database for an administration command: the embedded cluster of a server running beside it
+    /// is used as it is and left running. A database that does not exist yet, or was never initialised, is
+    /// refused with [`Error::NoDatabase`] and nothing is created (a mistyped data directory must not become
+    /// a new, empty plant). Migrations run; the TimescaleDB step is left to the server.
     pub async fn open_for_command(config: &Config) -> Result<Database, Error> {
-        Self::open_as(config, true).await
+        Self::open_as(config, Opening::Command).await
     }
 
-    async fn open_as(config: &Config, command: bool) -> Result<Database, Error> {
+    /// As [`open`](Self::open), for `oee-server init`: creates what is missing (the embedded cluster, the
+    /// database) but uses the cluster of a server running beside it as it is.
+    pub async fn open_for_init(config: &Config) -> Result<Database, Error> {
+        Self::open_as(config, Opening::Init).await
+    }
+
+    async fn open_as(config: &Config, opening: Opening) -> Result<Database, Error> {
         let (options, cluster) = if config.database.url.trim().is_empty() {
+            let dir = config.embedded_db_dir();
+            if opening == Opening::Command && !dir.join("PG_VERSION").exists() {
+                return Err(Error::NoDatabase(format!(
+                    "in {}: it holds no embedded PostgreSQL cluster, and database.url is not set",
+                    dir.display()
+                )));
+            }
             let opts = ClusterOptions {
-                dir: config.embedded_db_dir(),
+                dir: dir.clone(),
                 bin_dir: config.database.embedded.bin_dir.clone(),
                 run_as: config.database.embedded.run_as.clone(),
                 settings: config.database.embedded.settings.clone().into_iter().collect(),
                 disposable: false,
             };
-            let start = if command { EmbeddedCluster::attach_or_start } else { EmbeddedCluster::start };
+            let start = match opening {
+                Opening::Server => EmbeddedCluster::start,
+                Opening::Command | Opening::Init => EmbeddedCluster::attach_or_start,
+            };
             let cluster = tokio::task::spawn_blocking(move || start(&opts))
                 .await
-                .map_err(|e| Error::Cluster { dir: config.embedded_db_dir(), reason: e.to_string() })??;
+                .map_err(|e| Error::Cluster { dir, reason: e.to_string() })??;
             let options = cluster.connect_options(EMBEDDED_DATABASE);
             (options, Some(Arc::new(Mutex::new(cluster))))
         } else {
@@ -72,10 +92,35 @@ impl Database {
                 .map_err(|e| Error::ConfigParse(format!("database.url is not a PostgreSQL URL: {e}")))?;
             (options, None)
         };
-        create_database_if_missing(&options).await?;
+        let db_name = options.get_database().unwrap_or(EMBEDDED_DATABASE).to_string();
+        let place = || match &cluster {
+            Some(c) => format!("`{db_name}` in the embedded PostgreSQL cluster in {}", cluster_dir_of(c)),
+            None => format!("`{db_name}` at database.url"),
+        };
+        if opening == Opening::Command {
+            if !database_exists(&options).await? {
+                return Err(Error::NoDatabase(place()));
+            }
+        } else {
+            create_database_if_missing(&options).await?;
+        }
         let pool = connect(options, config.database.max_connections).await?;
-        prepare(&pool, config.database.timescaledb).await?;
+        if opening == Opening::Command {
+            if !initialised(&pool).await? {
+                pool.close().await;
+                return Err(Error::NoDatabase(format!("{}: the database is there but was never initialised", place())));
+            }
+            MIGRATOR.run(&pool).await.map_err(|e| Error::Migrate(e.to_string()))?;
+        } else {
+            prepare(&pool, config.database.timescaledb).await?;
+        }
         Ok(Database { pool, cluster })
+    }
+
+    /// Whether this process started the embedded cluster (and stops it on [`close`](Self::close)); false for
+    /// an external server or the cluster of a server running beside this process.
+    pub fn started_cluster(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.lock().unwrap_or_else(|p| p.into_inner()).started_here())
     }
 
     /// Wraps an existing pool (tests, tools).
@@ -95,6 +140,45 @@ impl Database {
     }
 }
 
+/// How a process opens the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// The server: owns its embedded cluster, creates what is missing.
+    Server,
+    /// An administration command: uses what exists, creates nothing.
+    Command,
+    /// `oee-server init`: creates what is missing, uses a running server's cluster.
+    Init,
+}
+
+fn cluster_dir_of(cluster: &Arc<Mutex<EmbeddedCluster>>) -> String {
+    cluster.lock().unwrap_or_else(|p| p.into_inner()).dir().display().to_string()
+}
+
+/// Longest name of a machine or a group (the columns' width).
+pub const NAME_MAX: usize = 100;
+
+/// A machine's or a group's (`what`) name, trimmed, when it has 1 to [`NAME_MAX`] characters.
+fn check_name<'a>(what: &str, name: &'a str) -> Result<&'a str, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX {
+        return Err(Error::field("name", format!("a {what} name must have 1 to {NAME_MAX} characters")));
+    }
+    Ok(name)
+}
+
+/// A unique violation of a machine's or a group's (`what`) name as the field error.
+fn duplicate_name(e: sqlx::Error, what: &str, name: &str) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => name_taken(what, name),
+        _ => Error::Database(e),
+    }
+}
+
+fn name_taken(what: &str, name: &str) -> Error {
+    Error::field("name", format!("a {what} named `{name}` already exists: choose another name"))
+}
+
 /// A pool over `options`.
 pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, Error> {
     PgPoolOptions::new()
@@ -112,6 +196,24 @@ pub async fn prepare(pool: &PgPool, timescale: TimescaleMode) -> Result<(), Erro
         enable_timescale(pool).await?;
     }
     Ok(())
+}
+
+/// Whether the target database exists (connecting to it is how to tell).
+async fn database_exists(options: &PgConnectOptions) -> Result<bool, Error> {
+    match options.connect().await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => Ok(false),
+        Err(e) => Err(Error::Database(e)),
+    }
+}
+
+/// Whether the database was initialised (by `oee-server init` or a server's first start): migrated and seeded.
+async fn initialised(pool: &PgPool) -> Result<bool, Error> {
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('settings') IS NOT NULL").fetch_one(pool).await?;
+    Ok(migrated && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM settings)").fetch_one(pool).await?)
 }
 
 /// Creates the target database through the maintenance database when it does not exist yet.
