@@ -59,3 +59,70 @@ async fn a_job_starts_once_runs_and_ends_with_its_counts() {
     assert_eq!(command(&client, &mut rx, topic("state"), json!({"activity_code_id": 4})).await["status"], 409);
     assert_eq!(command(&client, &mut rx, topic("job/start"), json!({"job_number": "J101"})).await["status"], 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_api_lists_a_machines_jobs_with_totals_notes_and_production_records() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Lathe").await;
+    let other = t.add_machine("Mill").await;
+    t.set_schedule(m, true).await;
+    let (client, mut rx) = t.mqtt_client("plc").await;
+    client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
+    let topic = |machine: i32, suffix: &str| format!("oee/v1/machines/{machine}/{suffix}");
+    let v =
+        command(&client, &mut rx, topic(m, "job/start"), json!({"job_number": "J7", "ideal_cycle_time_s": 4})).await;
+    assert_eq!(v["status"], 200, "{v}");
+    let v = command(&client, &mut rx, topic(m, "production"), json!({"good": 10, "rejects": 1})).await;
+    assert_eq!(v["status"], 200, "{v}");
+    let v = command(&client, &mut rx, topic(m, "job/end"), json!({"good": 5, "rejects": 2})).await;
+    assert_eq!(v["status"], 200, "{v}");
+    sqlx::query("UPDATE job SET notes = '10:05 - tool change - \n' WHERE machine_id = $1")
+        .bind(m)
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let v = command(&client, &mut rx, topic(other, "job/start"), json!({"job_number": "K1"})).await;
+    assert_eq!(v["status"], 200, "{v}");
+
+    let get = |path: String| {
+        let api = t.api.clone();
+        let base = t.http.clone();
+        async move {
+            let r = api.get(format!("{base}{path}")).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, jobs) = get(format!("/api/v1/jobs?machine={m}")).await;
+    assert_eq!(status, 200, "{jobs}");
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "only this machine's jobs: {jobs:?}");
+    let j = &jobs[0];
+    assert_eq!(
+        (j["job_number"].as_str(), j["quantity_good"].as_i64(), j["quantity_rejects"].as_i64()),
+        (Some("J7"), Some(15), Some(3))
+    );
+    assert_eq!((j["active"].as_bool(), j["machine_name"].as_str()), (Some(false), Some("Lathe")));
+    assert!(j["notes"].as_str().unwrap().contains("tool change"));
+    let (_, all) = get("/api/v1/jobs".into()).await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "every machine's jobs by default: {all}");
+    let running = all.as_array().unwrap().iter().find(|j| j["job_number"] == "K1").unwrap();
+    assert!(running["end_time"].is_null() && running["active"] == true);
+
+    let (status, detail) = get(format!("/api/v1/jobs/{}", j["id"])).await;
+    assert_eq!(status, 200);
+    let records = detail["production"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "the mid-job count and the count at the end: {detail}");
+    assert_eq!(records.iter().map(|r| r["quantity_good"].as_i64().unwrap()).sum::<i64>(), 15);
+
+    for (path, status) in [
+        ("/api/v1/jobs/999999".to_string(), 404),
+        ("/api/v1/jobs/abc".to_string(), 400),
+        (format!("/api/v1/jobs?machine={m}&from=2026-01-02&to=2026-01-01"), 400),
+        ("/api/v1/jobs?machine=999999".to_string(), 404),
+        ("/api/v1/jobs?limit=0".to_string(), 400),
+    ] {
+        assert_eq!(get(path.clone()).await.0, status, "{path}");
+    }
+    let anonymous = reqwest::get(format!("{}/api/v1/jobs", t.http)).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}

@@ -83,6 +83,8 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/activity-durations", R(Viewer), crate::reference_api::activity_durations),
         Route::get("/api/v1/oee", R(Viewer), crate::oee_api::oee),
         Route::get("/api/v1/telemetry", R(Viewer), crate::telemetry_api::telemetry),
+        Route::get("/api/v1/jobs", R(Viewer), crate::jobs_api::list),
+        Route::get("/api/v1/jobs/{id}", R(Viewer), crate::jobs_api::one),
     ];
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());

@@ -6,6 +6,7 @@ pub mod access;
 mod account;
 mod admin;
 mod api;
+mod jobs_api;
 mod oee_api;
 mod operator;
 mod page;

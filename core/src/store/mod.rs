@@ -9,6 +9,7 @@ pub mod command;
 pub mod device;
 pub mod group;
 pub mod history;
+pub mod job;
 pub mod machine;
 pub mod report;
 pub mod schedule;

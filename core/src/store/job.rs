@@ -1,0 +1,96 @@
+//! Reading jobs: a machine's (or every machine's) jobs in a time range, and one job with its production
+//! records and notes. Jobs are written by ingest only (start, end, history edits).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use crate::error::Error;
+
+/// A job with its totals.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct JobSummary {
+    pub id: i64,
+    pub machine_id: i32,
+    pub machine_name: String,
+    pub job_number: String,
+    pub part_number: Option<String>,
+    /// Seconds per part the job was planned at; `None`: no cycle time given.
+    pub ideal_cycle_time_s: Option<f64>,
+    pub start_time: DateTime<Utc>,
+    /// `None` while the job runs.
+    pub end_time: Option<DateTime<Utc>>,
+    pub active: bool,
+    pub quantity_good: i64,
+    pub quantity_rejects: i64,
+    /// The operators' notes (the pausable workflow appends its pauses here).
+    pub notes: String,
+}
+
+/// One production record of a job: parts made in [start, end].
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct ProductionRecord {
+    pub id: i64,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub quantity_good: i64,
+    pub quantity_rejects: i64,
+}
+
+/// A job with its production records.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    pub production: Vec<ProductionRecord>,
+}
+
+macro_rules! job_select {
+    () => {
+        "SELECT j.id, j.machine_id, m.name AS machine_name, j.job_number, j.part_number, j.ideal_cycle_time_s, \
+                j.start_time, CASE WHEN j.active THEN NULL ELSE j.end_time END AS end_time, j.active, \
+                coalesce((SELECT sum(quantity_good) FROM production_quantity p WHERE p.job_id = j.id), 0)::int8 \
+                    AS quantity_good, \
+                coalesce((SELECT sum(quantity_rejects) FROM production_quantity p WHERE p.job_id = j.id), 0)::int8 \
+                    AS quantity_rejects, \
+                j.notes \
+         FROM job j JOIN machine m ON m.id = j.machine_id "
+    };
+}
+
+/// Jobs of `machine` (or of every machine) that ran at some time in [from, to), oldest first, at most
+/// `limit`.
+pub async fn jobs_in_range(
+    pool: &PgPool,
+    machine: Option<i32>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<JobSummary>, Error> {
+    Ok(sqlx::query_as(concat!(
+        job_select!(),
+        "WHERE ($1::int4 IS NULL OR j.machine_id = $1) AND j.start_time < $3 \
+           AND (j.active OR coalesce(j.end_time, 'infinity') > $2) \
+         ORDER BY j.start_time, j.id LIMIT $4"
+    ))
+    .bind(machine)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One job with its production records, if it exists.
+pub async fn job_detail(pool: &PgPool, id: i64) -> Result<Option<JobDetail>, Error> {
+    let job: Option<JobSummary> =
+        sqlx::query_as(concat!(job_select!(), "WHERE j.id = $1")).bind(id).fetch_optional(pool).await?;
+    let Some(job) = job else { return Ok(None) };
+    let production = sqlx::query_as(
+        "SELECT id, start_time, end_time, quantity_good, quantity_rejects FROM production_quantity \
+         WHERE job_id = $1 ORDER BY start_time, id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(JobDetail { job, production }))
+}
