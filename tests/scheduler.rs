@@ -77,9 +77,10 @@ async fn a_week_of_shifts_moves_the_machine_on_time_across_midnight_a_day_off_an
     // Plant in London; the week of 2026-10-19, whose Sunday the clocks go back (BST, UTC+1, to GMT).
     add_shift(&pool, "week").await.unwrap();
     let weekdays: Vec<_> = (0..5).flat_map(|d| parse_day_hours(d, "0900-1700").unwrap()).collect();
-    set_shift_days(&pool, "week", &[0, 1, 2, 3, 4], &weekdays).await.unwrap();
-    set_shift_days(&pool, "week", &[5], &[]).await.unwrap();
-    set_shift_days(&pool, "week", &[6], &parse_day_hours(6, "0900-1700").unwrap()).await.unwrap();
+    let set_at = utc(10, 19, 0);
+    set_shift_days(&pool, "week", &[0, 1, 2, 3, 4], &weekdays, set_at).await.unwrap();
+    set_shift_days(&pool, "week", &[5], &[], set_at).await.unwrap();
+    set_shift_days(&pool, "week", &[6], &parse_day_hours(6, "0900-1700").unwrap(), set_at).await.unwrap();
 
     // Monday 06:00 BST: out of shift, Closed.
     let m = add_machine(&pool, "Press", London, utc(10, 19, 5)).await.unwrap().id;
