@@ -373,7 +373,7 @@ async fn shift_cmd(pool: &sqlx::PgPool, cmd: ShiftCmd) -> anyhow::Result<()> {
             }
             let id = schedule::set_shift_days(pool, &shift, &days, &periods, chrono::Utc::now()).await?;
             let names: Vec<&str> = days.iter().map(|&d| DAY_NAMES[d as usize]).collect();
-            println!("shift pattern {id} `{}`: {} {} from now on", shift.trim(), names.join(","), hours.trim());
+            println!("shift pattern {id}: {} {} from now on", names.join(","), hours.trim());
         }
         ShiftCmd::Rename { shift, name } => {
             let id = schedule::shift_id_by_name_or_id(pool, &shift).await?;
