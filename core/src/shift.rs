@@ -150,14 +150,13 @@ pub fn transitions_over(versions: &[Version], tz: Tz, after: DateTime<Utc>, unti
     out
 }
 
-/// The versions of the pattern a machine followed: `assignments` are (from, pattern) in the order they took
-/// effect (`None` from: since always; `None` pattern: no pattern, out of shift), `patterns` the versions of
-/// each pattern. Each stretch takes the version in force when the machine took the pattern up, then the
-/// pattern's later versions until the machine left it.
-pub fn followed(
-    assignments: &[(Option<DateTime<Utc>>, Option<i32>)],
-    patterns: &std::collections::HashMap<i32, Vec<Version>>,
-) -> Vec<Version> {
+/// From when (`None`: since always) a machine followed which pattern (`None`: none, out of shift).
+pub type Assignment = (Option<DateTime<Utc>>, Option<i32>);
+
+/// The versions of the pattern a machine followed: `assignments` in the order they took effect, `patterns`
+/// the versions of each pattern. Each stretch takes the version in force when the machine took the pattern
+/// up, then the pattern's later versions until the machine left it.
+pub fn followed(assignments: &[Assignment], patterns: &std::collections::HashMap<i32, Vec<Version>>) -> Vec<Version> {
     let mut out = Vec::new();
     for (i, &(from, shift)) in assignments.iter().enumerate() {
         let until = assignments.get(i + 1).and_then(|a| a.0);
@@ -398,9 +397,11 @@ pub fn clock(minute: u16) -> String {
 
 /// A minute of the week as `mon 06:00`; an `end` at midnight is `24:00` of the day before.
 fn day_clock(week_minute: u32, end: bool) -> String {
-    let m = if end && week_minute > 0 && week_minute % DAY_MINUTES == 0 { week_minute - 1 } else { week_minute };
-    let minute = if m == week_minute { week_minute % DAY_MINUTES } else { DAY_MINUTES };
-    format!("{} {}", DAY_NAMES[(m / DAY_MINUTES % 7) as usize], clock(minute as u16))
+    let (day, minute) = match (week_minute / DAY_MINUTES, week_minute % DAY_MINUTES) {
+        (d, 0) if end && d > 0 => (d - 1, DAY_MINUTES),
+        (d, m) => (d, m),
+    };
+    format!("{} {}", DAY_NAMES[(day % 7) as usize], clock(minute as u16))
 }
 
 impl Week {

@@ -257,7 +257,7 @@ pub async fn shift_histories(
     shifts.sort_unstable();
     shifts.dedup();
     let versions = super::schedule::pattern_versions(pool, Some(&shifts), Some(from), Some(to)).await?;
-    let mut assignments: HashMap<i32, Vec<(Option<DateTime<Utc>>, Option<i32>)>> = HashMap::new();
+    let mut assignments: HashMap<i32, Vec<crate::shift::Assignment>> = HashMap::new();
     for (machine, effective_from, shift) in rows {
         assignments.entry(machine).or_default().push((effective_from, shift));
     }

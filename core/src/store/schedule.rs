@@ -151,7 +151,8 @@ pub struct ShiftSummary {
 
 /// Every shift pattern, by id, with its latest periods and its machines.
 pub async fn list_shifts(pool: &PgPool) -> Result<Vec<ShiftSummary>, Error> {
-    let shifts: Vec<(i32, String, Option<DateTime<Utc>>, Vec<String>)> = sqlx::query_as(
+    type Row = (i32, String, Option<DateTime<Utc>>, Vec<String>);
+    let shifts: Vec<Row> = sqlx::query_as(
         "SELECT s.id, s.name, \
                 (SELECT NULLIF(max(effective_from), '-infinity') FROM shift_version WHERE shift_id = s.id), \
                 COALESCE(array_agg(m.name ORDER BY m.id) FILTER (WHERE m.id IS NOT NULL), '{}') \
