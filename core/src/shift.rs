@@ -841,7 +841,10 @@ mod tests {
         assert_eq!(described, ["0900-1700", "2200-2400", "0000-0600", "closed", "off"]);
     }
 
-    fn week(days: &[(usize, &[(&str, &str, bool)])]) -> Week {
+    /// A shift as (start, end, overnight).
+    type Times<'a> = (&'a str, &'a str, bool);
+
+    fn week(days: &[(usize, &[Times<'_>])]) -> Week {
         let mut w = Week::default();
         for (d, shifts) in days {
             w.days[*d] = shifts.iter().map(|(s, e, o)| WeekShift::new(s, e, *o)).collect();
@@ -851,7 +854,7 @@ mod tests {
 
     /// Two shifts back to back on weekdays, a night shift from Friday into Saturday, nothing on Sunday.
     fn two_shifts_and_a_night() -> Week {
-        let two: &[(&str, &str, bool)] = &[("06:00", "14:00", false), ("14:00", "22:00", false)];
+        let two: &[Times<'_>] = &[("06:00", "14:00", false), ("14:00", "22:00", false)];
         week(&[(0, two), (1, two), (2, two), (3, two), (4, &[("06:00", "14:00", false), ("22:00", "06:00", true)])])
     }
 

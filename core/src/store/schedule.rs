@@ -294,9 +294,10 @@ pub async fn set_shift_days(
     Ok(shift_id)
 }
 
-/// Locks the pattern's row, so that edits of one pattern follow one another.
+/// Locks the pattern's row, so that edits of one pattern follow one another (machines may still be given
+/// the pattern meanwhile).
 async fn lock_shift(tx: &mut Transaction<'_, Postgres>, shift_id: i32) -> Result<(), Error> {
-    sqlx::query_scalar::<_, i32>("SELECT id FROM shift WHERE id = $1 FOR UPDATE")
+    sqlx::query_scalar::<_, i32>("SELECT id FROM shift WHERE id = $1 FOR NO KEY UPDATE")
         .bind(shift_id)
         .fetch_optional(&mut **tx)
         .await?
