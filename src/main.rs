@@ -176,13 +176,14 @@ enum TabletCmd {
 
 #[derive(Subcommand)]
 enum ShiftCmd {
-    /// List shift patterns: their hours on each day and the machines that follow them.
-    List,
+    /// List shift patterns (or one, by name or id): their hours on each day and the machines that follow them.
+    List { shift: Option<String> },
     /// Add a shift pattern, with no shifts on any day until they are set.
     Add { name: String },
-    /// Set the hours of some days of a pattern, e.g. `shift set 9-5 weekdays 0800-1630`, `shift set 9-5 sun off`.
+    /// Set the hours of some days of a pattern from now on, e.g. `shift set 9-5 weekdays 0800-1630`,
+    /// `shift set 9-5 sun off`; reports of earlier days keep the hours they had.
     Set {
-        /// The pattern's name.
+        /// The pattern's name or id.
         shift: String,
         /// mon, tue, wed, thu, fri, sat, sun, weekdays, weekend or all; several separated by commas.
         days: String,
@@ -190,6 +191,8 @@ enum ShiftCmd {
         /// or `off` for no shifts that day (the day keeps the state the previous day ended in).
         hours: String,
     },
+    /// Rename a pattern (name or id).
+    Rename { shift: String, name: String },
 }
 
 #[derive(Subcommand)]
@@ -198,7 +201,7 @@ enum MachineCmd {
     Add { name: String },
     /// List machines.
     List,
-    /// Make a machine (name or id) follow a shift pattern from now on.
+    /// Make a machine (name or id) follow a shift pattern (name or id) from now on.
     Shift { machine: String, shift: String },
     /// Print all settings of a machine (name or id).
     Show { machine: String },
@@ -780,9 +783,16 @@ async fn tablet_cmd(pool: &sqlx::PgPool, cmd: TabletCmd) -> anyhow::Result<()> {
 
 async fn shift_cmd(pool: &sqlx::PgPool, cmd: ShiftCmd) -> anyhow::Result<()> {
     match cmd {
-        ShiftCmd::List => {
-            for s in schedule::list_shifts(pool).await? {
-                println!("{:>4}  {}", s.id, s.name);
+        ShiftCmd::List { shift } => {
+            let only = match shift {
+                Some(s) => Some(schedule::shift_id_by_name_or_id(pool, &s).await?),
+                None => None,
+            };
+            for s in schedule::list_shifts(pool).await?.into_iter().filter(|s| only.is_none_or(|id| id == s.id)) {
+                match s.since {
+                    Some(t) => println!("{:>4}  {}  (as set on {} UTC)", s.id, s.name, t.format("%Y-%m-%d %H:%M")),
+                    None => println!("{:>4}  {}", s.id, s.name),
+                }
                 let days: Vec<String> =
                     (0..7u8).map(|d| format!("{} {}", DAY_NAMES[d as usize], describe_day(&s.periods, d))).collect();
                 println!("      {}", days.join("  "));
@@ -801,9 +811,14 @@ async fn shift_cmd(pool: &sqlx::PgPool, cmd: ShiftCmd) -> anyhow::Result<()> {
             for &d in &days {
                 periods.extend(parse_day_hours(d, &hours)?);
             }
-            schedule::set_shift_days(pool, &shift, &days, &periods).await?;
+            let id = schedule::set_shift_days(pool, &shift, &days, &periods, chrono::Utc::now()).await?;
             let names: Vec<&str> = days.iter().map(|&d| DAY_NAMES[d as usize]).collect();
-            println!("shift pattern `{}`: {} {}", shift.trim(), names.join(","), hours.trim());
+            println!("shift pattern {id}: {} {} from now on", names.join(","), hours.trim());
+        }
+        ShiftCmd::Rename { shift, name } => {
+            let id = schedule::shift_id_by_name_or_id(pool, &shift).await?;
+            schedule::rename_shift(pool, id, &name).await?;
+            println!("shift pattern {id} is now `{}`", name.trim());
         }
     }
     Ok(())

@@ -428,3 +428,71 @@ async fn a_day_changed_while_it_is_computed_is_not_stored() {
             .unwrap();
     assert_eq!(stored, vec![d11.day]);
 }
+
+/// (from, to) of each bucket of a report.
+fn bucket_spans(body: &Value) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let time = |v: &Value| DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().with_timezone(&Utc);
+    body["buckets"].as_array().unwrap().iter().map(|b| (time(&b["from"]), time(&b["to"]))).collect()
+}
+
+/// Every day of the week: 06:00–14:00 and 14:00–22:00.
+fn two_shifts_every_day() -> oee_core::shift::Week {
+    let day = vec![
+        oee_core::shift::WeekShift::new("06:00", "14:00", false),
+        oee_core::shift::WeekShift::new("14:00", "22:00", false),
+    ];
+    oee_core::shift::Week { days: std::array::from_fn(|_| day.clone()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_pattern_keeps_the_shifts_of_the_days_before_and_gives_its_new_ones_after() {
+    use oee_core::store::schedule::{set_shift_week, shift_id_by_name_or_id};
+    let t = spawn_app().await;
+    let m = t.add_machine("M1").await;
+    // Whole plant days (UTC plant) before today, so every window is past whatever the hour: the seeded 9-5
+    // pattern is edited at noon three days ago.
+    let today = Utc::now().date_naive();
+    let day = |n: i64| today - Duration::days(n);
+    let at = |n: i64, h: u32| day(n).and_hms_opt(h, 0, 0).unwrap().and_utc();
+    let day_report = |n: i64| format!("machine={m}&from={}&to={}&by=shift", day(n), day(n - 1));
+
+    let before = report(&t, &day_report(4)).await;
+    assert_eq!(bucket_spans(&before), vec![(at(4, 9), at(4, 17))]);
+    let shift = shift_id_by_name_or_id(&t.pool, "9-5").await.unwrap();
+    set_shift_week(&t.pool, shift, &two_shifts_every_day(), at(3, 12)).await.unwrap();
+
+    // The day before the edit is as it was.
+    let after = report(&t, &day_report(4)).await;
+    assert_eq!(after["buckets"], before["buckets"]);
+    // The day of the edit: the shift that began at 09:00 by the old version runs on (the new one is in
+    // shift at noon too) to its new end, then the new late shift.
+    assert_eq!(bucket_spans(&report(&t, &day_report(3)).await), vec![(at(3, 9), at(3, 14)), (at(3, 14), at(3, 22))]);
+    // The days after follow the new version.
+    assert_eq!(bucket_spans(&report(&t, &day_report(2)).await), vec![(at(2, 6), at(2, 14)), (at(2, 14), at(2, 22))]);
+    // A window across the edit cuts the same buckets.
+    let across = report(&t, &format!("machine={m}&from={}&to={}&by=shift", day(4), day(2))).await;
+    assert_eq!(bucket_spans(&across), vec![(at(4, 9), at(4, 17)), (at(3, 9), at(3, 14)), (at(3, 14), at(3, 22))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_moved_to_another_pattern_keeps_its_old_pattern_in_the_days_before() {
+    use oee_core::store::schedule::{add_shift, set_machine_shift, set_shift_week};
+    let t = spawn_app().await;
+    let m = t.add_machine("M1").await;
+    let yesterday = Utc::now().date_naive() - Duration::days(1);
+    let query = format!("machine={m}&from={yesterday}&to={}&by=shift", yesterday + Duration::days(1));
+    let before = report(&t, &query).await;
+    assert_eq!(bucket_spans(&before).len(), 1, "{before}");
+
+    let late = add_shift(&t.pool, "Late").await.unwrap();
+    set_shift_week(&t.pool, late, &two_shifts_every_day(), Utc::now()).await.unwrap();
+    set_machine_shift(&t.pool, &m.to_string(), &late.to_string()).await.unwrap();
+    let after = report(&t, &query).await;
+    assert_eq!(after["buckets"], before["buckets"]);
+    // From the move on, the machine follows the new pattern.
+    let now = Utc::now();
+    let followed = oee_core::store::report::shift_histories(&t.pool, &[m], now, now + Duration::days(2)).await.unwrap();
+    let last = followed[&m].last().unwrap();
+    assert!(last.from.is_some_and(|f| f <= now), "{last:?}");
+    assert_eq!(last.periods, two_shifts_every_day().periods().unwrap());
+}

@@ -7,10 +7,12 @@ use chrono::{DateTime, Duration, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Europe::London;
 use common::*;
 use oee_core::activity::{Code, MachineState, judge_job_start};
-use oee_core::shift::parse_day_hours;
+use oee_core::shift::{Week, WeekShift, parse_day_hours};
 use oee_core::store::command::{apply_changes, insert_job, lock_machines, set_active_jobs};
 use oee_core::store::machine::add_machine;
-use oee_core::store::schedule::{add_shift, set_machine_shift, set_shift_days};
+use oee_core::store::schedule::{
+    add_shift, rename_shift, set_machine_shift, set_shift_days, set_shift_week, shift_id_by_name_or_id, shift_week,
+};
 use oee_ingest::scheduler::reconcile;
 use rumqttc::QoS;
 use sqlx::PgPool;
@@ -77,9 +79,10 @@ async fn a_week_of_shifts_moves_the_machine_on_time_across_midnight_a_day_off_an
     // Plant in London; the week of 2026-10-19, whose Sunday the clocks go back (BST, UTC+1, to GMT).
     add_shift(&pool, "week").await.unwrap();
     let weekdays: Vec<_> = (0..5).flat_map(|d| parse_day_hours(d, "0900-1700").unwrap()).collect();
-    set_shift_days(&pool, "week", &[0, 1, 2, 3, 4], &weekdays).await.unwrap();
-    set_shift_days(&pool, "week", &[5], &[]).await.unwrap();
-    set_shift_days(&pool, "week", &[6], &parse_day_hours(6, "0900-1700").unwrap()).await.unwrap();
+    let set_at = utc(10, 19, 0);
+    set_shift_days(&pool, "week", &[0, 1, 2, 3, 4], &weekdays, set_at).await.unwrap();
+    set_shift_days(&pool, "week", &[5], &[], set_at).await.unwrap();
+    set_shift_days(&pool, "week", &[6], &parse_day_hours(6, "0900-1700").unwrap(), set_at).await.unwrap();
 
     // Monday 06:00 BST: out of shift, Closed.
     let m = add_machine(&pool, "Press", London, utc(10, 19, 5)).await.unwrap().id;
@@ -299,4 +302,176 @@ async fn a_pattern_changed_from_the_command_line_applies_at_once_to_the_running_
     assert!(ok && out.contains("Always") && out.contains("mon off") && out.contains("machines: Mill"), "{out}");
     let (_, out) = admin(&t.db, &["shift", "list"]).await;
     assert!(out.contains("9-5") && out.contains("sun 0900-1700"), "{out}");
+}
+
+/// A week with the same shifts every day.
+fn every_day(shifts: &[(&str, &str, bool)]) -> Week {
+    let day: Vec<WeekShift> = shifts.iter().map(|(s, e, o)| WeekShift::new(s, e, *o)).collect();
+    Week { days: std::array::from_fn(|_| day.clone()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_the_server_was_stopped_is_caught_up_at_its_own_instant() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    let week = TimeDelta::days(7);
+    let t = |d: u32, h: u32| utc(1, d, h);
+    // 2026-01-05 is a Monday; the plant is in UTC. Nobody follows the new pattern yet, so setting it keeps
+    // no history.
+    let rota = add_shift(&pool, "Rota").await.unwrap();
+    set_shift_week(&pool, rota, &every_day(&[("09:00", "17:00", false)]), t(5, 0)).await.unwrap();
+    let m = add_machine(&pool, "Press", chrono_tz::Tz::UTC, t(5, 5)).await.unwrap().id;
+    set_machine_shift(&pool, "Press", "Rota").await.unwrap();
+    reconcile(&pool, chrono_tz::Tz::UTC, t(5, 5), week).await.unwrap();
+    reconcile(&pool, chrono_tz::Tz::UTC, t(5, 10), week).await.unwrap();
+    assert_eq!(machine_state(&pool, m).await, (1, DOWN, None));
+
+    // With the server stopped, the pattern becomes two shifts (06–14, 14–22) on Tuesday at 12:00; the
+    // server is back on Wednesday at 10:00.
+    let two = every_day(&[("06:00", "14:00", false), ("14:00", "22:00", false)]);
+    set_shift_week(&pool, rota, &two, t(6, 12)).await.unwrap();
+    assert_eq!(reconcile(&pool, chrono_tz::Tz::UTC, t(7, 10), week).await.unwrap(), vec![m]);
+    let got: Vec<(i32, DateTime<Utc>)> = activities(&pool, m).await.into_iter().map(|a| (a.0, a.1)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (CLOSED, t(5, 5)),
+            (DOWN, t(5, 9)),
+            // the old version until Tuesday noon: Monday's shift ends at 17:00, Tuesday's begins at 09:00
+            (CLOSED, t(5, 17)),
+            (DOWN, t(6, 9)),
+            // the new one after: in shift at noon as before, so the shift runs on to 22:00
+            (CLOSED, t(6, 22)),
+            (DOWN, t(7, 6)),
+        ]
+    );
+    // The editor reads the new week back.
+    assert_eq!(shift_week(&pool, rota).await.unwrap(), two);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_edited_beside_the_running_server_applies_at_once_from_the_edit_on() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Mill").await;
+    let always = add_shift(&t.pool, "Always").await.unwrap();
+    set_shift_week(&t.pool, always, &every_day(&[("00:00", "24:00", false)]), Utc::now()).await.unwrap();
+    // In shift all week, then no shifts at all: each a change at any hour and weekday.
+    set_machine_shift(&t.pool, "Mill", &always.to_string()).await.unwrap();
+    eventually("the machine is in shift", || async { machine_state(&t.pool, m).await == (1, DOWN, None) }).await;
+    let before = activities(&t.pool, m).await;
+
+    let edit = Utc::now();
+    set_shift_week(&t.pool, always, &Week::default(), edit).await.unwrap();
+    eventually("the machine is out of shift", || async { machine_state(&t.pool, m).await == (3, CLOSED, None) }).await;
+    let after = activities(&t.pool, m).await;
+    assert_eq!(after.len(), before.len() + 1);
+    let closed = after.last().unwrap();
+    // Stamped at the edit (as stored, to the microsecond), or just after it if a round was under way.
+    let edit = DateTime::from_timestamp_micros(edit.timestamp_micros()).unwrap();
+    assert!(closed.0 == CLOSED && closed.1 >= edit && closed.1 <= Utc::now(), "{closed:?} edit {edit}");
+    assert_eq!(after[..before.len() - 1], before[..before.len() - 1], "history before the edit is kept");
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM shift_version WHERE shift_id = $1")
+        .bind(always)
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(versions, 2, "the week it had stays as the version before the edit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_round_trips_through_the_store_and_a_refusal_names_its_field() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    let id = add_shift(&pool, "Two shifts").await.unwrap();
+    // Two shifts on weekdays, a night shift from Friday into Saturday, no shifts on Sunday.
+    let mut week = Week::default();
+    for d in 0..4 {
+        week.days[d] = vec![WeekShift::new("06:00", "14:00", false), WeekShift::new("14:00", "22:00", false)];
+    }
+    week.days[4] = vec![WeekShift::new("06:00", "14:00", false), WeekShift::new("22:00", "06:00", true)];
+    set_shift_week(&pool, id, &week, Utc::now()).await.unwrap();
+    let read = shift_week(&pool, id).await.unwrap();
+    assert_eq!(read, week);
+    let preview = read.preview().unwrap();
+    let drawn = |d: usize| -> Vec<(String, String)> {
+        preview[d].intervals.iter().map(|i| (i.start.clone(), i.end.clone())).collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(drawn(4), vec![pair("06:00", "14:00"), pair("22:00", "24:00")]);
+    assert_eq!(drawn(5), vec![pair("00:00", "06:00")]);
+    assert_eq!(drawn(6), vec![]);
+
+    let refused = |mut w: Week, d: usize, shifts: Vec<WeekShift>| {
+        w.days[d] = shifts;
+        w
+    };
+    let cases = [
+        (refused(week.clone(), 1, vec![WeekShift::new("14:00", "06:00", false)]), "tue.0.end", "before it starts"),
+        (
+            refused(
+                week.clone(),
+                2,
+                vec![WeekShift::new("06:00", "14:00", false), WeekShift::new("13:30", "22:00", false)],
+            ),
+            "wed.1.start",
+            "may not overlap",
+        ),
+        (refused(week.clone(), 5, vec![WeekShift::new("05:00", "09:00", false)]), "sat.0.start", "fri 22:00"),
+    ];
+    for (w, field, needle) in cases {
+        match set_shift_week(&pool, id, &w, Utc::now()).await {
+            Err(oee_core::Error::Field { field: f, message }) => {
+                assert_eq!(f, field, "{message}");
+                assert!(message.contains(needle), "{message}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    assert_eq!(shift_week(&pool, id).await.unwrap(), week, "a refused week changes nothing");
+
+    // Names and ids.
+    assert_eq!(shift_id_by_name_or_id(&pool, "Two shifts").await.unwrap(), id);
+    assert_eq!(shift_id_by_name_or_id(&pool, &format!(" {id} ")).await.unwrap(), id);
+    let e = shift_id_by_name_or_id(&pool, "Nobody").await.unwrap_err().to_string();
+    assert!(e.contains("no shift pattern named `Nobody`"), "{e}");
+    rename_shift(&pool, id, " Earlies ").await.unwrap();
+    assert_eq!(shift_id_by_name_or_id(&pool, "Earlies").await.unwrap(), id);
+    match rename_shift(&pool, id, "9-5").await {
+        Err(oee_core::Error::Field { field: "name", message }) => {
+            assert!(message.contains("already exists"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(rename_shift(&pool, id, "  ").await, Err(oee_core::Error::Field { field: "name", .. })));
+    assert!(matches!(shift_week(&pool, 9999).await, Err(oee_core::Error::NotFound(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_takes_a_pattern_by_name_or_id() {
+    let db = seeded_db().await;
+    let pool = db.pool().await;
+    let (ok, out) = admin(&db, &["shift", "add", "Nights"]).await;
+    assert!(ok && out.contains("added shift pattern 2 `Nights`"), "{out}");
+    let (ok, out) = admin(&db, &["shift", "set", "2", "all", "2200-2400"]).await;
+    assert!(ok && out.contains("shift pattern 2: mon,tue,wed,thu,fri,sat,sun 2200-2400 from now on"), "{out}");
+    let (ok, out) = admin(&db, &["shift", "list", "Nights"]).await;
+    assert!(ok && out.contains("Nights") && out.contains("mon 2200-2400") && !out.contains("9-5"), "{out}");
+    let (ok, out) = admin(&db, &["shift", "list", "1"]).await;
+    assert!(ok && out.contains("9-5") && !out.contains("Nights"), "{out}");
+    let (ok, out) = admin(&db, &["shift", "list", "Days"]).await;
+    assert!(!ok && out.contains("no shift pattern named `Days`"), "{out}");
+
+    let m = add_machine(&pool, "Mill", chrono_tz::Tz::UTC, Utc::now()).await.unwrap().id;
+    let (ok, out) = admin(&db, &["machine", "shift", "Mill", "2"]).await;
+    assert!(ok, "{out}");
+    let shift: i32 =
+        sqlx::query_scalar("SELECT shift_id FROM machine WHERE id = $1").bind(m).fetch_one(&pool).await.unwrap();
+    assert_eq!(shift, 2);
+    // Once followed, an edit keeps the week before as history.
+    let (ok, out) = admin(&db, &["shift", "set", "Nights", "sun", "off"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = admin(&db, &["shift", "rename", "2", "Lates"]).await;
+    assert!(ok && out.contains("shift pattern 2 is now `Lates`"), "{out}");
+    let (ok, out) = admin(&db, &["shift", "list", "Lates"]).await;
+    assert!(ok && out.contains("as set on") && out.contains("sun off") && out.contains("machines: Mill"), "{out}");
 }

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use crate::activity::{
     CLOSED_CODE_ID, Change, Code, DOWN_CODE_ID, MachineSnapshot, MachineState, ScheduleState, judge, judge_job_end,
 };
-use crate::shift::{Period, Transition, schedule_at, transitions};
+use crate::shift::{Transition, Version, schedule_over, transitions_over};
 
 /// What one shift transition does to a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,26 +102,27 @@ impl Plan {
     }
 }
 
-/// Catches `machine` up with `periods` (in the plant's zone `tz`) until `now`.
+/// Catches `machine` up with its pattern's `versions` (in the plant's zone `tz`) until `now`.
 ///
 /// Every transition after the machine's applied-until instant and at or before `now` is applied in order,
-/// each stamped when it should have happened (or when the open activity began, if later). When nothing was
+/// each by the version in force then (see [`transitions_over`]) and stamped when it should have happened (or
+/// when the open activity began, if later). When nothing was
 /// applied yet, or the last application is more than `max_catch_up` ago, history is not replayed: the
 /// machine is moved to the state its pattern gives now, stamped now, if it is not in it already (the
 /// reference's start-up behaviour, without its crash on a day with no shifts). `state_of` gives an
 /// activity code's machine state.
 pub fn catch_up(
     machine: &ScheduledMachine,
-    periods: &[Period],
+    versions: &[Version],
     tz: Tz,
     now: DateTime<Utc>,
     max_catch_up: TimeDelta,
     state_of: impl Fn(i32) -> Option<MachineState>,
 ) -> Plan {
     let events = match machine.applied_until {
-        Some(until) if until >= now - max_catch_up => transitions(periods, tz, until, now),
+        Some(until) if until >= now - max_catch_up => transitions_over(versions, tz, until, now),
         _ => {
-            let state = schedule_at(periods, tz, now);
+            let state = schedule_over(versions, tz, now);
             if state == machine.snapshot.schedule { Vec::new() } else { vec![Transition { at: now, state }] }
         }
     };
@@ -249,8 +250,8 @@ mod tests {
         assert_eq!(out.at, t(5, 8, 30));
     }
 
-    fn nine_to_five() -> Vec<Period> {
-        (0..7).flat_map(|d| standard_day(d, 9 * 60, 17 * 60)).collect()
+    fn nine_to_five() -> Vec<Version> {
+        Version::always((0..7).flat_map(|d| standard_day(d, 9 * 60, 17 * 60)).collect())
     }
 
     fn scheduled(code: Code, job: bool, applied_until: Option<DateTime<Utc>>) -> ScheduledMachine {
@@ -339,5 +340,30 @@ mod tests {
         let m = scheduled(CLOSED, false, Some(t(5, 12, 0)));
         let plan = catch_up(&m, &nine_to_five(), Tz::UTC, t(5, 11, 0), TimeDelta::days(7), state_of);
         assert_eq!((plan.changes.len(), plan.applied_until), (0, Some(t(5, 12, 0))));
+    }
+
+    #[test]
+    fn catching_up_applies_each_version_while_it_was_in_force() {
+        // 9-5 until Monday 12:00, when the pattern was edited to no shifts at all; it is now Tuesday 10:00.
+        let mut versions = nine_to_five();
+        versions.push(Version { from: Some(t(5, 12, 0)), periods: Vec::new() });
+        let m = scheduled(CLOSED, false, Some(t(5, 8, 30)));
+        let plan = catch_up(&m, &versions, Tz::UTC, t(6, 10, 0), TimeDelta::days(7), state_of);
+        let got: Vec<(i32, DateTime<Utc>)> = plan.changes.iter().map(|c| (c.code_id, c.at)).collect();
+        assert_eq!(got, vec![(DOWN_CODE_ID, t(5, 9, 0)), (CLOSED_CODE_ID, t(5, 12, 0))]);
+        assert_eq!(plan.schedule, Some(OutOfShift));
+        // An edit that keeps the shift running (8-18 from noon) ends it at the new end, not at the edit.
+        let mut versions = nine_to_five();
+        versions.push(Version {
+            from: Some(t(5, 12, 0)),
+            periods: (0..7).flat_map(|d| standard_day(d, 480, 1080)).collect(),
+        });
+        let plan = catch_up(&m, &versions, Tz::UTC, t(5, 20, 0), TimeDelta::days(7), state_of);
+        let got: Vec<(i32, DateTime<Utc>)> = plan.changes.iter().map(|c| (c.code_id, c.at)).collect();
+        assert_eq!(got, vec![(DOWN_CODE_ID, t(5, 9, 0)), (CLOSED_CODE_ID, t(5, 18, 0))]);
+        // Without an applied instant, the version in force now decides.
+        let plan =
+            catch_up(&scheduled(CLOSED, false, None), &versions, Tz::UTC, t(5, 17, 30), TimeDelta::days(7), state_of);
+        assert_eq!(plan.schedule, Some(InShift));
     }
 }

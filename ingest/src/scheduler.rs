@@ -9,7 +9,11 @@
 //! change). So a wake that comes late still stamps the right instants, one that comes early applies
 //! nothing, and a backstop timer set to the next transition wakes the scheduler anyway; the cron jobs are
 //! also rebuilt whenever the zone's offset changed. Changed patterns and machine shifts arrive at once by
-//! PostgreSQL NOTIFY (triggers of migration 0003); a lost listener connection counts as a change.
+//! PostgreSQL NOTIFY (triggers of migrations 0003 and 0011); a lost listener connection counts as a change.
+//! A pattern keeps its history as versions (migration 0011): an edit is a new version effective from the
+//! moment it was made, and catching up applies each version while it was in force, with a transition where
+//! a new version takes over in another state, so an edit made while the server was stopped is applied at
+//! its own instant too.
 //! An added machine is notified too (migration 0008), whoever inserted it (the command line writes to the
 //! database directly): its retained status is published at once, as no change of it may come for hours.
 //! Machines added while the listener was away are covered by republishing every status when it is back.
@@ -22,11 +26,11 @@ use chrono::{DateTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use oee_core::activity::MachineState;
 use oee_core::schedule::{ScheduledMachine, catch_up};
-use oee_core::shift::{DAY_NAMES, Period, transitions};
+use oee_core::shift::{DAY_NAMES, Period, Version, transitions_over, version_at};
 use oee_core::store::command::{apply_changes, codes, end_job, lock_machines, set_active_jobs};
 use oee_core::store::schedule::{
-    AppliedSchedule, SCHEDULE_CHANNEL, periods_in_use, record_applied_schedules, schedule_rows, scheduled_machine_ids,
-    shift_patterns,
+    AppliedSchedule, SCHEDULE_CHANNEL, pattern_versions, record_applied_schedules, schedule_rows,
+    scheduled_machine_ids, versions_in_use,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -62,9 +66,11 @@ async fn reconcile_machines(
     let mut tx = pool.begin().await.map_err(oee_core::Error::from)?;
     let locked = lock_machines(&mut tx, ids, &[]).await?;
     let rows: HashMap<i32, _> = schedule_rows(&mut tx, ids).await?.into_iter().map(|r| (r.machine_id, r)).collect();
-    // Read inside the transaction: a pattern changed meanwhile reset the machines' applied instants, which
-    // this transaction then sees too.
-    let patterns = shift_patterns(&mut *tx).await?;
+    // Read inside the transaction, after the locks: an edit of a pattern locks its machines too, so it
+    // either committed before (and is read here) or waits for this round and then judges its instants.
+    // Catching up never goes back further than `max_catch_up`.
+    let shifts: Vec<i32> = rows.values().map(|r| r.shift_id).collect();
+    let patterns = pattern_versions(&mut *tx, Some(&shifts), now.checked_sub_signed(max_catch_up), None).await?;
     let mut code_ids: Vec<i32> = locked.iter().map(|m| m.snapshot.code_id).collect();
     code_ids.extend(1..=4);
     code_ids.sort_unstable();
@@ -85,9 +91,8 @@ async fn reconcile_machines(
             job_start: row.job_start,
             applied_until: row.applied_until,
         };
-        let empty = Vec::new();
-        let periods = patterns.get(&row.shift_id).unwrap_or(&empty);
-        let plan = catch_up(&machine, periods, tz, now, max_catch_up, |id| states.get(&id).copied());
+        let versions = patterns.get(&row.shift_id).map_or(&[][..], Vec::as_slice);
+        let plan = catch_up(&machine, versions, tz, now, max_catch_up, |id| states.get(&id).copied());
         if plan.changes_machine(before) {
             changed.push(row.machine_id);
         }
@@ -106,6 +111,14 @@ async fn reconcile_machines(
     record_applied_schedules(&mut tx, &applied).await?;
     tx.commit().await.map_err(oee_core::Error::from)?;
     Ok(changed)
+}
+
+/// The first instant after `now` at which a pattern's state may change: its next transition, or the start
+/// of its next version (whose periods the cron jobs do not know yet).
+fn next_change(versions: &[Version], tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let transition = transitions_over(versions, tz, now, now + TimeDelta::days(8)).first().map(|t| t.at);
+    let version = versions.iter().filter_map(|v| v.from).find(|f| *f > now);
+    transition.into_iter().chain(version).min()
 }
 
 /// Why the scheduler loop woke up.
@@ -203,7 +216,7 @@ async fn run(
                 tracing::warn!("shift scheduler: {e}; trying again shortly");
             }
         }
-        let periods = match periods_in_use(&pool).await {
+        let patterns = match versions_in_use(&pool, now).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("shift scheduler cannot read the shift patterns: {e}");
@@ -211,11 +224,13 @@ async fn run(
             }
         };
         if let Some(c) = cron.as_mut() {
+            let periods: Vec<Period> =
+                patterns.iter().filter_map(|v| version_at(v, now)).flat_map(|v| v.periods.iter().copied()).collect();
             c.update(&periods, now).await;
         }
-        // The backstop: the next transition after now (a second late, so it is due), or a retry after a
-        // failure, or an hourly look in any case.
-        let next = transitions(&periods, tz, now, now + TimeDelta::days(8)).first().map(|t| t.at);
+        // The backstop: the next transition or version after now (a second late, so it is due), or a retry
+        // after a failure, or an hourly look in any case.
+        let next = patterns.iter().filter_map(|v| next_change(v, tz, now)).min();
         let mut wait = next.map_or(Duration::from_secs(3600), |at| {
             (at - Utc::now() + TimeDelta::seconds(1)).to_std().unwrap_or(Duration::ZERO)
         });

@@ -17,7 +17,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use oee_core::activity::ScheduleState;
 use oee_core::oee::{EngineConfig, History, Sums, Window};
-use oee_core::shift::{local_date_bounds, local_day_start, schedule_at, transitions};
+use oee_core::shift::{Version, local_date_bounds, local_day_start, schedule_over, transitions_over};
 use oee_core::store::{cache, report};
 use serde_json::{Value, json};
 
@@ -167,11 +167,11 @@ pub(crate) async fn oee(
         By::Day => shared_buckets(window, max, |t| local_date_bounds(tz, t.with_timezone(&tz).date_naive()).1)
             .ok_or_else(too_many)?,
         By::Shift => {
-            let patterns = report::shift_patterns(&state.pool, &machines).await?;
+            let patterns = report::shift_histories(&state.pool, &machines, window.start, window.end).await?;
             let mut out = Vec::new();
             for m in &machines {
-                if let Some(periods) = patterns.get(m) {
-                    out.extend(shift_buckets(*m, periods, tz, window));
+                if let Some(versions) = patterns.get(m) {
+                    out.extend(shift_buckets(*m, versions, tz, window));
                 }
                 if out.len() > max {
                     return Err(too_many());
@@ -309,17 +309,18 @@ fn shared_buckets(window: Window, max: usize, next: impl Fn(DateTime<Utc>) -> Da
     Some(out)
 }
 
-/// One bucket per in-shift interval of a machine's pattern inside the window: every period start begins
-/// a new interval (two shifts back to back are two buckets); intervals are clipped to the window.
-fn shift_buckets(machine: i32, periods: &[oee_core::shift::Period], tz: Tz, window: Window) -> Vec<Bucket> {
+/// One bucket per in-shift interval of a machine's pattern inside the window, each instant by the version of
+/// the pattern the machine followed then: every period start begins a new interval (two shifts back to back
+/// are two buckets), an edit that keeps a shift running does not; intervals are clipped to the window.
+fn shift_buckets(machine: i32, versions: &[Version], tz: Tz, window: Window) -> Vec<Bucket> {
     let mut out = Vec::new();
-    let mut open = (schedule_at(periods, tz, window.start) == ScheduleState::InShift).then_some(window.start);
+    let mut open = (schedule_over(versions, tz, window.start) == ScheduleState::InShift).then_some(window.start);
     let mut close = |start: DateTime<Utc>, end: DateTime<Utc>| {
         if end > start {
             out.push(Bucket { machine: Some(machine), start, end, label: None });
         }
     };
-    for t in transitions(periods, tz, window.start, window.end) {
+    for t in transitions_over(versions, tz, window.start, window.end) {
         if let Some(start) = open.take() {
             close(start, t.at);
         }
@@ -576,7 +577,7 @@ mod tests {
         periods.push(oee_core::shift::Period { day: 1, start_minute: 14 * 60, state: ScheduleState::InShift });
         let w = Window::new(utc("2026-01-05T10:00:00Z"), utc("2026-01-06T20:00:00Z"), utc("2027-01-01T00:00:00Z"));
         let got: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-            shift_buckets(7, &periods, tz, w).iter().map(|b| (b.start, b.end)).collect();
+            shift_buckets(7, &Version::always(periods), tz, w).iter().map(|b| (b.start, b.end)).collect();
         assert_eq!(
             got,
             vec![

@@ -56,7 +56,7 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
     let group_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM machine_group").fetch_one(&mut *tx).await?;
     let shift_id: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM shift").fetch_one(&mut *tx).await?;
     let schedule = match shift_id {
-        Some(id) => schedule_at(&shift_periods(&mut tx, id).await?, tz, now),
+        Some(id) => schedule_at(&shift_periods(&mut tx, id, now).await?, tz, now),
         None => ScheduleState::OutOfShift,
     };
     let code = if schedule == ScheduleState::InShift { DOWN_CODE_ID } else { CLOSED_CODE_ID };
@@ -353,13 +353,21 @@ async fn free_slug(tx: &mut Transaction<'_, Postgres>, base: &str) -> Result<Str
     Ok(candidate)
 }
 
-/// The periods of one shift pattern.
-pub async fn shift_periods(tx: &mut Transaction<'_, Postgres>, shift_id: i32) -> Result<Vec<Period>, Error> {
-    let rows: Vec<(i16, i16, i16)> =
-        sqlx::query_as("SELECT day, start_minute, shift_state FROM shift_period WHERE shift_id = $1")
-            .bind(shift_id)
-            .fetch_all(&mut **tx)
-            .await?;
+/// The periods of one shift pattern in force at `at`.
+pub async fn shift_periods(
+    tx: &mut Transaction<'_, Postgres>,
+    shift_id: i32,
+    at: DateTime<Utc>,
+) -> Result<Vec<Period>, Error> {
+    let rows: Vec<(i16, i16, i16)> = sqlx::query_as(
+        "SELECT day, start_minute, shift_state FROM shift_period WHERE version_id = \
+         (SELECT id FROM shift_version WHERE shift_id = $1 AND effective_from <= $2 \
+          ORDER BY effective_from DESC LIMIT 1)",
+    )
+    .bind(shift_id)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await?;
     rows.into_iter()
         .map(|(day, start, state)| {
             Ok(Period {

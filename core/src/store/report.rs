@@ -232,25 +232,36 @@ pub async fn engine_inputs(
     Ok(out)
 }
 
-/// The shift patterns of `machines`, by machine (a machine without a pattern is absent).
-pub async fn shift_patterns(pool: &PgPool, machines: &[i32]) -> Result<HashMap<i32, Vec<crate::shift::Period>>, Error> {
-    let rows: Vec<(i32, i16, i16, i16)> = sqlx::query_as(
-        "SELECT m.id, p.day, p.start_minute, p.shift_state FROM machine m \
-         JOIN shift_period p ON p.shift_id = m.shift_id WHERE m.id = ANY($1)",
+/// The shift pattern each of `machines` followed during [`from`, `to`), as versions over time (see
+/// [`crate::shift::followed`]): the pattern a machine followed then, as it was then.
+pub async fn shift_histories(
+    pool: &PgPool,
+    machines: &[i32],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<HashMap<i32, Vec<crate::shift::Version>>, Error> {
+    let rows: Vec<(i32, Option<DateTime<Utc>>, Option<i32>)> = sqlx::query_as(
+        "SELECT machine_id, NULLIF(effective_from, '-infinity'), shift_id \
+         FROM (SELECT machine_id, effective_from, shift_id, \
+                      lead(effective_from) OVER (PARTITION BY machine_id ORDER BY effective_from) AS next_from \
+               FROM machine_shift_history WHERE machine_id = ANY($1)) h \
+         WHERE (next_from IS NULL OR next_from > $2) AND effective_from < $3 \
+         ORDER BY machine_id, effective_from",
     )
     .bind(machines)
+    .bind(from)
+    .bind(to)
     .fetch_all(pool)
     .await?;
-    let mut out: HashMap<i32, Vec<crate::shift::Period>> = HashMap::new();
-    for (machine, day, minute, state) in rows {
-        out.entry(machine).or_default().push(crate::shift::Period {
-            day: u8::try_from(day).map_err(|_| Error::Invalid(format!("shift day {day} is not 0-6")))?,
-            start_minute: u16::try_from(minute)
-                .map_err(|_| Error::Invalid(format!("shift start minute {minute} is not 0-1439")))?,
-            state: crate::activity::ScheduleState::try_from(state).map_err(Error::Invalid)?,
-        });
+    let mut shifts: Vec<i32> = rows.iter().filter_map(|r| r.2).collect();
+    shifts.sort_unstable();
+    shifts.dedup();
+    let versions = super::schedule::pattern_versions(pool, Some(&shifts), Some(from), Some(to)).await?;
+    let mut assignments: HashMap<i32, Vec<crate::shift::Assignment>> = HashMap::new();
+    for (machine, effective_from, shift) in rows {
+        assignments.entry(machine).or_default().push((effective_from, shift));
     }
-    Ok(out)
+    Ok(assignments.into_iter().map(|(m, a)| (m, crate::shift::followed(&a, &versions))).collect())
 }
 
 /// The machines of a group, by id; `None` when the group does not exist.
