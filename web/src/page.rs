@@ -144,7 +144,7 @@ pub(crate) struct Message {
 #[derive(Debug, Clone, Serialize, Default)]
 pub(crate) struct Field {
     pub name: &'static str,
-    pub label: &'static str,
+    pub label: String,
     /// text, password, number, color, checkbox, select, textarea, or readonly.
     pub kind: &'static str,
     pub value: String,
@@ -164,30 +164,40 @@ pub(crate) struct Choice {
 }
 
 impl Field {
-    pub(crate) fn text(name: &'static str, label: &'static str, value: impl Into<String>) -> Field {
-        Field { name, label, kind: "text", value: value.into(), ..Field::default() }
+    pub(crate) fn text(name: &'static str, label: impl Into<String>, value: impl Into<String>) -> Field {
+        Field { name, label: label.into(), kind: "text", value: value.into(), ..Field::default() }
     }
 
-    pub(crate) fn password(name: &'static str, label: &'static str) -> Field {
-        Field { name, label, kind: "password", ..Field::default() }
+    pub(crate) fn password(name: &'static str, label: impl Into<String>) -> Field {
+        Field { name, label: label.into(), kind: "password", ..Field::default() }
     }
 
-    pub(crate) fn checkbox(name: &'static str, label: &'static str, checked: bool) -> Field {
-        Field { name, label, kind: "checkbox", checked, value: "on".into(), ..Field::default() }
+    pub(crate) fn checkbox(name: &'static str, label: impl Into<String>, checked: bool) -> Field {
+        Field { name, label: label.into(), kind: "checkbox", checked, value: "on".into(), ..Field::default() }
+    }
+
+    /// A value shown but not sent (and a place for a refusal of what it shows).
+    pub(crate) fn readonly(name: &'static str, label: impl Into<String>, value: impl Into<String>) -> Field {
+        Field { name, label: label.into(), kind: "readonly", value: value.into(), ..Field::default() }
     }
 
     pub(crate) fn select(
         name: &'static str,
-        label: &'static str,
+        label: impl Into<String>,
         options: Vec<(String, String)>,
         selected: &str,
     ) -> Field {
         let options =
             options.into_iter().map(|(value, label)| Choice { selected: value == selected, value, label }).collect();
-        Field { name, label, kind: "select", options, value: selected.to_string(), ..Field::default() }
+        Field { name, label: label.into(), kind: "select", options, value: selected.to_string(), ..Field::default() }
     }
 
-    #[allow(dead_code)]
+    /// What a checkbox sends when ticked (several boxes of one name each send their own value).
+    pub(crate) fn sending(mut self, value: impl Into<String>) -> Field {
+        self.value = value.into();
+        self
+    }
+
     pub(crate) fn kind(mut self, kind: &'static str) -> Field {
         self.kind = kind;
         self

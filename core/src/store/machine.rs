@@ -22,6 +22,8 @@ pub struct MachineSummary {
     pub group_name: Option<String>,
     pub shift_name: Option<String>,
     pub activity_code: String,
+    /// An inactive machine is kept (with its history) but no longer moved by its shift pattern.
+    pub active: bool,
 }
 
 /// The id of the machine named `machine`, or with that id (a name wins over an id).
@@ -88,6 +90,30 @@ pub async fn add_machine(pool: &PgPool, name: &str, tz: Tz, now: DateTime<Utc>) 
         .into_iter()
         .find(|m| m.id == id)
         .ok_or_else(|| Error::NotFound(format!("machine {id} vanished after it was created")))
+}
+
+/// The settings [`add_machine`] gives a new machine named `name` (the first group and shift pattern, the
+/// table's defaults otherwise): what a form for a new machine starts from.
+pub async fn new_machine_settings(pool: &PgPool, name: &str) -> Result<MachineSettings, Error> {
+    let (group_id, shift_id): (Option<i32>, Option<i32>) =
+        sqlx::query_as("SELECT (SELECT min(id) FROM machine_group), (SELECT min(id) FROM shift)")
+            .fetch_one(pool)
+            .await?;
+    Ok(MachineSettings {
+        name: name.to_string(),
+        active: true,
+        group_id,
+        shift_id,
+        workflow: Workflow::Default,
+        job_start_input: CycleInput::CycleTimeSeconds,
+        autofill: false,
+        autofill_amount: 0.0,
+        job_start_code_id: UP_CODE_ID,
+        job_number_input: JobNumberInput::Number,
+        end_job_on_shift_end: true,
+        excluded_code_ids: Vec::new(),
+        topic_name: None,
+    })
 }
 
 fn check_name(name: &str) -> Result<&str, Error> {
@@ -209,9 +235,6 @@ fn check_exclusions(ids: &[i32]) -> Result<Vec<i32>, Error> {
 /// the one way a machine changes pattern, so the machine follows it from now on as after `oee-server
 /// machine shift`.
 pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings) -> Result<MachineSettings, Error> {
-    let name = check_name(&s.name)?;
-    let amount = autofill_amount(s.autofill, s.autofill_amount)?;
-    let excluded = check_exclusions(&s.excluded_code_ids)?;
     let mut tx = pool.begin().await?;
     let current_shift: Option<i32> =
         sqlx::query_scalar::<_, Option<i32>>("SELECT shift_id FROM machine WHERE id = $1 FOR UPDATE")
@@ -219,18 +242,86 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| machine_not_found(id))?;
-    let taken: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine WHERE name = $1 AND id <> $2)")
-        .bind(name)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let checked = check_settings(&mut tx, Some(id), current_shift, s).await?;
+    sqlx::query(
+        "UPDATE machine SET name = $2, active = $3, group_id = $4, workflow_type = $5, job_start_input_type = $6, \
+                autofill_job_start_input = $7, autofill_job_start_amount = $8, job_start_activity_id = $9, \
+                job_number_input_type = $10, end_job_on_shift_end = $11 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(checked.name)
+    .bind(s.active)
+    .bind(s.group_id)
+    .bind(s.workflow.as_str())
+    .bind(s.job_start_input.as_str())
+    .bind(s.autofill)
+    .bind(checked.amount)
+    .bind(s.job_start_code_id)
+    .bind(s.job_number_input.as_str())
+    .bind(s.end_job_on_shift_end)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| duplicate_name(e, checked.name))?;
+    sqlx::query("DELETE FROM machine_activity_code_exclusion WHERE machine_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO machine_activity_code_exclusion (machine_id, activity_code_id) SELECT $1, * FROM UNNEST($2::int4[])",
+    )
+    .bind(id)
+    .bind(&checked.excluded)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if let Some(shift) = checked.new_shift {
+        super::schedule::set_machine_shift(pool, checked.name, &shift).await?;
+    }
+    machine_settings(pool, id).await
+}
+
+/// Refuses settings `s` for a machine not added yet exactly as [`update_machine_settings`] would refuse
+/// them once [`add_machine`] has added it (on the first shift pattern). Creating a machine is adding it and
+/// then saving its settings; checking them first means a refused form or request adds no machine.
+pub async fn check_new_machine_settings(pool: &PgPool, s: &MachineSettings) -> Result<(), Error> {
+    let mut tx = pool.begin().await?;
+    let first_shift: Option<i32> = sqlx::query_scalar("SELECT min(id) FROM shift").fetch_one(&mut *tx).await?;
+    check_settings(&mut tx, None, first_shift, s).await?;
+    // Nothing was written: ending the transaction only lets go of the job start code's row.
+    tx.rollback().await?;
+    Ok(())
+}
+
+/// Settings as [`check_settings`] passed them: what is written besides the fields taken as they are.
+struct CheckedSettings<'s> {
+    name: &'s str,
+    amount: f64,
+    excluded: Vec<i32>,
+    /// The name of the shift pattern to move the machine to, when it changes.
+    new_shift: Option<String>,
+}
+
+/// Checks every field of `s` for machine `id` (`None`: one about to be added) that follows `current_shift`.
+async fn check_settings<'s>(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Option<i32>,
+    current_shift: Option<i32>,
+    s: &'s MachineSettings,
+) -> Result<CheckedSettings<'s>, Error> {
+    let name = check_name(&s.name)?;
+    let amount = autofill_amount(s.autofill, s.autofill_amount)?;
+    let excluded = check_exclusions(&s.excluded_code_ids)?;
+    let taken: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine WHERE name = $1 AND id IS DISTINCT FROM $2)")
+            .bind(name)
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
     if taken {
         return Err(super::name_taken("machine", name));
     }
     if let Some(g) = s.group_id {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machine_group WHERE id = $1)")
             .bind(g)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         if !exists {
             return Err(Error::field("group", format!("there is no machine group {g}: choose one of the groups")));
@@ -247,7 +338,7 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
         Some(new) => Some(
             sqlx::query_scalar::<_, String>("SELECT name FROM shift WHERE id = $1")
                 .bind(new)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 .ok_or_else(|| {
                     Error::field(
@@ -257,10 +348,10 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
                 })?,
         ),
     };
-    check_job_start_code(&mut tx, s.job_start_code_id).await?;
+    check_job_start_code(tx, s.job_start_code_id).await?;
     let known: Vec<i32> = sqlx::query_scalar("SELECT id FROM activity_code WHERE id = ANY($1)")
         .bind(&excluded)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
     if let Some(id) = excluded.iter().find(|id| !known.contains(id)) {
         return Err(Error::field("excluded_codes", format!("there is no activity code {id} to exclude")));
@@ -274,39 +365,7 @@ pub async fn update_machine_settings(pool: &PgPool, id: i32, s: &MachineSettings
             ),
         ));
     }
-    sqlx::query(
-        "UPDATE machine SET name = $2, active = $3, group_id = $4, workflow_type = $5, job_start_input_type = $6, \
-                autofill_job_start_input = $7, autofill_job_start_amount = $8, job_start_activity_id = $9, \
-                job_number_input_type = $10, end_job_on_shift_end = $11 \
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(name)
-    .bind(s.active)
-    .bind(s.group_id)
-    .bind(s.workflow.as_str())
-    .bind(s.job_start_input.as_str())
-    .bind(s.autofill)
-    .bind(amount)
-    .bind(s.job_start_code_id)
-    .bind(s.job_number_input.as_str())
-    .bind(s.end_job_on_shift_end)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| duplicate_name(e, name))?;
-    sqlx::query("DELETE FROM machine_activity_code_exclusion WHERE machine_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query(
-        "INSERT INTO machine_activity_code_exclusion (machine_id, activity_code_id) SELECT $1, * FROM UNNEST($2::int4[])",
-    )
-    .bind(id)
-    .bind(&excluded)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    if let Some(shift) = new_shift {
-        super::schedule::set_machine_shift(pool, name, &shift).await?;
-    }
-    machine_settings(pool, id).await
+    Ok(CheckedSettings { name, amount, excluded, new_shift })
 }
 
 /// Refuses a job start code that does not exist, is inactive or is not an uptime code. The code's row is
@@ -383,7 +442,7 @@ pub async fn shift_periods(
 pub async fn list_machines(pool: &PgPool) -> Result<Vec<MachineSummary>, Error> {
     Ok(sqlx::query_as(
         "SELECT m.id, m.name, m.topic_name, g.name AS group_name, s.name AS shift_name, \
-                c.short_description AS activity_code \
+                c.short_description AS activity_code, m.active \
          FROM machine m \
          LEFT JOIN machine_group g ON g.id = m.group_id \
          LEFT JOIN shift s ON s.id = m.shift_id \

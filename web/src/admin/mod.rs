@@ -2,6 +2,9 @@
 //! part of the admin JSON API (`/api/v1/…`). Pages and API call the same `core::store` functions, which
 //! validate and write; refusals of one input come back as `Error::Field` and are shown beside that input.
 
+mod codes;
+mod groups;
+mod machines;
 mod tokens;
 mod users;
 
@@ -23,6 +26,53 @@ pub(crate) fn routes() -> Vec<Route> {
     ];
     r.extend(users::routes());
     r.extend(tokens::routes());
+    r.extend(machines::routes());
+    r.extend(groups::routes());
+    r.extend(codes::routes());
+    r
+}
+
+/// The reference's address of one kind of record's page (`/edit-machine?machine_id=N`, `?new=true`) and
+/// what was asked of it.
+struct ReferenceLink<'q> {
+    /// Our list of such records (`/admin/machines`): records are at `{list}/{id}`, a new one at `{list}/new`.
+    list: &'static str,
+    /// The query parameter that carries the id.
+    param: &'static str,
+    id: Option<&'q str>,
+    new: Option<&'q str>,
+    /// What the reference answered without an id; `None`: no id asks for a new record.
+    missing: Option<&'static str>,
+    /// What the reference added after a bad id in its refusal.
+    parse_suffix: &'static str,
+}
+
+/// Sends an administrator from a reference address to our page (302), or answers 400 as the reference
+/// did for no id or one that is not a number (C57).
+async fn reference_redirect(state: &WebState, c: &Caller, link: ReferenceLink<'_>) -> Response {
+    if link.new.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return crate::page::found(&format!("{}/new", link.list));
+    }
+    let heading = match link.id.filter(|id| !id.trim().is_empty()) {
+        Some(id) => match id.trim().parse::<i32>() {
+            Ok(n) => return crate::page::found(&format!("{}/{n}", link.list)),
+            Err(_) => format!("Error parsing {} : {id}{}", link.param, link.parse_suffix),
+        },
+        None => match link.missing {
+            Some(m) => m.to_string(),
+            None => return crate::page::found(&format!("{}/new", link.list)),
+        },
+    };
+    let body = crate::page::Message {
+        heading,
+        text: format!(
+            "Give the number of the record as ?{}=N, or open it from the list at {}; ?new=true adds one.",
+            link.param, link.list
+        ),
+    };
+    let page = Page::new(state, Some(c), "Bad request", "admin", body).await;
+    let mut r = state.pages.render("message", &page);
+    *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
     r
 }
 
@@ -50,9 +100,10 @@ async fn home(
     State(state): State<WebState>,
     Extension(c): Extension<Caller>,
 ) -> Result<Response, crate::api::ApiError> {
-    use oee_core::store::{account, code, machine, schedule, tablet, user};
+    use oee_core::store::{account, code, group, machine, schedule, tablet, user};
     let users = user::list_users(&state.pool).await?;
     let machines = machine::list_machines(&state.pool).await?;
+    let groups = group::list_groups(&state.pool).await?;
     let codes = code::list_codes(&state.pool).await?;
     let shifts = schedule::list_shifts(&state.pool).await?;
     let tablets = tablet::list_tablets(&state.pool).await?;
@@ -72,6 +123,13 @@ async fn home(
             new_link: Some("/admin/machines/new"),
             count: machines.len(),
             items: first_names(machines.iter().map(|m| m.name.clone())),
+        },
+        Section {
+            title: "Groups",
+            link: "/admin/groups",
+            new_link: Some("/admin/groups/new"),
+            count: groups.len(),
+            items: first_names(groups.iter().map(|g| format!("{} ({} machines)", g.name, g.machine_count))),
         },
         Section {
             title: "Activity codes",
