@@ -137,12 +137,7 @@ impl Replies {
     }
 
     /// Publishes `command` (any serialisable command payload) to `topic` and waits for its verdict.
-    pub async fn send<C: Serialize>(
-        &self,
-        topic: String,
-        command: C,
-        timeout: Duration,
-    ) -> Result<Verdict, SendError> {
+    pub async fn send<C: Serialize>(&self, topic: String, command: C, timeout: Duration) -> Result<Verdict, SendError> {
         self.send_with_id(topic, command, None, timeout).await
     }
 

@@ -79,9 +79,9 @@ impl Route {
 
 /// Every web route and who may use it: the one place where web access is decided.
 pub(crate) fn table() -> Vec<Route> {
+    use crate::reference_forms as forms;
     use Access::{Public, Role as R};
     use Role::{Admin, Supervisor, Viewer};
-    use crate::reference_forms as forms;
     let mut routes = vec![
         Route::get("/health", Public, crate::health),
         Route::get("/", Public, crate::account::home),

@@ -21,8 +21,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, DurationRound, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use oee_core::payload::{
-    Counts, HistoryActivityCommand, HistoryJobCommand, HistoryProductionCommand, JobEndCommand, JobStartCommand,
-    ProductionCommand, ReplyTo,
+    HistoryActivityCommand, HistoryJobCommand, HistoryProductionCommand, JobEndCommand, JobStartCommand, ReplyTo,
 };
 use oee_core::request::SendError;
 use oee_core::store::history as history_store;
@@ -45,7 +44,10 @@ const ERROR_IN_FORM: &str = "Error in form";
 pub(crate) enum FormError {
     /// Something in the form is wrong (a field missing or unreadable, or naming a record that does not
     /// exist): 400, the endpoint's generic text, then what is wrong.
-    Invalid { generic: &'static str, message: String },
+    Invalid {
+        generic: &'static str,
+        message: String,
+    },
     /// The record the path names does not exist: 404.
     NotFound(String),
     /// The form does not fit the machine as it is now (a job that is not running): 409.
@@ -321,11 +323,12 @@ pub(crate) async fn production(
     let form = Form::read(fields, FORM_ERROR, state.tz)?;
     let (good, rejects) = (form.count("quantity_good")?, form.count("quantity_rejects")?);
     let (_, machine) = running_job(&state, &form).await?;
-    let command = ProductionCommand {
-        counts: Counts::Increments { good: good.unwrap_or(0), rejects: rejects.unwrap_or(0) },
-        timestamp: None,
-        reply: received_now(),
-    };
+    // On the wire a production command carries its counts as fields of its own (`ProductionCommand::parse`).
+    let command = serde_json::json!({
+        "good": good.unwrap_or(0),
+        "rejects": rejects.unwrap_or(0),
+        "received_at": received_now().received_at,
+    });
     form.apply(&state, machine, CommandKind::Production, command).await?;
     Ok(done())
 }
