@@ -64,6 +64,7 @@ pub struct App {
     broker: Option<oee_broker::Broker>,
     ingest: Option<oee_ingest::Ingest>,
     bridge: Option<oee_bridge::Bridge>,
+    web: Option<oee_web::Web>,
     discovery: Option<oee_bridge::discovery::Discovery>,
     http: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
@@ -143,6 +144,18 @@ impl App {
             .bridge
             .then(|| oee_bridge::start(db.pool.clone(), &mqtt, &config.bridge, &config.tablets, tz, seal.clone()));
 
+        // The web side's forms send their changes to ingest as the bridge does, and wait as long.
+        let web = services.web.then(|| {
+            oee_web::start(
+                db.pool.clone(),
+                tz,
+                config.oee.clone(),
+                mqtt.clone(),
+                config.web.clone(),
+                std::time::Duration::from_millis(config.bridge.reply_timeout_ms.max(1)),
+            )
+        });
+
         let mut http = None;
         let mut http_addr = None;
         if let Some(listener) = http_listener {
@@ -150,14 +163,8 @@ impl App {
             if let Some(b) = &bridge {
                 router = router.merge(b.router.clone());
             }
-            if services.web {
-                router = router.merge(oee_web::router(
-                    db.pool.clone(),
-                    tz,
-                    config.oee.clone(),
-                    mqtt.clone(),
-                    config.web.clone(),
-                ));
+            if let Some(w) = &web {
+                router = router.merge(w.router.clone());
             }
             http_addr = Some(listener.local_addr()?);
             let limits = http::Limits::of(config);
@@ -186,7 +193,7 @@ impl App {
             }
             _ => None,
         };
-        if !services.broker && (services.ingest || services.bridge) {
+        if !services.broker && (services.ingest || services.bridge || services.web) {
             tracing::info!("using the MQTT broker at {}:{}", config.mqtt.host, config.mqtt.port);
         }
         Ok(App {
@@ -198,6 +205,7 @@ impl App {
             broker,
             ingest,
             bridge,
+            web,
             discovery,
             http,
         })
@@ -216,6 +224,7 @@ impl App {
         }
         drop(self.discovery.take());
         drop(self.bridge.take());
+        drop(self.web.take());
         if let Some(ingest) = self.ingest.take() {
             ingest.shutdown().await;
         }

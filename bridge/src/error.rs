@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use oee_core::verdict::{Refusal, UPTIME_WITHOUT_JOB_409_BODY, Verdict};
 
 use crate::body::BodyFault;
-use crate::replies::SendError;
+use oee_core::request::SendError;
 
 /// An error answer of the device API.
 #[derive(Debug, thiserror::Error)]

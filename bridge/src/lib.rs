@@ -9,7 +9,6 @@ mod device;
 pub mod discovery;
 mod error;
 mod pin_guard;
-mod replies;
 mod tablet;
 mod ws;
 
@@ -24,7 +23,7 @@ use tokio::task::JoinHandle;
 
 pub use body::BodyFault;
 pub use error::ApiError;
-use replies::Replies;
+use oee_core::request::Replies;
 
 /// Shared by the bridge's handlers.
 #[derive(Clone)]
@@ -68,7 +67,7 @@ pub fn start(
     tz: chrono_tz::Tz,
     seal: Arc<oee_core::access::ServerSeal>,
 ) -> Bridge {
-    let (replies, tasks) = Replies::start(mqtt);
+    let (replies, tasks) = Replies::start(mqtt, "bridge", true);
     let job_numbers = tablet::job_number_source(&pool, tablets);
     let state = BridgeState {
         pool,

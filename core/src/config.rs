@@ -375,7 +375,8 @@ impl TabletsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
-    /// How long an HTTP request waits for ingest's verdict before answering 503.
+    /// How long an HTTP request waits for ingest's verdict before answering 503 (the web pages' forms that
+    /// change machines wait as long).
     pub reply_timeout_ms: u64,
     /// Devices may send commands over HTTP (`/api/machine-state-change`, `/api/v1/machines/…`) without a
     /// token, for any machine, as the reference system allowed. Off: each device sends its own token.

@@ -1,5 +1,6 @@
 //! The OEE platform's domain: configuration, the activity state machine, the shift calendar, MQTT topic
-//! and payload types, command verdicts, and the database access layer shared by every service.
+//! and payload types, command verdicts and the request/reply client that waits for them, and the database
+//! access layer shared by every service.
 
 pub mod access;
 pub mod activity;
@@ -12,6 +13,7 @@ pub mod oee;
 pub mod password;
 pub mod payload;
 pub mod production;
+pub mod request;
 pub mod schedule;
 pub mod shift;
 pub mod store;

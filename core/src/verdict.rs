@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 /// The exact body the reference answers for an up-state code other than "Up" with no job (contract C37).
 pub const UPTIME_WITHOUT_JOB_409_BODY: &str = "Cannot set a machine to up when there is no active job";
 
+/// The reference's own text of each history-edit refusal it has one for (contracts C50–C52, and a job's
+/// counts spread over several records), by [`Refusal::reason`]. Each of these refusals' messages begins
+/// with it; the reference's web forms answer it alone.
+pub fn reference_text(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "overlapping_jobs" => "Cannot have two jobs on a machine at once",
+        "uptime_outside_job" => "Cannot set to uptime when no job is active",
+        "end_before_start" => "End time before start time",
+        "job_has_many_records" => {
+            "Cannot edit job quantity because there are multiple production records for this job. Edit in the \
+             production table"
+        }
+        _ => return None,
+    })
+}
+
 /// A command that cannot be applied, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -246,6 +262,22 @@ mod tests {
         assert_eq!(e.chars().count(), MAX_ECHO_CHARS);
         assert!(e.ends_with('…'));
         assert_eq!(echo(serde_json::json!("x")), "\"x\"");
+    }
+
+    #[test]
+    fn history_refusals_begin_with_the_reference_text() {
+        let t = chrono::DateTime::<Utc>::UNIX_EPOCH;
+        let refusals = [
+            Refusal::OverlappingJobs { machine_id: 1, job_id: 2, start: t, end: t },
+            Refusal::UptimeOutsideJob { machine_id: 1, code_id: 1, start: t, end: t, jobs: 0 },
+            Refusal::EndBeforeStart { start: t, end: t },
+            Refusal::JobHasManyRecords { job_id: 2, records: 3 },
+        ];
+        for r in refusals {
+            let text = reference_text(r.reason()).unwrap_or_else(|| panic!("{} has no text", r.reason()));
+            assert!(r.to_string().starts_with(&format!("{text}: ")), "{r}");
+        }
+        assert_eq!(reference_text(Refusal::NoActiveJob(1).reason()), None);
     }
 
     #[test]

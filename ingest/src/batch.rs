@@ -1175,7 +1175,7 @@ async fn edit_activity(
     let machine_id = machine.id;
     let old = match c.activity_id {
         None => None,
-        Some(activity_id) => match history_store::activity(tx, activity_id).await? {
+        Some(activity_id) => match history_store::activity(&mut **tx, activity_id).await? {
             Some((m, a)) if m == machine_id => Some(a),
             _ => return Ok(Err(Refusal::UnknownActivity { machine_id, activity_id })),
         },
@@ -1263,7 +1263,7 @@ async fn edit_job(
         let (good, rejects) = (c.good.unwrap_or(0), c.rejects.unwrap_or(0));
         return Ok(Ok(history_store::insert_past_job(tx, machine_id, number, ict, start, end, good, rejects).await?));
     };
-    let job = match history_store::job(tx, job_id).await? {
+    let job = match history_store::job(&mut **tx, job_id).await? {
         Some(j) if j.machine_id == machine_id => j,
         _ => return Ok(Err(Refusal::UnknownJob { machine_id, job_id })),
     };
@@ -1312,7 +1312,7 @@ async fn edit_record(
 ) -> Result<Edited, oee_core::Error> {
     let Some(record_id) = c.record_id else {
         if let Some(job_id) = c.job_id
-            && history_store::job(tx, job_id).await?.is_none_or(|j| j.machine_id != machine_id)
+            && history_store::job(&mut **tx, job_id).await?.is_none_or(|j| j.machine_id != machine_id)
         {
             return Ok(Err(Refusal::UnknownJob { machine_id, job_id }));
         }
@@ -1325,7 +1325,7 @@ async fn edit_record(
         let (good, rejects) = (c.good.unwrap_or(0), c.rejects.unwrap_or(0));
         return Ok(Ok(history_store::insert_record(tx, machine_id, c.job_id, (start, end), good, rejects).await?));
     };
-    let old = match history_store::record(tx, record_id).await? {
+    let old = match history_store::record(&mut **tx, record_id).await? {
         Some((m, _, r)) if m == machine_id => r,
         _ => return Ok(Err(Refusal::UnknownRecord { machine_id, record_id })),
     };

@@ -4,9 +4,10 @@
 //! Bearer`, on `/api/` routes only), or nobody. Each route names the least role it needs; a token acts with
 //! its scope's role (read: viewer, admin: admin). Anonymous callers of a page are sent to `/login?next=…`,
 //! of an API get 401; callers whose role is too low get 403. A write (any method but GET, HEAD, OPTIONS)
-//! made with a session cookie must carry the session's CSRF token (form field `csrf_token` or header
-//! `X-CSRF-Token`); tokens need none, since a browser never sends them by itself. A person whose password an
-//! administrator set (or the seeded one) may only change it or sign out until they have.
+//! made with a session cookie must carry the session's CSRF token (header `X-CSRF-Token`, or the field
+//! `csrf_token` of a URL-encoded or multipart form); tokens need none, since a browser never sends them by
+//! itself. A person whose password an administrator set (or the seeded one) may only change it or sign out
+//! until they have. A route may answer its refusals as the reference's form endpoints did ([`Answers`]).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -30,37 +31,57 @@ pub enum Access {
     Role(Role),
 }
 
-/// One route: method, path (axum's syntax), who may use it, and its handler.
+/// How a route answers a request it turns away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answers {
+    /// Our own way: a redirect to sign in (pages), or a status with a JSON `message`.
+    Ours,
+    /// As the reference's form endpoints (§5.4): a missing or wrong CSRF token is 400 `Form error`
+    /// (contract C54); other refusals as [`Answers::Ours`].
+    ReferenceForm,
+}
+
+/// One route: method, path (axum's syntax), who may use it, how it refuses, and its handler.
 pub(crate) struct Route {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    pub answers: Answers,
     pub handler: MethodRouter<WebState>,
 }
 
 impl Route {
+    fn new(method: Method, path: &'static str, access: Access, handler: MethodRouter<WebState>) -> Route {
+        Route { method, path, access, answers: Answers::Ours, handler }
+    }
+
     pub(crate) fn get<H: Handler<T, WebState>, T: 'static>(path: &'static str, access: Access, h: H) -> Route {
-        Route { method: Method::GET, path, access, handler: axum::routing::get(h) }
+        Route::new(Method::GET, path, access, axum::routing::get(h))
     }
 
     pub(crate) fn post<H: Handler<T, WebState>, T: 'static>(path: &'static str, access: Access, h: H) -> Route {
-        Route { method: Method::POST, path, access, handler: axum::routing::post(h) }
+        Route::new(Method::POST, path, access, axum::routing::post(h))
     }
 
     pub(crate) fn put<H: Handler<T, WebState>, T: 'static>(path: &'static str, access: Access, h: H) -> Route {
-        Route { method: Method::PUT, path, access, handler: axum::routing::put(h) }
+        Route::new(Method::PUT, path, access, axum::routing::put(h))
     }
 
     pub(crate) fn delete<H: Handler<T, WebState>, T: 'static>(path: &'static str, access: Access, h: H) -> Route {
-        Route { method: Method::DELETE, path, access, handler: axum::routing::delete(h) }
+        Route::new(Method::DELETE, path, access, axum::routing::delete(h))
+    }
+
+    /// Refuses as the reference's form endpoints did ([`Answers::ReferenceForm`]).
+    pub(crate) fn reference_form(self) -> Route {
+        Route { answers: Answers::ReferenceForm, ..self }
     }
 }
 
 /// Every web route and who may use it: the one place where web access is decided.
 pub(crate) fn table() -> Vec<Route> {
+    use crate::reference_forms as forms;
     use Access::{Public, Role as R};
     use Role::{Admin, Supervisor, Viewer};
-    let _ = Supervisor;
     let mut routes = vec![
         Route::get("/health", Public, crate::health),
         Route::get("/", Public, crate::account::home),
@@ -85,6 +106,17 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/v1/telemetry", R(Viewer), crate::telemetry_api::telemetry),
         Route::get("/api/v1/jobs", R(Viewer), crate::jobs_api::list),
         Route::get("/api/v1/jobs/{id}", R(Viewer), crate::jobs_api::one),
+        // The reference's form endpoints of its status and machine pages (§5.4): changes of machine state,
+        // sent to ingest as commands.
+        Route::post("/api/start-job", R(Supervisor), forms::start_job).reference_form(),
+        Route::post("/api/end-job", R(Supervisor), forms::end_job).reference_form(),
+        Route::post("/api/production", R(Supervisor), forms::production).reference_form(),
+        Route::post("/api/past-production", R(Supervisor), forms::past_production).reference_form(),
+        Route::put("/api/production/{id}", R(Supervisor), forms::edit_production).reference_form(),
+        Route::post("/api/new-activity", R(Supervisor), forms::new_activity).reference_form(),
+        Route::put("/api/activity/{id}", R(Supervisor), forms::edit_activity).reference_form(),
+        Route::post("/api/new-past-job", R(Supervisor), forms::new_past_job).reference_form(),
+        Route::post("/api/edit-past-job", R(Supervisor), forms::edit_past_job).reference_form(),
     ];
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
@@ -178,6 +210,21 @@ impl From<oee_core::Error> for Refusal {
     }
 }
 
+impl Refusal {
+    /// The answer of a route that refuses as `answers` says.
+    pub(crate) fn answer(self, answers: Answers) -> Response {
+        match (answers, &self) {
+            (Answers::ReferenceForm, Refusal::Csrf) => (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                crate::reference_forms::FORM_ERROR,
+            )
+                .into_response(),
+            _ => self.into_response(),
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, message) = match self {
@@ -233,11 +280,12 @@ pub(crate) fn local_path(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
-/// The middleware state of one route: the web state and the route's access.
+/// The middleware state of one route: the web state, the route's access and how it refuses.
 #[derive(Clone)]
 pub(crate) struct Guarded {
     pub state: WebState,
     pub access: Access,
+    pub answers: Answers,
 }
 
 /// Decides a request against its route's access, checks the CSRF token of session writes, and hands the
@@ -245,7 +293,7 @@ pub(crate) struct Guarded {
 pub(crate) async fn guard(State(g): State<Guarded>, req: Request, next: Next) -> Response {
     match admit(&g, req).await {
         Ok(req) => next.run(req).await,
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => refusal.answer(g.answers),
     }
 }
 
@@ -286,27 +334,16 @@ async fn admit(g: &Guarded, req: Request) -> Result<Request, Refusal> {
     Ok(req)
 }
 
-/// Most bytes of a form body read to find its CSRF token (the HTTP layer limits bodies anyway).
-const FORM_LIMIT: usize = 1 << 20;
-
-/// Passes the request on when it carries `expected` in `X-CSRF-Token` or, for a URL-encoded form, in its
-/// `csrf_token` field (the body is read and put back).
+/// Passes the request on when it carries `expected` in `X-CSRF-Token` or, for a URL-encoded or multipart
+/// form, in its `csrf_token` field (the body is read and put back for the handler).
 async fn check_csrf(req: Request, expected: &str) -> Result<Request, Refusal> {
     let same = |sent: &str| !expected.is_empty() && oee_core::password::same_in_constant_time(sent, expected);
     if let Some(sent) = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) {
         return if same(sent) { Ok(req) } else { Err(Refusal::Csrf) };
     }
-    let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
-        return Err(Refusal::Csrf);
-    }
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| Refusal::Csrf)?;
-    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| Refusal::Csrf)?;
+    // A body that is no readable form carries no token.
+    let (bytes, fields) = crate::form::read(&parts.headers, body).await.map_err(|_| Refusal::Csrf)?;
     if !fields.iter().any(|(k, v)| k == "csrf_token" && same(v)) {
         return Err(Refusal::Csrf);
     }

@@ -1,24 +1,29 @@
 //! The web service: a health page that says whether the server can reach its database, the reference
-//! system's read-only OEE endpoints, our own v1 read APIs (OEE reports, telemetry), and the operator
-//! tablet page.
+//! system's read-only OEE endpoints and its pages' form endpoints (jobs, production and history edits,
+//! sent to ingest as commands), our own v1 read APIs (OEE reports, telemetry), and the operator tablet page.
 
 pub mod access;
 mod account;
 mod admin;
 mod api;
+mod form;
 mod jobs_api;
 mod oee_api;
 mod operator;
 mod page;
 mod reference_api;
+mod reference_forms;
 mod telemetry_api;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use oee_core::request::Replies;
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// Shared by the web handlers.
 #[derive(Clone)]
@@ -36,17 +41,37 @@ pub(crate) struct WebState {
     web: Arc<oee_core::config::WebConfig>,
     /// The compiled page templates.
     pages: Arc<page::Pages>,
+    /// Sends the forms' changes to ingest and waits for its verdicts, at most `reply_timeout`.
+    replies: Arc<Replies>,
+    reply_timeout: Duration,
 }
 
-/// The web routes, each behind the access its entry in [`access`]'s table names. `mqtt` is how the
-/// server's own clients reach the broker (for `/health`).
-pub fn router(
+/// A running web side: its routes, and the MQTT tasks behind its forms (stopped on drop).
+pub struct Web {
+    pub router: Router,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Connects the web side's MQTT client and builds its routes, each behind the access its entry in
+/// [`access`]'s table names. `mqtt` is how the server's own clients reach the broker (logged in as the
+/// server); changes sent to ingest wait `reply_timeout` for its verdict.
+pub fn start(
     pool: PgPool,
     tz: chrono_tz::Tz,
     oee: oee_core::config::OeeConfig,
     mqtt: oee_core::config::MqttConfig,
     web: oee_core::config::WebConfig,
-) -> Router {
+    reply_timeout: Duration,
+) -> Web {
+    let (replies, tasks) = Replies::start(&mqtt, "web", false);
     let state = WebState {
         pool,
         tz,
@@ -55,14 +80,17 @@ pub fn router(
         last_probe: Arc::default(),
         web: Arc::new(web),
         pages: Arc::new(page::Pages::new()),
+        replies,
+        reply_timeout,
     };
     let mut router = Router::new();
     for route in access::table() {
-        let guarded = access::Guarded { state: state.clone(), access: route.access };
+        let guarded = access::Guarded { state: state.clone(), access: route.access, answers: route.answers };
         let handler = route.handler.route_layer(axum::middleware::from_fn_with_state(guarded, access::guard));
         router = router.route(route.path, handler);
     }
-    router.with_state(state).layer(axum::middleware::from_fn(access::security_headers))
+    let router = router.with_state(state).layer(axum::middleware::from_fn(access::security_headers));
+    Web { router, tasks }
 }
 
 /// Every web route's method, path and access, for tests that try each route as each kind of caller.

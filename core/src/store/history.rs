@@ -1,9 +1,10 @@
 //! Queries of history edits (activities, jobs and production records of the past), run by ingest inside a
 //! batch's transaction while it holds the machine's row lock. An open end is NULL in the database and
-//! `None` in Rust; comparisons treat it as later than any time.
+//! `None` in Rust; comparisons treat it as later than any time. The look-ups of one row by its id also
+//! serve the web side, which finds the machine an edit belongs to before sending it to ingest.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgExecutor, Postgres, Transaction};
 
 use crate::error::Error;
 use crate::history::{Fixes, Span, StoredActivity, StoredJob, StoredRecord};
@@ -15,12 +16,12 @@ fn stored_activity((id, _, code_id, start, end, user_id): ActivityRow) -> Stored
 }
 
 /// An activity and the machine it belongs to.
-pub async fn activity(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Option<(i32, StoredActivity)>, Error> {
+pub async fn activity<'c>(db: impl PgExecutor<'c>, id: i64) -> Result<Option<(i32, StoredActivity)>, Error> {
     let row: Option<ActivityRow> = sqlx::query_as(
         "SELECT id, machine_id, activity_code_id, start_time, end_time, user_id FROM activity WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(|r| (r.1, stored_activity(r))))
 }
@@ -172,11 +173,11 @@ pub struct JobRow {
 type JobSpanRow = (i32, DateTime<Utc>, Option<DateTime<Utc>>, bool);
 
 /// A job and the machine it ran on.
-pub async fn job(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<Option<JobRow>, Error> {
+pub async fn job<'c>(db: impl PgExecutor<'c>, id: i64) -> Result<Option<JobRow>, Error> {
     let row: Option<JobSpanRow> =
         sqlx::query_as("SELECT machine_id, start_time, end_time, active FROM job WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(db)
             .await?;
     Ok(row.map(|(machine_id, start, end, active)| JobRow {
         machine_id,
@@ -283,16 +284,13 @@ pub async fn job_records(tx: &mut Transaction<'_, Postgres>, job: i64) -> Result
 }
 
 /// A production record, with its machine and job.
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    id: i64,
-) -> Result<Option<(i32, Option<i64>, StoredRecord)>, Error> {
+pub async fn record<'c>(db: impl PgExecutor<'c>, id: i64) -> Result<Option<(i32, Option<i64>, StoredRecord)>, Error> {
     let row: Option<RecordRow> = sqlx::query_as(
         "SELECT id, machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects \
          FROM production_quantity WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(db)
     .await?;
     Ok(row.map(|r| (r.1, r.2, stored_record(r))))
 }

@@ -1,16 +1,17 @@
-//! Commands out, verdicts back: the bridge's MQTT client publishes each command with a fresh request id
-//! and its own reply topic, and hands the verdict that comes back to the waiting request. The same client
-//! follows the machines' retained status topics and fans every status out to the tablets' websockets.
+//! Commands out, verdicts back: the MQTT client with which a service that takes requests over HTTP (the
+//! bridge, the web side's history forms) publishes each command with a request id and its own reply topic,
+//! and hands the verdict that comes back to the waiting request. On request the same client follows the
+//! machines' retained status topics and fans every status out to its listeners (the tablets' websockets).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oee_core::config::MqttConfig;
-use oee_core::mqtt::{self, Incoming};
-use oee_core::payload::{MachineStatus, ReplyTo};
-use oee_core::topic;
-use oee_core::verdict::Verdict;
+use crate::config::MqttConfig;
+use crate::mqtt::{self, Incoming};
+use crate::payload::{MachineStatus, ReplyTo};
+use crate::topic;
+use crate::verdict::Verdict;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -51,17 +52,12 @@ impl SendError {
     }
 }
 
-/// The size of a QoS 1 PUBLISH packet carrying `payload_len` bytes to `topic`: fixed header (at most 5 bytes),
-/// topic with its length, packet id, payload.
-fn packet_size(topic: &str, payload_len: usize) -> usize {
-    5 + 2 + topic.len() + 2 + payload_len
-}
-
 /// How many statuses a websocket may fall behind before it re-reads the machine from the database. A full
 /// republish (ingest reconnecting) is one status per machine, so this covers large plants without lag.
 const STATUS_BACKLOG: usize = 4096;
 
-pub(crate) struct Replies {
+/// A request/reply client of the broker, shared by a service's request handlers.
+pub struct Replies {
     client: AsyncClient,
     reply_topic: String,
     /// Largest packet the broker connection takes: a larger publish would break the connection every
@@ -76,9 +72,12 @@ pub(crate) struct Replies {
 }
 
 impl Replies {
-    pub(crate) fn start(cfg: &MqttConfig) -> (Arc<Replies>, Vec<JoinHandle<()>>) {
+    /// Connects a client named for `service` (`bridge`, `web`; its client id is the server's, so it must log
+    /// in as the server) and returns it with the tasks that drive it (abort them to stop it). With
+    /// `follow_statuses` it also subscribes to every machine's status, for [`Replies::statuses`].
+    pub fn start(cfg: &MqttConfig, service: &str, follow_statuses: bool) -> (Arc<Replies>, Vec<JoinHandle<()>>) {
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        let client_id = format!("{}-bridge-{}", cfg.client_id_prefix, &instance[..12]);
+        let client_id = format!("{}-{service}-{}", cfg.client_id_prefix, &instance[..12]);
         let reply_topic = format!("{}/{client_id}", topic::REPLIES);
         let (client, eventloop) = AsyncClient::new(mqtt::client_options(cfg, &client_id, true), 20_000);
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -92,7 +91,10 @@ impl Replies {
             connected,
             statuses: statuses.downgrade(),
         });
-        let filters = vec![(reply_topic, QoS::AtLeastOnce), (topic::status("+"), QoS::AtLeastOnce)];
+        let mut filters = vec![(reply_topic, QoS::AtLeastOnce)];
+        if follow_statuses {
+            filters.push((topic::status("+"), QoS::AtLeastOnce));
+        }
         let driver = tokio::spawn(mqtt::drive(eventloop, client, filters, tx));
         let me = replies.clone();
         let receiver = tokio::spawn(async move {
@@ -118,8 +120,8 @@ impl Replies {
 
     /// Every machine status published from now on, for one listener. A listener that falls more than
     /// [`STATUS_BACKLOG`] statuses behind gets `Lagged` and should read the current state again.
-    /// Once the bridge stops, the receiver says `Closed`.
-    pub(crate) fn statuses(&self) -> broadcast::Receiver<Arc<MachineStatus>> {
+    /// Once the client stops, the receiver says `Closed`; a client that does not follow statuses gets none.
+    pub fn statuses(&self) -> broadcast::Receiver<Arc<MachineStatus>> {
         match self.statuses.upgrade() {
             Some(tx) => tx.subscribe(),
             None => broadcast::channel(1).1,
@@ -135,18 +137,13 @@ impl Replies {
     }
 
     /// Publishes `command` (any serialisable command payload) to `topic` and waits for its verdict.
-    pub(crate) async fn send<C: Serialize>(
-        &self,
-        topic: String,
-        command: C,
-        timeout: Duration,
-    ) -> Result<Verdict, SendError> {
+    pub async fn send<C: Serialize>(&self, topic: String, command: C, timeout: Duration) -> Result<Verdict, SendError> {
         self.send_with_id(topic, command, None, timeout).await
     }
 
     /// As [`Replies::send`], with the caller's request id (for idempotent retries) instead of a fresh one.
     /// While a request with the same id waits for its verdict, this one waits for that verdict too.
-    pub(crate) async fn send_with_id<C: Serialize>(
+    pub async fn send_with_id<C: Serialize>(
         &self,
         topic: String,
         command: C,
@@ -167,7 +164,7 @@ impl Replies {
         if !topic::valid_publish_topic(&topic) {
             return Err(SendError::BadTopic(topic));
         }
-        if packet_size(&topic, payload.len()) > self.max_packet_size {
+        if !mqtt::publish_fits(&topic, payload.len(), self.max_packet_size) {
             return Err(SendError::TooLarge { limit: self.max_packet_size });
         }
         self.wait_connected(timeout).await?;
