@@ -156,6 +156,7 @@ impl App {
                     config.oee.clone(),
                     mqtt.clone(),
                     config.web.clone(),
+                    bridge.as_ref().map(|_| oee_bridge::openapi()),
                 ));
             }
             http_addr = Some(listener.local_addr()?);

@@ -1037,7 +1037,11 @@ async fn fuzzed_http_requests_are_answered_below_500_with_messages_and_every_ser
     let t = spawn_app_with(config, db, oee_server::Services::ALL).await;
     let m = t.add_machine("Fuzz Press").await;
     // The operator the cases never name, who logs the tablet in again whenever the cases logged it out.
-    let operator = oee_core::store::user::add_user(&t.pool, "fuzz-operator", "2468", oee_core::access::Role::Operator, false).await.unwrap().id;
+    let operator =
+        oee_core::store::user::add_user(&t.pool, "fuzz-operator", "2468", oee_core::access::Role::Operator, false)
+            .await
+            .unwrap()
+            .id;
     let uuid = "fuzz-http-tablet";
     let tablet = register_tablet(&t, uuid).await;
     let ids = Ids { machine: m, user: 1, tablet, uuid: uuid.into() };

@@ -83,6 +83,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/activity-durations", R(Viewer), crate::reference_api::activity_durations),
         Route::get("/api/v1/oee", R(Viewer), crate::oee_api::oee),
         Route::get("/api/v1/telemetry", R(Viewer), crate::telemetry_api::telemetry),
+        Route::get("/api/v1/openapi.json", Public, crate::openapi::serve),
     ];
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());

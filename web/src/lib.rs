@@ -7,6 +7,7 @@ mod account;
 mod admin;
 mod api;
 mod oee_api;
+mod openapi;
 mod operator;
 mod page;
 mod reference_api;
@@ -35,16 +36,21 @@ pub(crate) struct WebState {
     web: Arc<oee_core::config::WebConfig>,
     /// The compiled page templates.
     pages: Arc<page::Pages>,
+    /// The API document as served (`GET /api/v1/openapi.json`).
+    api_doc: axum::body::Bytes,
 }
 
 /// The web routes, each behind the access its entry in [`access`]'s table names. `mqtt` is how the
-/// server's own clients reach the broker (for `/health`).
+/// server's own clients reach the broker (for `/health`). `bridge_api` is the bridge's part of the API
+/// document (`oee_bridge::openapi()`) when the bridge runs in this server: `GET /api/v1/openapi.json`
+/// serves it merged with the web side's.
 pub fn router(
     pool: PgPool,
     tz: chrono_tz::Tz,
     oee: oee_core::config::OeeConfig,
     mqtt: oee_core::config::MqttConfig,
     web: oee_core::config::WebConfig,
+    bridge_api: Option<utoipa::openapi::OpenApi>,
 ) -> Router {
     let state = WebState {
         pool,
@@ -54,6 +60,7 @@ pub fn router(
         last_probe: Arc::default(),
         web: Arc::new(web),
         pages: Arc::new(page::Pages::new()),
+        api_doc: openapi::document_bytes(bridge_api),
     };
     let mut router = Router::new();
     for route in access::table() {
