@@ -150,7 +150,7 @@ fn operation<'d>(doc: &'d Value, method: &str, path: &str) -> &'d Value {
 }
 
 /// The schema the document gives for the answer `status` of an operation.
-fn response_schema<'d>(op: &'d Value, status: u16) -> &'d Value {
+fn response_schema(op: &Value, status: u16) -> &Value {
     let schema = &op["responses"][status.to_string()]["content"]["application/json"]["schema"];
     assert!(!schema.is_null(), "no JSON schema for {status} in {op}");
     schema
