@@ -45,6 +45,8 @@ const API_TOKEN: &str = "api_token";
         license(name = "Apache-2.0")
     ),
     paths(crate::oee_api::oee, crate::telemetry_api::telemetry, serve),
+    // The body of the access check's 401 and 403, which every guarded operation gets.
+    components(schemas(crate::api::ErrorBody)),
     tags(
         (name = "reports", description = "OEE reports and telemetry readings"),
         (name = "users", description = "Administration: users"),
