@@ -153,6 +153,7 @@ impl App {
                 mqtt.clone(),
                 config.web.clone(),
                 std::time::Duration::from_millis(config.bridge.reply_timeout_ms.max(1)),
+                bridge.as_ref().map(|_| oee_bridge::openapi()),
             )
         });
 

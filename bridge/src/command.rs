@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::access;
 use crate::body::json_object;
+use crate::error::ErrorBody;
 use crate::{ApiError, BridgeState};
 
 /// Longest topic name a machine can have (`machine.topic_name`).
@@ -28,6 +29,29 @@ const MAX_TOPIC_NAME: usize = 100;
 
 /// Forwards the body to the command's topic; the answer is the verdict with its status (200 when applied).
 /// A `request_id` in the body is kept, so a client that retries after a lost answer is applied once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines/{machine}/{command}",
+    tag = "commands",
+    description = "Publishes the body on the command's MQTT topic `oee/v1/machines/{machine}/…` and answers with \
+                   ingest's verdict once the change is committed: 200 means it is stored. Integers may be sent as \
+                   numbers or numeric strings; a command that takes a `timestamp` and has none happened when the \
+                   server received it. `reply_to` is ignored: the answer is this response.",
+    params(("machine" = String, Path, description = "The machine's id, or its topic name (lowercase letters, digits, `-` and `_`)")),
+    security(("device_token" = [])),
+    responses(
+        (status = 200, description = "Applied and committed", body = oee_core::verdict::Verdict),
+        (status = 400, description = "Malformed: the verdict or the bridge's refusal says which field", body = crate::openapi::Refused),
+        (status = 401, description = "No device token, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The device may not command this machine", body = ErrorBody),
+        (status = 404, description = "No such machine, command, activity code, user or record", body = crate::openapi::Refused),
+        (status = 409, description = "Refused in the machine's present state (e.g. an up state with no job)", body = oee_core::verdict::Verdict),
+        (status = 413, description = "Too large to publish", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON (`Content-Type: application/json`)", body = ErrorBody),
+        (status = 422, description = "A required field is missing", body = oee_core::verdict::Verdict),
+        (status = 503, description = "Not confirmed in time or not stored: send it again (with the same `request_id`)", body = crate::openapi::Refused),
+    )
+)]
 pub(crate) async fn machine_command(
     State(state): State<BridgeState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -39,8 +63,7 @@ pub(crate) async fn machine_command(
     let Ok(Path((machine, command))) = path else {
         let message = "the path cannot be read as text: name the machine by its id or topic name and the command \
                        by its name, e.g. /api/v1/machines/3/state";
-        return Ok((StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": "bad_path" })))
-            .into_response());
+        return Ok((StatusCode::NOT_FOUND, ErrorBody::new(message, "bad_path")).into_response());
     };
     if !can_name_a_machine(&machine) {
         return Ok(not_found(&machine, &command));
@@ -111,7 +134,7 @@ fn not_found(machine: &str, command: &str) -> Response {
     } else {
         (format!("`{command}` is not a command; the commands are {}", known.join(", ")), "unknown_command")
     };
-    (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": message, "reason": reason }))).into_response()
+    (StatusCode::NOT_FOUND, ErrorBody::new(message, reason)).into_response()
 }
 
 #[cfg(test)]

@@ -53,9 +53,8 @@ impl IntoResponse for ApiError {
             ApiError::Verdict(v) => (status_code(v.status), v.reason.clone().unwrap_or_default()),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable".to_string()),
             ApiError::Unauthorized(_) => {
-                let body = serde_json::json!({ "error": self.to_string(), "reason": "unauthorized" });
-                return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(body))
-                    .into_response();
+                let body = ErrorBody::new(self.to_string(), "unauthorized");
+                return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
             }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden".to_string()),
             ApiError::Database(e) => {
@@ -68,8 +67,24 @@ impl IntoResponse for ApiError {
             return (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], UPTIME_WITHOUT_JOB_409_BODY)
                 .into_response();
         }
-        let body = serde_json::json!({ "error": self.to_string(), "reason": reason });
-        (status, axum::Json(body)).into_response()
+        (status, ErrorBody::new(self.to_string(), reason)).into_response()
+    }
+}
+
+/// The body of a refusal the bridge makes itself, before ingest judged the command (ingest's own refusals are
+/// [`Verdict`]s).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = BridgeError)]
+pub(crate) struct ErrorBody {
+    /// What was wrong and what to do.
+    pub error: String,
+    /// A short machine-readable name of the refusal, e.g. `unauthorized`, `not_json`, `unknown_command`.
+    pub reason: String,
+}
+
+impl ErrorBody {
+    pub(crate) fn new(error: impl Into<String>, reason: impl Into<String>) -> axum::Json<ErrorBody> {
+        axum::Json(ErrorBody { error: error.into(), reason: reason.into() })
     }
 }
 

@@ -8,6 +8,7 @@ mod command;
 mod device;
 pub mod discovery;
 mod error;
+mod openapi;
 mod pin_guard;
 mod tablet;
 mod ws;
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::MethodRouter;
 use oee_core::config::{BridgeConfig, MqttConfig, TabletsConfig};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -24,6 +27,7 @@ use tokio::task::JoinHandle;
 pub use body::BodyFault;
 pub use error::ApiError;
 use oee_core::request::Replies;
+pub use openapi::openapi;
 
 /// Shared by the bridge's handlers.
 #[derive(Clone)]
@@ -80,25 +84,58 @@ pub fn start(
         open_device_api: cfg.open_device_api,
         seal,
     };
-    let router = Router::new()
-        .route("/api/machine-state-change", post(device::machine_state_change))
-        .route("/api/activity-codes", get(device::activity_codes))
-        .route("/api/v1/machines/{machine}/{*command}", post(command::machine_command))
-        .route("/check-state", get(tablet::check_state))
-        .route("/android-login", post(tablet::login))
-        .route("/android-logout", post(tablet::logout))
-        .route("/android-start-job", post(tablet::start_job))
-        .route("/android-update", post(tablet::update))
-        .route("/android-end-job", post(tablet::end_job))
-        .route("/pausable-pause-job", post(tablet::pause_job))
-        .route("/pausable-resume-job", post(tablet::resume_job))
-        .route("/pausable-android-update", post(tablet::pausable_update))
-        .route("/android-update-quantity", post(tablet::update_quantity))
-        .route("/end_all_sessions", post(tablet::end_all_sessions))
-        .route("/api/force-logout/{input_device_id}", post(tablet::force_logout))
-        .route("/api/v1/tablets/machines", get(tablet::machines))
-        .route("/api/v1/tablets/pair", post(tablet::pair))
-        .merge(ws::routes())
-        .with_state(state);
+    let mut router = Router::new();
+    for route in routes() {
+        router = router.route(route.path, route.handler);
+    }
+    let router = router.with_state(state);
     Bridge { router, tasks }
+}
+
+/// One route of the bridge: method, path (axum's syntax) and handler.
+pub(crate) struct Route {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<BridgeState>,
+}
+
+impl Route {
+    pub(crate) fn get<H: Handler<T, BridgeState>, T: 'static>(path: &'static str, h: H) -> Route {
+        Route { method: Method::GET, path, handler: axum::routing::get(h) }
+    }
+
+    pub(crate) fn post<H: Handler<T, BridgeState>, T: 'static>(path: &'static str, h: H) -> Route {
+        Route { method: Method::POST, path, handler: axum::routing::post(h) }
+    }
+}
+
+/// Every route of the bridge: the router is built from this list and [`route_table`] reads it, so the two
+/// cannot differ.
+fn routes() -> Vec<Route> {
+    let mut routes = vec![
+        Route::post("/api/machine-state-change", device::machine_state_change),
+        Route::get("/api/activity-codes", device::activity_codes),
+        Route::post("/api/v1/machines/{machine}/{*command}", command::machine_command),
+        Route::get("/check-state", tablet::check_state),
+        Route::post("/android-login", tablet::login),
+        Route::post("/android-logout", tablet::logout),
+        Route::post("/android-start-job", tablet::start_job),
+        Route::post("/android-update", tablet::update),
+        Route::post("/android-end-job", tablet::end_job),
+        Route::post("/pausable-pause-job", tablet::pause_job),
+        Route::post("/pausable-resume-job", tablet::resume_job),
+        Route::post("/pausable-android-update", tablet::pausable_update),
+        Route::post("/android-update-quantity", tablet::update_quantity),
+        Route::post("/end_all_sessions", tablet::end_all_sessions),
+        Route::post("/api/force-logout/{input_device_id}", tablet::force_logout),
+        Route::get("/api/v1/tablets/machines", tablet::machines),
+        Route::post("/api/v1/tablets/pair", tablet::pair),
+    ];
+    routes.extend(ws::routes());
+    routes
+}
+
+/// Every bridge route's method and path (axum's syntax), for tests that compare them with the API document.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|r| (r.method, r.path)).collect()
 }

@@ -72,13 +72,15 @@ fn html(status: StatusCode, text: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], text.to_string()).into_response()
 }
 
-#[derive(Serialize)]
-struct Success {
+/// The reference's answer: `{"success": true}`, or `false` with nothing more.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Success {
     success: bool,
 }
 
-#[derive(Serialize)]
-struct Failure<'a> {
+/// The reference's refusal: `{"success": false, "reason": …}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Failure<'a> {
     success: bool,
     reason: &'a str,
 }
@@ -717,12 +719,43 @@ pub(crate) async fn force_logout(
 }
 
 /// `GET /api/v1/tablets/machines`: the machines a tablet may be paired with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tablets/machines",
+    tag = "tablets",
+    operation_id = "tablet_machines",
+    summary = "The machines a tablet may be paired with",
+    description = "Active machines by id, each saying whether a tablet is already paired with it. Tablets call it \
+                   without credentials, as the reference's app does.",
+    responses(
+        (status = 200, description = "The machines", body = Vec<oee_core::store::tablet::PairingChoice>),
+        (status = 503, description = "The database is not reachable: try again", body = Failure<'static>),
+    )
+)]
 pub(crate) async fn machines(State(state): State<BridgeState>) -> Answer {
     Ok(Json(store::pairing_choices(&state.pool).await.map_err(db)?).into_response())
 }
 
 /// `POST /api/v1/tablets/pair` `{"device_uuid","machine_id"}`: a tablet picks its machine, when
 /// `tablets.auto_pair` lets tablets pair themselves.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tablets/pair",
+    tag = "tablets",
+    operation_id = "pair_tablet",
+    summary = "Pair a tablet with a machine",
+    description = "A registered tablet picks its machine, where `tablets.auto_pair` lets tablets pair themselves \
+                   (otherwise an administrator pairs them with `oee-server tablet pair`).",
+    request_body = crate::openapi::PairRequest,
+    responses(
+        (status = 200, description = "Paired", body = Success),
+        (status = 400, description = "No `device_uuid` or `machine_id`, an unregistered tablet, or a body that is not JSON", body = Failure<'static>),
+        (status = 403, description = "Tablets do not pair themselves here", body = Failure<'static>),
+        (status = 404, description = "No such machine", body = Failure<'static>),
+        (status = 409, description = "The machine cannot take this tablet", body = Failure<'static>),
+        (status = 503, description = "The database is not reachable: try again", body = Failure<'static>),
+    )
+)]
 pub(crate) async fn pair(State(state): State<BridgeState>, headers: HeaderMap, body: Bytes) -> Answer {
     let obj = body_object(&headers, &body)?;
     if !state.tablets.auto_pair {

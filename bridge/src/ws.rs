@@ -11,11 +11,9 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use oee_core::payload::{MachineStatus, lenient_i32};
 use oee_core::store::machine::machine_statuses;
@@ -25,7 +23,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::BridgeState;
+use crate::{BridgeState, Route};
 
 /// How long a client may take to say what it follows. The app sends it as soon as the socket opens.
 const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(30);
@@ -37,10 +35,11 @@ const MAX_MESSAGE: usize = 64 * 1024;
 const MAX_UUID: usize = 100;
 
 /// The websocket routes of the tablet API.
-pub(crate) fn routes() -> Router<BridgeState> {
-    Router::new()
-        .route("/api/input-device-updates", get(input_device_updates))
-        .route("/api/activity-updates", get(activity_updates))
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/input-device-updates", input_device_updates),
+        Route::get("/api/activity-updates", activity_updates),
+    ]
 }
 
 async fn input_device_updates(ws: WebSocketUpgrade, State(state): State<BridgeState>) -> Response {

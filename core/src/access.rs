@@ -23,7 +23,9 @@ const OURS: &str = "oee";
 /// What a person may do, from least to most. Operators log in on tablets only; the browser is for viewers
 /// (status, reports, exports), supervisors (also jobs, production, history edits, tablet logouts) and
 /// administrators (also every setting, user and token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Operator,

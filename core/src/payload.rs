@@ -10,7 +10,7 @@ use crate::topic;
 use crate::verdict::{Refusal, echo};
 
 /// Routing fields any command may carry so that ingest can answer it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplyTo {
     /// Makes the command idempotent: a redelivered command with a known id is answered, not re-applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,12 +47,15 @@ impl ReplyTo {
 const MAX_ID_LEN: usize = 256;
 
 /// A request to change a machine's activity (`oee/v1/machines/{m}/state`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StateCommand {
+    /// The reference's machine state, used when `activity_code_id` is absent: 1 is Up, any other value Down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_state: Option<i64>,
+    /// The activity code the machine is now in (wins over `machine_state`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_code_id: Option<i32>,
+    /// Who made the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i32>,
     /// When the change happened; default: when ingest received it.
@@ -182,14 +185,17 @@ impl SessionCommand {
 }
 
 /// Starts a job (`oee/v1/machines/{m}/job/start`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStartCommand {
+    /// The job's number: text of 1 to 100 characters (a number is taken as its text).
     pub job_number: String,
     /// Seconds per part; absent or 0 when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ideal_cycle_time_s: Option<f64>,
+    /// Who started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i32>,
+    /// When it started; default: when ingest received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(flatten)]
@@ -236,12 +242,18 @@ impl JobStartCommand {
 }
 
 /// Ends the running job with its counts (`oee/v1/machines/{m}/job/end`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEndCommand {
+    /// Good parts of the whole job (absent: 0).
+    #[schema(required = false, minimum = 0)]
     pub good: i64,
+    /// Rejected parts of the whole job (absent: 0).
+    #[schema(required = false, minimum = 0)]
     pub rejects: i64,
+    /// Who ended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<i32>,
+    /// When it ended; default: when ingest received it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<DateTime<Utc>>,
     #[serde(flatten)]
@@ -321,7 +333,7 @@ impl ProductionCommand {
 }
 
 /// Adds a past activity, or changes one when `activity_id` is given (`oee/v1/machines/{m}/history/activity`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryActivityCommand {
     /// The activity to change; absent to add one.
     pub activity_id: Option<i64>,
@@ -358,7 +370,7 @@ impl HistoryActivityCommand {
 }
 
 /// Adds a past job with its counts, or changes one when `job_id` is given (`oee/v1/machines/{m}/history/job`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryJobCommand {
     /// The job to change; absent to add one.
     pub job_id: Option<i64>,
@@ -413,7 +425,7 @@ impl HistoryJobCommand {
 
 /// Adds a production record, or changes one when `record_id` is given
 /// (`oee/v1/machines/{m}/history/production`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryProductionCommand {
     /// The record to change; absent to add one.
     pub record_id: Option<i64>,
@@ -573,7 +585,8 @@ impl TelemetryCommand {
         storable(&obj)?;
         let timestamp = timestamp(&obj, "timestamp")?;
         let reply = reply(&obj)?;
-        for key in ["timestamp", "request_id", "reply_to"] {
+        // Routing fields, read above, are not readings (`received_at` is added by the HTTP bridge).
+        for key in ["timestamp", "request_id", "reply_to", "received_at"] {
             obj.remove(key);
         }
         if obj.is_empty() {
@@ -695,6 +708,74 @@ impl Signal {
     }
 }
 
+/// The bodies of production and telemetry as devices send them, for the API document: both are read field by
+/// field ([`ProductionCommand::parse`], [`TelemetryCommand::parse`]) rather than in the shape their types
+/// have, so their schemas are written out here beside the parsers that decide them.
+mod wire_schema {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+
+    use super::{MAX_ID_LEN, MAX_TELEMETRY_VALUES, ProductionCommand, TelemetryCommand};
+
+    fn count(description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .description(Some(description))
+    }
+
+    fn timestamp() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("When it happened (RFC 3339); default: when the server received it."))
+    }
+
+    fn request_id() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::String).max_length(Some(MAX_ID_LEN)).description(Some(
+            "Makes the command idempotent: a command sent again with the same id is answered, not applied twice.",
+        ))
+    }
+
+    impl utoipa::PartialSchema for ProductionCommand {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .description(Some(
+                    "Parts made: either increments since the last message (`good`, `rejects`) or readings of the \
+                     machine's running counters (`good_total`, `rejects_total`), not both. Counts are whole numbers \
+                     of at least 0, as JSON numbers or numeric strings.",
+                ))
+                .property("good", count("Good parts made since the last message (absent: 0)."))
+                .property("rejects", count("Rejected parts made since the last message (absent: 0)."))
+                .property("good_total", count("The machine's running counter of good parts (absent: not read)."))
+                .property("rejects_total", count("The machine's running counter of rejects (absent: not read)."))
+                .property("timestamp", timestamp())
+                .property("request_id", request_id())
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for ProductionCommand {}
+
+    impl utoipa::PartialSchema for TelemetryCommand {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .description(Some(format!(
+                    "Readings to store: 1 to {MAX_TELEMETRY_VALUES} numbers, each under a name of 1 to 100 \
+                     characters, e.g. {{\"temperature\": 71.5, \"rpm\": 1200}}; `timestamp` and `request_id` are \
+                     not readings."
+                )))
+                .property("timestamp", timestamp())
+                .property("request_id", request_id())
+                .additional_properties(Some(ObjectBuilder::new().schema_type(Type::Number)))
+                .into()
+        }
+    }
+
+    impl utoipa::ToSchema for TelemetryCommand {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,6 +828,9 @@ mod tests {
                 .unwrap();
         assert_eq!(t.values.len(), 2);
         assert_eq!(t.reply.request_id.as_deref(), Some("a"));
+        let over_http = TelemetryCommand::parse(br#"{"temp":71.5,"received_at":"2026-01-05T09:00:00Z"}"#).unwrap();
+        assert_eq!(over_http.values.keys().collect::<Vec<_>>(), ["temp"]);
+        assert!(over_http.reply.received_at.is_some());
         for (bad, want) in [
             (&br#"{"temp":"hot"}"#[..], "`temp` must be a number"),
             (br#"{}"#, "no readings"),

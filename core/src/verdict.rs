@@ -204,7 +204,7 @@ pub fn echo(value: impl std::fmt::Display) -> String {
 }
 
 /// Ingest's answer to one command, published on the command's `reply_to` topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,

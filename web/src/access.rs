@@ -117,6 +117,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::put("/api/activity/{id}", R(Supervisor), forms::edit_activity).reference_form(),
         Route::post("/api/new-past-job", R(Supervisor), forms::new_past_job).reference_form(),
         Route::post("/api/edit-past-job", R(Supervisor), forms::edit_past_job).reference_form(),
+        Route::get("/api/v1/openapi.json", Public, crate::openapi::serve),
     ];
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());

@@ -18,9 +18,12 @@ impl From<oee_core::Error> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
+/// The body of every refusal of the admin API (and of the access check): what was wrong and what to do, and
+/// for a refusal of one input, its name.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
     message: String,
+    /// The input that was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'static str>,
 }

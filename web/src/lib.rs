@@ -9,6 +9,7 @@ mod api;
 mod form;
 mod jobs_api;
 mod oee_api;
+mod openapi;
 mod operator;
 mod page;
 mod reference_api;
@@ -44,6 +45,8 @@ pub(crate) struct WebState {
     /// Sends the forms' changes to ingest and waits for its verdicts, at most `reply_timeout`.
     replies: Arc<Replies>,
     reply_timeout: Duration,
+    /// The API document as served (`GET /api/v1/openapi.json`).
+    api_doc: axum::body::Bytes,
 }
 
 /// A running web side: its routes, and the MQTT tasks behind its forms (stopped on drop).
@@ -62,7 +65,9 @@ impl Drop for Web {
 
 /// Connects the web side's MQTT client and builds its routes, each behind the access its entry in
 /// [`access`]'s table names. `mqtt` is how the server's own clients reach the broker (logged in as the
-/// server); changes sent to ingest wait `reply_timeout` for its verdict.
+/// server); changes sent to ingest wait `reply_timeout` for its verdict. `bridge_api` is the bridge's part of
+/// the API document (`oee_bridge::openapi()`) when the bridge runs in this server: `GET /api/v1/openapi.json`
+/// serves it merged with the web side's.
 pub fn start(
     pool: PgPool,
     tz: chrono_tz::Tz,
@@ -70,6 +75,7 @@ pub fn start(
     mqtt: oee_core::config::MqttConfig,
     web: oee_core::config::WebConfig,
     reply_timeout: Duration,
+    bridge_api: Option<utoipa::openapi::OpenApi>,
 ) -> Web {
     let (replies, tasks) = Replies::start(&mqtt, "web", false);
     let state = WebState {
@@ -82,6 +88,7 @@ pub fn start(
         pages: Arc::new(page::Pages::new()),
         replies,
         reply_timeout,
+        api_doc: openapi::document_bytes(bridge_api),
     };
     let mut router = Router::new();
     for route in access::table() {

@@ -124,6 +124,29 @@ struct Bucket {
 }
 
 /// `GET /api/v1/oee`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/oee",
+    tag = "reports",
+    operation_id = "oee_report",
+    summary = "OEE of a machine or a group over a window",
+    description = "Availability, performance, quality, OEE and TEEP with the six big losses, durations per code and \
+                   per machine state and the target quantity, for the whole window and per bucket. Availability is \
+                   null when nothing was planned; performance is not clamped (`performance_over_100` flags it).",
+    params(
+        ("machine" = Option<i32>, Query, description = "The machine's id (give `machine` or `group`)"),
+        ("group" = Option<i32>, Query, description = "A machine group's id (give `machine` or `group`)"),
+        ("from" = Option<String>, Query, description = "Start: an RFC 3339 time like 2026-01-05T06:00:00Z, or a date like 2026-01-05 meaning the start of that plant day; default: the start of today"),
+        ("to" = Option<String>, Query, description = "End: an RFC 3339 time like 2026-01-05T06:00:00Z, or a date like 2026-01-05 meaning the start of that plant day; default: the end of today"),
+        ("by" = Option<crate::openapi::ReportCut>, Query, description = "How to cut the window into buckets; default: none"),
+    ),
+    responses(
+        (status = 200, description = "The report", body = crate::openapi::OeeReport),
+        (status = 400, description = "A parameter is wrong, or the window or the buckets are too many", body = crate::openapi::ReportError),
+        (status = 404, description = "No such machine or group", body = crate::openapi::ReportError),
+        (status = 503, description = "The database is not available", body = crate::openapi::ReportError),
+    )
+)]
 pub(crate) async fn oee(
     State(state): State<WebState>,
     Query(q): Query<HashMap<String, String>>,

@@ -13,6 +13,27 @@ use crate::WebState;
 use crate::oee_api::{ApiError, bad, id_param, time_param};
 
 /// `GET /api/v1/telemetry`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/telemetry",
+    tag = "reports",
+    operation_id = "telemetry_readings",
+    summary = "A machine's telemetry readings in a window",
+    description = "The readings stored for a machine, oldest first, at most `limit` of them (`truncated` says \
+                   whether there were more).",
+    params(
+        ("machine" = i32, Query, description = "The machine's id"),
+        ("from" = Option<String>, Query, description = "Start: an RFC 3339 time like 2026-01-05T06:00:00Z, or a date like 2026-01-05 meaning the start of that plant day; default: 24 hours before `to`"),
+        ("to" = Option<String>, Query, description = "End: an RFC 3339 time like 2026-01-05T06:00:00Z, or a date like 2026-01-05 meaning the start of that plant day; default: now"),
+        ("limit" = Option<i64>, Query, description = "The most readings to give, from 1 to the server's `oee.telemetry_max_rows` (its default)"),
+    ),
+    responses(
+        (status = 200, description = "The readings", body = crate::openapi::TelemetryReport),
+        (status = 400, description = "A parameter is wrong", body = crate::openapi::ReportError),
+        (status = 404, description = "No such machine", body = crate::openapi::ReportError),
+        (status = 503, description = "The database is not available", body = crate::openapi::ReportError),
+    )
+)]
 pub(crate) async fn telemetry(
     State(state): State<WebState>,
     Query(q): Query<HashMap<String, String>>,

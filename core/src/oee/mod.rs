@@ -207,7 +207,7 @@ pub struct EngineConfig {
 }
 
 /// Additive totals of one machine over one window; sums of several machines or windows add up.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Sums {
     /// The window's length ("all time", TEEP's denominator).
     pub all_ms: i64,
@@ -446,7 +446,7 @@ impl Sums {
 
 /// The six big losses as time, in milliseconds of planned time. `reduced_speed_ms` is negative when the
 /// machine made parts faster than its ideal cycle time allows (performance over 100 %), never clamped.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Losses {
     /// Ideal cycle time × good parts: the time that made good parts at the ideal rate.
     pub fully_productive_ms: f64,
@@ -466,7 +466,7 @@ pub struct Losses {
 }
 
 /// Ratios in 0..1 (performance may exceed 1 and is flagged, never clamped); `None` where undefined.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub availability: Option<f64>,
     pub performance: Option<f64>,

@@ -193,7 +193,9 @@ pub async fn clear_sign_in_failures(pool: &PgPool, username: &str) -> Result<(),
 }
 
 /// What a token lets a script do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenScope {
     /// Read everything a viewer may read.
@@ -240,7 +242,7 @@ impl TryFrom<String> for TokenScope {
 }
 
 /// An API token as administrators see it (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: i32,
     pub name: String,

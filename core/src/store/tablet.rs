@@ -153,7 +153,7 @@ pub async fn register_tablet(
 }
 
 /// A machine a tablet may be paired with.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PairingChoice {
     pub id: i32,
     pub name: String,

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::password;
 
 /// A user as administrators see them.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i32,
     pub username: String,

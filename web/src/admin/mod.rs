@@ -18,6 +18,21 @@ use crate::WebState;
 use crate::access::{Access, Caller, Route};
 use crate::page::Page;
 
+/// The admin JSON API's part of the API document: every `/api/v1/…` handler of the modules above, each
+/// annotated with `#[utoipa::path]`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    users::api_list,
+    users::api_create,
+    users::api_get,
+    users::api_update,
+    users::api_password,
+    tokens::api_list,
+    tokens::api_create,
+    tokens::api_revoke,
+))]
+pub(crate) struct AdminApi;
+
 /// The admin routes (pages and JSON API).
 pub(crate) fn routes() -> Vec<Route> {
     let mut r = vec![

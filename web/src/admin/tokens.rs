@@ -174,12 +174,23 @@ async fn revoke(
     Ok(crate::page::found("/admin/tokens"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    summary = "Every API token, revoked ones too (never their secrets)",
+    responses(
+        (status = 200, description = "The tokens", body = Vec<ApiToken>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<ApiToken>>, ApiError> {
     Ok(axum::Json(account::list_tokens(&state.pool).await?))
 }
 
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
@@ -187,13 +198,29 @@ struct NewToken {
 }
 
 /// A token just made, with its secret (shown this once).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     #[serde(flatten)]
     token: ApiToken,
     secret: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    operation_id = "create_token",
+    summary = "Create an API token",
+    description = "The answer carries the token's secret, given only this once: send it as \
+                   `Authorization: Bearer <secret>`.",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created, with its secret", body = CreatedToken),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     Extension(c): Extension<Caller>,
@@ -203,6 +230,20 @@ async fn api_create(
     Ok((StatusCode::CREATED, axum::Json(CreatedToken { token, secret })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    operation_id = "revoke_token",
+    summary = "Revoke an API token",
+    description = "Scripts using it are refused from now on; the token stays listed as revoked.",
+    params(("id" = i32, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_revoke(State(state): State<WebState>, Path(id): Path<i32>) -> Result<StatusCode, ApiError> {
     account::revoke_token(&state.pool, id, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)

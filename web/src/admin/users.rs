@@ -285,16 +285,40 @@ async fn reference_list(State(state): State<WebState>) -> Result<Response, ApiEr
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "list_users",
+    summary = "Every user",
+    responses(
+        (status = 200, description = "The users, by id", body = Vec<user::User>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<user::User>>, ApiError> {
     Ok(axum::Json(user::list_users(&state.pool).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "get_user",
+    summary = "One user",
+    params(("id" = i32, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = user::User),
+        (status = 404, description = "No such user", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<user::User>, ApiError> {
     Ok(axum::Json(found(&state, id).await?))
 }
 
 /// The body of `POST /api/v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     username: String,
@@ -302,6 +326,22 @@ struct NewUser {
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    operation_id = "create_user",
+    summary = "Create a user",
+    description = "Operators get a PIN of 4 to 12 digits (typed on the tablet with their user id); everyone else a \
+                   password of at least 8 characters, which they change at their first sign-in.",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created", body = user::User),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 409, description = "The user name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<NewUser>,
@@ -311,7 +351,7 @@ async fn api_create(
 }
 
 /// The body of `PUT /api/v1/users/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserUpdate {
     username: String,
@@ -319,6 +359,22 @@ struct UserUpdate {
     active: bool,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    operation_id = "update_user",
+    summary = "Change a user's name, role or whether they are active",
+    params(("id" = i32, Path, description = "The user's id")),
+    request_body = UserUpdate,
+    responses(
+        (status = 200, description = "Saved", body = user::User),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 404, description = "No such user", body = crate::api::ErrorBody),
+        (status = 409, description = "The user name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_update(
     State(state): State<WebState>,
     Path(id): Path<i32>,
@@ -328,12 +384,29 @@ async fn api_update(
 }
 
 /// The body of `PUT /api/v1/users/{id}/password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewPassword {
     password: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}/password",
+    tag = "users",
+    operation_id = "set_user_password",
+    summary = "Set a user's password or PIN",
+    description = "The user's sessions end; a person who signs in to the browser chooses a new password at their \
+                   next sign-in.",
+    params(("id" = i32, Path, description = "The user's id")),
+    request_body = NewPassword,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, description = "The password does not suit the user's role: `field` says so", body = crate::api::ErrorBody),
+        (status = 404, description = "No such user", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_password(
     State(state): State<WebState>,
     Path(id): Path<i32>,
