@@ -151,13 +151,7 @@ impl App {
                 router = router.merge(b.router.clone());
             }
             if services.web {
-                router = router.merge(oee_web::router(
-                    db.pool.clone(),
-                    tz,
-                    config.oee.clone(),
-                    mqtt.clone(),
-                    config.web.clone(),
-                ));
+                router = router.merge(oee_web::router(db.pool.clone(), tz, config, mqtt.clone()));
             }
             http_addr = Some(listener.local_addr()?);
             let limits = http::Limits::of(config);

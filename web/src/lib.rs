@@ -36,25 +36,27 @@ pub(crate) struct WebState {
     web: Arc<oee_core::config::WebConfig>,
     /// The compiled page templates.
     pages: Arc<page::Pages>,
+    /// The whole configuration, for the settings page (which shows what the file decides).
+    config: Arc<oee_core::config::Config>,
 }
 
 /// The web routes, each behind the access its entry in [`access`]'s table names. `mqtt` is how the
-/// server's own clients reach the broker (for `/health`).
+/// server's own clients reach the broker (for `/health`); `config` is the server's configuration.
 pub fn router(
     pool: PgPool,
     tz: chrono_tz::Tz,
-    oee: oee_core::config::OeeConfig,
+    config: &oee_core::config::Config,
     mqtt: oee_core::config::MqttConfig,
-    web: oee_core::config::WebConfig,
 ) -> Router {
     let state = WebState {
         pool,
         tz,
-        oee,
+        oee: config.oee.clone(),
         mqtt: Arc::new(mqtt),
         last_probe: Arc::default(),
-        web: Arc::new(web),
+        web: Arc::new(config.web.clone()),
         pages: Arc::new(page::Pages::new()),
+        config: Arc::new(config.clone()),
     };
     let mut router = Router::new();
     for route in access::table() {

@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("list", include_str!("../templates/list.hbs")),
     ("form", include_str!("../templates/form.hbs")),
     ("admin_home", include_str!("../templates/admin_home.hbs")),
+    ("shift_week", include_str!("../templates/shift_week.hbs")),
+    ("tablets", include_str!("../templates/tablets.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
