@@ -73,7 +73,10 @@ pub async fn set_minor_stop_threshold(
             .await?;
         }
         None => {
-            sqlx::query("DELETE FROM plant_setting WHERE key = $1").bind(MINOR_STOP_THRESHOLD).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM plant_setting WHERE key = $1")
+                .bind(MINOR_STOP_THRESHOLD)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     // Rows of another threshold are ignored by readers anyway; deleting them keeps the table to what is

@@ -136,15 +136,16 @@ async fn settings_form(
     e: Option<&oee_core::Error>,
 ) -> Result<Response, oee_core::Error> {
     let set = setting::minor_stop_threshold(&state.pool).await?;
-    let mut fields = vec![
-        Field::text("minor_stop_threshold_s", "Minor-stop threshold (seconds)", value).kind("number").hint(format!(
-            "Breakdowns shorter than this count as minor stops (a performance loss) instead of availability \
+    let mut fields =
+        vec![Field::text("minor_stop_threshold_s", "Minor-stop threshold (seconds)", value).kind("number").hint(
+            format!(
+                "Breakdowns shorter than this count as minor stops (a performance loss) instead of availability \
              losses; 0: only codes whose loss category is minor stop. Empty: the config file's value applies \
              ({} s). 0 to {MAX_MINOR_STOP_THRESHOLD_S}. Saving clears the cached report days, which are \
              computed again with the new threshold.",
-            state.config.oee.minor_stop_threshold_s
-        )),
-    ];
+                state.config.oee.minor_stop_threshold_s
+            ),
+        )];
     let mut error = None;
     if let Some(e) = e {
         place_error(&mut fields, &mut error, e);

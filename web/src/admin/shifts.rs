@@ -99,10 +99,7 @@ fn hours_text(minutes: u32) -> String {
 }
 
 fn when(t: Option<DateTime<Utc>>, tz: chrono_tz::Tz) -> String {
-    t.map_or_else(
-        || "since it was made".into(),
-        |t| format!("since {}", t.with_timezone(&tz).format("%Y-%m-%d %H:%M")),
-    )
+    t.map_or_else(|| "since it was made".into(), |t| format!("since {}", t.with_timezone(&tz).format("%Y-%m-%d %H:%M")))
 }
 
 async fn found_shift(state: &WebState, id: i32) -> Result<ShiftSummary, oee_core::Error> {
@@ -170,7 +167,11 @@ async fn new_page(State(state): State<WebState>, Extension(c): Extension<Caller>
     new_form(&state, &c, "", None).await
 }
 
-async fn create(State(state): State<WebState>, Extension(c): Extension<Caller>, Form(form): Form<NameForm>) -> Response {
+async fn create(
+    State(state): State<WebState>,
+    Extension(c): Extension<Caller>,
+    Form(form): Form<NameForm>,
+) -> Response {
     match schedule::add_shift(&state.pool, &form.name).await {
         Ok(id) => {
             flash(
@@ -263,7 +264,11 @@ impl WeekForm {
                 continue;
             }
             for (i, r) in self.days[d].iter().enumerate().filter(|(_, r)| !r.blank()) {
-                week.days[d].push(WeekShift { start: r.start.trim().into(), end: r.end.trim().into(), overnight: r.overnight });
+                week.days[d].push(WeekShift {
+                    start: r.start.trim().into(),
+                    end: r.end.trim().into(),
+                    overnight: r.overnight,
+                });
                 rows[d].push(i);
             }
         }
@@ -467,7 +472,12 @@ async fn edit_page(
 }
 
 /// Checks the week, renames the pattern when its name changed, and saves the week from now on.
-async fn save_pattern(state: &WebState, id: i32, name: Option<&str>, week: Option<&Week>) -> Result<(), oee_core::Error> {
+async fn save_pattern(
+    state: &WebState,
+    id: i32,
+    name: Option<&str>,
+    week: Option<&Week>,
+) -> Result<(), oee_core::Error> {
     if let Some(w) = week {
         w.periods()?;
     }

@@ -76,6 +76,13 @@ struct TabletRow {
 }
 
 async fn list_page(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Result<Response, ApiError> {
+    let minutes =
+        Field::text("minutes", "Open for (minutes, 1 to 1440)", DEFAULT_WINDOW_MINUTES.to_string()).kind("number");
+    Ok(tablets_page(&state, &c, minutes).await?)
+}
+
+/// The list page, with the pairing window's minutes field as given (and its refusal, if any).
+async fn tablets_page(state: &WebState, c: &Caller, minutes: Field) -> Result<Response, oee_core::Error> {
     let tablets = tablet::list_tablets(&state.pool).await?;
     let window = tablet::pairing_window(&state.pool).await?;
     let cfg = &state.config.tablets;
@@ -96,10 +103,9 @@ async fn list_page(State(state): State<WebState>, Extension(c): Extension<Caller
         window_max_new: cfg.window_max_new,
         window_until: window.map(|(until, _)| when(Some(until), state.tz)),
         window_registered: window.map_or(0, |(_, n)| n),
-        minutes: Field::text("minutes", "Open for (minutes, 1 to 1440)", DEFAULT_WINDOW_MINUTES.to_string())
-            .kind("number"),
+        minutes,
     };
-    let page = Page::new(&state, Some(&c), "Tablets", "admin", body).await;
+    let page = Page::new(state, Some(c), "Tablets", "admin", body).await;
     Ok(state.pages.render("tablets", &page))
 }
 
@@ -250,9 +256,10 @@ fn window_minutes(text: &str) -> Result<u32, oee_core::Error> {
     if text.is_empty() {
         return Ok(DEFAULT_WINDOW_MINUTES);
     }
-    text.parse::<u32>().ok().filter(|m| (1..=1440).contains(m)).ok_or_else(|| {
-        oee_core::Error::field("minutes", format!("`{text}` is not a number of minutes from 1 to 1440"))
-    })
+    text.parse::<u32>()
+        .ok()
+        .filter(|m| (1..=1440).contains(m))
+        .ok_or_else(|| oee_core::Error::field("minutes", format!("`{text}` is not a number of minutes from 1 to 1440")))
 }
 
 async fn open_window(
@@ -260,7 +267,18 @@ async fn open_window(
     Extension(c): Extension<Caller>,
     Form(form): Form<WindowForm>,
 ) -> Result<Response, ApiError> {
-    let minutes = window_minutes(&form.minutes)?;
+    let minutes = match window_minutes(&form.minutes) {
+        Ok(m) => m,
+        Err(e) => {
+            let mut field =
+                Field::text("minutes", "Open for (minutes, 1 to 1440)", form.minutes.clone()).kind("number");
+            field.error = Some(match &e {
+                oee_core::Error::Field { message, .. } => message.clone(),
+                other => other.to_string(),
+            });
+            return Ok(refused(tablets_page(&state, &c, field).await?, &e));
+        }
+    };
     let until = tablet::open_pairing_window(&state.pool, Utc::now(), minutes).await?;
     let message = format!(
         "New tablets may register until {} (at most {}){}",
