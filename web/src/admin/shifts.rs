@@ -259,17 +259,18 @@ impl WeekForm {
     fn week(&self) -> (Week, [Vec<usize>; 7]) {
         let mut week = Week::default();
         let mut rows: [Vec<usize>; 7] = Default::default();
-        for d in 0..7 {
-            if self.off[d] {
+        let days = week.days.iter_mut().zip(&mut rows).zip(self.days.iter().zip(self.off));
+        for ((shifts, from), (inputs, off)) in days {
+            if off {
                 continue;
             }
-            for (i, r) in self.days[d].iter().enumerate().filter(|(_, r)| !r.blank()) {
-                week.days[d].push(WeekShift {
+            for (i, r) in inputs.iter().enumerate().filter(|(_, r)| !r.blank()) {
+                shifts.push(WeekShift {
                     start: r.start.trim().into(),
                     end: r.end.trim().into(),
                     overnight: r.overnight,
                 });
-                rows[d].push(i);
+                from.push(i);
             }
         }
         (week, rows)
