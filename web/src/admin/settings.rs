@@ -25,8 +25,9 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
-fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
+/// A switch of the config file as a fact: its label, `on` or `off`, and what that means here.
+fn switch(label: &str, on: bool, when_on: &str, when_off: &str) -> (String, String) {
+    (label.into(), if on { format!("on: {when_on}") } else { format!("off: {when_off}") })
 }
 
 /// The read-only facts: what the config file decides, in words, with the key that changes it.
@@ -46,53 +47,29 @@ fn config_facts(state: &WebState) -> Vec<(String, String)> {
                 state.tz.name()
             ),
         ),
-        (
-            "Anonymous MQTT clients ([broker] allow_anonymous)".into(),
-            format!(
-                "{}: {}",
-                on_off(c.broker.allow_anonymous),
-                if c.broker.allow_anonymous {
-                    "any MQTT client may send machine commands without credentials"
-                } else {
-                    "each MQTT client needs a device's credentials (oee-server device add)"
-                }
-            ),
+        switch(
+            "Anonymous MQTT clients ([broker] allow_anonymous)",
+            c.broker.allow_anonymous,
+            "any MQTT client may send machine commands without credentials",
+            "each MQTT client needs a device's credentials (oee-server device add)",
         ),
-        (
-            "Open device API ([bridge] open_device_api)".into(),
-            format!(
-                "{}: {}",
-                on_off(c.bridge.open_device_api),
-                if c.bridge.open_device_api {
-                    "HTTP devices send commands for any machine without a token, as in the old system"
-                } else {
-                    "each HTTP device sends its own token"
-                }
-            ),
+        switch(
+            "Open device API ([bridge] open_device_api)",
+            c.bridge.open_device_api,
+            "HTTP devices send commands for any machine without a token, as in the old system",
+            "each HTTP device sends its own token",
         ),
-        (
-            "Open tablet registration ([tablets] open_registration)".into(),
-            format!(
-                "{}: {}",
-                on_off(c.tablets.open_registration),
-                if c.tablets.open_registration {
-                    "any new tablet registers itself on its first request"
-                } else {
-                    "new tablets register only while the pairing window is open (Admin › Tablets)"
-                }
-            ),
+        switch(
+            "Open tablet registration ([tablets] open_registration)",
+            c.tablets.open_registration,
+            "any new tablet registers itself on its first request",
+            "new tablets register only while the pairing window is open (Admin › Tablets)",
         ),
-        (
-            "Tablets pair themselves ([tablets] auto_pair)".into(),
-            format!(
-                "{}: {}",
-                on_off(c.tablets.auto_pair),
-                if c.tablets.auto_pair {
-                    "a new tablet takes the first machine without one, and tablets may choose their machine"
-                } else {
-                    "an administrator pairs each tablet (Admin › Tablets)"
-                }
-            ),
+        switch(
+            "Tablets pair themselves ([tablets] auto_pair)",
+            c.tablets.auto_pair,
+            "a new tablet takes the first machine without one, and tablets may choose their machine",
+            "an administrator pairs each tablet (Admin › Tablets)",
         ),
         (
             "Public address ([web] public_url)".into(),

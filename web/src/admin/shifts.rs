@@ -726,18 +726,7 @@ mod tests {
             timezone: "UTC".into(),
         };
         place_week_error(&mut body, &rows, &bad.periods().unwrap_err());
-        let page = crate::page::Page {
-            title: "T".into(),
-            nav: "admin",
-            user: None,
-            csrf: "tok".into(),
-            flash: None,
-            version: "0",
-            body,
-        };
-        let r = crate::page::Pages::new().render("shift_week", &page);
-        assert_eq!(r.status(), StatusCode::OK);
-        let html = String::from_utf8(axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+        let html = crate::page::render_for_test("shift_week", body).await;
         assert!(html.contains("Two &lt;shifts&gt;"), "escaped");
         assert!(html.contains(r#"name="tue.0.end" value="06:00""#), "the posted value is shown again");
         assert!(html.contains("mark the shift overnight"), "the refusal is on the page");

@@ -456,19 +456,7 @@ mod tests {
                 window_registered: 2,
                 minutes: Field::text("minutes", "Minutes", "15").kind("number"),
             };
-            let page = crate::page::Page {
-                title: "T".into(),
-                nav: "admin",
-                user: None,
-                csrf: "tok".into(),
-                flash: None,
-                version: "0",
-                body,
-            };
-            let r = crate::page::Pages::new().render("tablets", &page);
-            assert_eq!(r.status(), StatusCode::OK);
-            let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
-            let html = String::from_utf8(bytes.to_vec()).unwrap();
+            let html = crate::page::render_for_test("tablets", body).await;
             assert!(html.contains("Line &lt;1&gt;"));
             assert_eq!(html.contains("/admin/tablets/pairing-window/close"), until.is_some(), "{html}");
             assert!(html.contains("auto_pair = false"));
