@@ -119,9 +119,9 @@ async fn found_tablet(state: &WebState, id: i32) -> Result<Tablet, oee_core::Err
 struct TabletForm {
     #[serde(default)]
     name: String,
-    /// A machine's id, `0` or empty for none (the reference's "Unassigned").
+    /// A machine's id, `0` or empty for none (the reference's "Unassigned"); absent: unchanged.
     #[serde(default)]
-    machine_id: String,
+    machine_id: Option<String>,
 }
 
 /// The machine choices: none, then every active machine, those with another tablet marked.
@@ -149,9 +149,10 @@ async fn edit_form(
     e: Option<&oee_core::Error>,
 ) -> Result<Response, oee_core::Error> {
     let (name, machine) = match form {
-        Some(f) => (f.name.clone(), f.machine_id.trim().to_string()),
-        None => (t.name.clone(), t.machine_id.unwrap_or(0).to_string()),
+        Some(f) => (f.name.clone(), f.machine_id.as_deref().map(str::trim).map(str::to_string)),
+        None => (t.name.clone(), None),
     };
+    let machine = machine.unwrap_or_else(|| t.machine_id.unwrap_or(0).to_string());
     let mut fields = vec![
         Field::text("name", "Name", name).required(),
         Field::select("machine_id", "Machine", machine_choices(state, t).await?, &machine).hint(
@@ -211,12 +212,6 @@ fn machine_of(text: &str) -> Result<Option<i32>, oee_core::Error> {
     }
 }
 
-/// Pairs the tablet with `machine` (unpairs it with `None`); a machine with another tablet is refused in the
-/// reference's words ("Machine already assigned to another device").
-async fn pair(state: &WebState, t: &Tablet, machine: Option<i32>) -> Result<(), oee_core::Error> {
-    tablet::pair_tablet(&state.pool, t.id, machine).await
-}
-
 async fn update(
     State(state): State<WebState>,
     Extension(c): Extension<Caller>,
@@ -225,11 +220,15 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let t = found_tablet(&state, id).await?;
     let outcome = async {
-        let machine = machine_of(&form.machine_id)?;
+        let machine = form.machine_id.as_deref().map(machine_of).transpose()?;
         if form.name.trim() != t.name {
             tablet::rename_tablet(&state.pool, id, &form.name).await?;
         }
-        pair(&state, &t, machine).await
+        match machine {
+            // A machine with another tablet is refused in the reference's words.
+            Some(m) => tablet::pair_tablet(&state.pool, id, m).await,
+            None => Ok(()),
+        }
     }
     .await;
     Ok(match outcome {
@@ -376,7 +375,7 @@ async fn api_pair(
     ApiJson(body): ApiJson<Pairing>,
 ) -> Result<axum::Json<TabletJson>, ApiError> {
     let t = found_tablet(&state, id).await?;
-    pair(&state, &t, body.machine_id.filter(|m| *m != 0)).await?;
+    tablet::pair_tablet(&state.pool, t.id, body.machine_id.filter(|m| *m != 0)).await?;
     Ok(axum::Json(found_tablet(&state, id).await?.into()))
 }
 
@@ -423,7 +422,7 @@ async fn api_open_window(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<OpenWindow>,
 ) -> Result<axum::Json<WindowJson>, ApiError> {
-    let minutes = window_minutes(&body.minutes.to_string())?;
+    let minutes = window_minutes(&body.minutes.to_string())?; // the same limits as the page's
     tablet::open_pairing_window(&state.pool, Utc::now(), minutes).await?;
     Ok(axum::Json(window_json(&state).await?))
 }
