@@ -149,9 +149,8 @@ impl App {
             oee_web::start(
                 db.pool.clone(),
                 tz,
-                config.oee.clone(),
+                config,
                 mqtt.clone(),
-                config.web.clone(),
                 std::time::Duration::from_millis(config.bridge.reply_timeout_ms.max(1)),
                 bridge.as_ref().map(|_| oee_bridge::openapi()),
             )

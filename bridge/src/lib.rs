@@ -46,6 +46,8 @@ pub(crate) struct BridgeState {
     open_device_api: bool,
     /// Seals the commands only the server may send (tablet sessions).
     seal: Arc<oee_core::access::ServerSeal>,
+    /// When each tablet's `/check-state` was last recorded as "last seen".
+    last_seen: Arc<tablet::LastSeen>,
 }
 
 /// A running bridge: its routes, and the MQTT tasks behind them (stopped on drop).
@@ -83,6 +85,7 @@ pub fn start(
         pins: Arc::default(),
         open_device_api: cfg.open_device_api,
         seal,
+        last_seen: Arc::default(),
     };
     let mut router = Router::new();
     for route in routes() {

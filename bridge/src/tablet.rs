@@ -41,6 +41,25 @@ const PARSE_ERROR: &str = "Server error parsing data";
 /// Shown as the machine of an unpaired tablet (contract C10).
 const NO_MACHINE: &str = "No assigned machine. Pair via the admin interface then press back to refresh.";
 
+/// When each tablet's asking for its state was last recorded, so that a tablet polling every few seconds
+/// writes its "last seen" about once a minute; the database keeps the same limit for several bridges.
+#[derive(Debug, Default)]
+pub(crate) struct LastSeen(std::sync::Mutex<std::collections::HashMap<i32, std::time::Instant>>);
+
+impl LastSeen {
+    /// Whether tablet `id` seen at `now` should be recorded (and, if so, remembers it as recorded).
+    fn due(&self, id: i32, now: std::time::Instant) -> bool {
+        let Ok(mut last) = self.0.lock() else { return true };
+        match last.get(&id) {
+            Some(at) if now.saturating_duration_since(*at) < std::time::Duration::from_secs(60) => false,
+            _ => {
+                last.insert(id, now);
+                true
+            }
+        }
+    }
+}
+
 /// A finished answer: every way out of a handler.
 type Answer = Result<Response, Fail>;
 
@@ -313,6 +332,12 @@ pub(crate) async fn check_state(
                  (oee-server tablet open-window)",
             )
         })?;
+    if state.last_seen.due(t.id, std::time::Instant::now())
+        && let Err(e) = store::note_tablet_seen(&state.pool, t.id, Utc::now()).await
+    {
+        // Only the admin pages read it: the tablet's answer does not depend on it.
+        tracing::warn!("recording that tablet {} was seen: {e}", t.id);
+    }
     let (Some(machine_id), Some(user_name)) = (t.machine_id, t.user_name.as_deref()) else {
         let machine = t.machine_name.as_deref().unwrap_or(NO_MACHINE);
         return Ok(reference(

@@ -47,6 +47,8 @@ pub(crate) struct WebState {
     reply_timeout: Duration,
     /// The API document as served (`GET /api/v1/openapi.json`).
     api_doc: axum::body::Bytes,
+    /// The whole configuration, for the settings page (which shows what the file decides).
+    config: Arc<oee_core::config::Config>,
 }
 
 /// A running web side: its routes, and the MQTT tasks behind its forms (stopped on drop).
@@ -65,15 +67,14 @@ impl Drop for Web {
 
 /// Connects the web side's MQTT client and builds its routes, each behind the access its entry in
 /// [`access`]'s table names. `mqtt` is how the server's own clients reach the broker (logged in as the
-/// server); changes sent to ingest wait `reply_timeout` for its verdict. `bridge_api` is the bridge's part of
+/// server); `config` is the server's configuration; changes sent to ingest wait `reply_timeout` for its verdict. `bridge_api` is the bridge's part of
 /// the API document (`oee_bridge::openapi()`) when the bridge runs in this server: `GET /api/v1/openapi.json`
 /// serves it merged with the web side's.
 pub fn start(
     pool: PgPool,
     tz: chrono_tz::Tz,
-    oee: oee_core::config::OeeConfig,
+    config: &oee_core::config::Config,
     mqtt: oee_core::config::MqttConfig,
-    web: oee_core::config::WebConfig,
     reply_timeout: Duration,
     bridge_api: Option<utoipa::openapi::OpenApi>,
 ) -> Web {
@@ -81,14 +82,15 @@ pub fn start(
     let state = WebState {
         pool,
         tz,
-        oee,
+        oee: config.oee.clone(),
         mqtt: Arc::new(mqtt),
         last_probe: Arc::default(),
-        web: Arc::new(web),
+        web: Arc::new(config.web.clone()),
         pages: Arc::new(page::Pages::new()),
         replies,
         reply_timeout,
         api_doc: openapi::document_bytes(bridge_api),
+        config: Arc::new(config.clone()),
     };
     let mut router = Router::new();
     for route in access::table() {

@@ -240,7 +240,8 @@ pub(crate) async fn oee(
             None => intervals.extend(machines.iter().map(|m| (*m, b.start, b.end))),
         }
     }
-    let cfg = state.oee.engine();
+    // The threshold an administrator set on the settings page wins over the config file's.
+    let cfg = oee_core::store::setting::oee_engine(&state.pool, &state.oee).await?;
     let mut calc = Calculator::new(tz, cfg, local_day_start(tz, now), now, state.oee.daily_cache);
     let started = std::time::Instant::now();
     calc.load(&state.pool, &intervals).await?;

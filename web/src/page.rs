@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("list", include_str!("../templates/list.hbs")),
     ("form", include_str!("../templates/form.hbs")),
     ("admin_home", include_str!("../templates/admin_home.hbs")),
+    ("shift_week", include_str!("../templates/shift_week.hbs")),
+    ("tablets", include_str!("../templates/tablets.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -328,6 +330,18 @@ pub(crate) async fn help(State(state): State<WebState>, caller: Option<Extension
     };
     let page = Page::new(&state, caller.as_ref(), "Help", "help", body).await;
     state.pages.render("message", &page)
+}
+
+/// Renders page template `name` with `body` as a signed-out page whose CSRF token is `tok`, in the strict
+/// mode of unit tests; panics unless it renders.
+#[cfg(test)]
+pub(crate) async fn render_for_test<T: Serialize>(name: &str, body: T) -> String {
+    let page =
+        Page { title: "T".into(), nav: "admin", user: None, csrf: "tok".into(), flash: None, version: "0", body };
+    let r = Pages::new().render(name, &page);
+    assert_eq!(r.status(), StatusCode::OK, "{name} renders");
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.expect("the page's body");
+    String::from_utf8(bytes.to_vec()).expect("a page is UTF-8")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod machine;
 pub mod report;
 pub mod schedule;
 pub mod seed;
+pub mod setting;
 pub mod tablet;
 pub mod user;
 

@@ -20,13 +20,15 @@ pub struct Tablet {
     pub session_id: Option<i32>,
     pub user_id: Option<i32>,
     pub user_name: Option<String>,
+    /// When the tablet last asked for its state (recorded at most about once a minute).
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 /// Tablets by UUID, by id, or all of them (neither given), by id.
 async fn tablets(pool: &PgPool, uuid: Option<&str>, id: Option<i32>) -> Result<Vec<Tablet>, Error> {
     Ok(sqlx::query_as(
         "SELECT d.id, d.uuid, d.name, d.machine_id, m.name AS machine_name, \
-                d.active_user_session_id AS session_id, s.user_id, u.username AS user_name \
+                d.active_user_session_id AS session_id, s.user_id, u.username AS user_name, d.last_seen_at \
          FROM input_device d \
          LEFT JOIN machine m ON m.id = d.machine_id \
          LEFT JOIN user_session s ON s.id = d.active_user_session_id \
@@ -53,6 +55,52 @@ pub async fn tablet_by_id(pool: &PgPool, id: i32) -> Result<Option<Tablet>, Erro
 /// Every tablet, by id.
 pub async fn list_tablets(pool: &PgPool) -> Result<Vec<Tablet>, Error> {
     tablets(pool, None, None).await
+}
+
+/// Records that the tablet asked for its state at `now`, unless that was already recorded less than a
+/// minute before (so a tablet polling every few seconds writes about once a minute).
+pub async fn note_tablet_seen(pool: &PgPool, tablet_id: i32, now: DateTime<Utc>) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE input_device SET last_seen_at = $2 \
+         WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at <= $2 - interval '1 minute')",
+    )
+    .bind(tablet_id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Renames the tablet `tablet_id`: 1 to 100 characters, unique, and not `Tablet <n>` for another tablet's
+/// number (new tablets are named so).
+pub async fn rename_tablet(pool: &PgPool, tablet_id: i32, name: &str) -> Result<(), Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::field("name", "a tablet's name must have 1 to 100 characters"));
+    }
+    if let Some(n) = name.strip_prefix("Tablet ").and_then(|n| n.parse::<i64>().ok())
+        && n != i64::from(tablet_id)
+    {
+        return Err(Error::field(
+            "name",
+            format!("`{name}` is kept for the tablet numbered {n} (new tablets are named so): choose another name"),
+        ));
+    }
+    let done = sqlx::query("UPDATE input_device SET name = $2 WHERE id = $1")
+        .bind(tablet_id)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                Error::field("name", format!("a tablet named `{name}` already exists: choose another name"))
+            }
+            _ => Error::Database(e),
+        })?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("there is no tablet {tablet_id}: see the list of tablets")));
+    }
+    Ok(())
 }
 
 /// Who may register as a new tablet.
@@ -202,7 +250,7 @@ pub async fn pair_tablet(pool: &PgPool, tablet_id: i32, machine_id: Option<i32>)
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict(format!(
-                "machine {} already has a tablet: unpair that one first",
+                "Machine already assigned to another device: machine {} already has a tablet; unpair that one first",
                 machine_id.unwrap_or_default()
             )),
             _ => Error::Database(e),

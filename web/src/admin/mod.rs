@@ -5,6 +5,9 @@
 mod codes;
 mod groups;
 mod machines;
+mod settings;
+mod shifts;
+mod tablets;
 mod tokens;
 mod users;
 
@@ -44,6 +47,9 @@ pub(crate) fn routes() -> Vec<Route> {
     r.extend(machines::routes());
     r.extend(groups::routes());
     r.extend(codes::routes());
+    r.extend(shifts::routes());
+    r.extend(tablets::routes());
+    r.extend(settings::routes());
     r
 }
 
@@ -100,9 +106,18 @@ struct Section {
     items: Vec<String>,
 }
 
+/// A card of the admin home without a count (the plant settings).
+#[derive(Serialize)]
+struct Card {
+    title: &'static str,
+    link: &'static str,
+    items: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct HomeBody {
     sections: Vec<Section>,
+    settings: Card,
 }
 
 /// The first few names of a list, for the admin home's cards.
@@ -175,6 +190,12 @@ async fn home(
             items: first_names(live_tokens.iter().map(|t| format!("{} ({})", t.name, t.scope.as_str()))),
         },
     ];
-    let page = Page::new(&state, Some(&c), "Administration", "admin", HomeBody { sections }).await;
+    let threshold = oee_core::store::setting::oee_engine(&state.pool, &state.oee).await?.minor_stop_threshold_ms / 1000;
+    let settings = Card {
+        title: "Plant settings",
+        link: "/admin/settings",
+        items: vec![format!("Time zone {}", state.tz.name()), format!("Minor stops under {threshold} s")],
+    };
+    let page = Page::new(&state, Some(&c), "Administration", "admin", HomeBody { sections, settings }).await;
     Ok(state.pages.render("admin_home", &page))
 }
