@@ -66,10 +66,10 @@ impl Drop for Web {
 }
 
 /// Connects the web side's MQTT client and builds its routes, each behind the access its entry in
-/// [`access`]'s table names. `mqtt` is how the server's own clients reach the broker (logged in as the
-/// server); `config` is the server's configuration; changes sent to ingest wait `reply_timeout` for its verdict. `bridge_api` is the bridge's part of
-/// the API document (`oee_bridge::openapi()`) when the bridge runs in this server: `GET /api/v1/openapi.json`
-/// serves it merged with the web side's.
+/// [`access`]'s table names. `config` is the server's configuration; `mqtt` is how the server's own clients
+/// reach the broker (logged in as the server); changes sent to ingest wait `reply_timeout` for its verdict.
+/// `bridge_api` is the bridge's part of the API document (`oee_bridge::openapi()`) when the bridge runs in
+/// this server: `GET /api/v1/openapi.json` serves it merged with the web side's.
 pub fn start(
     pool: PgPool,
     tz: chrono_tz::Tz,
