@@ -99,6 +99,11 @@ impl Chromium {
 
     /// One WebDriver command; its `value`. A WebDriver error fails the test with the driver's message.
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One WebDriver command; its `value`, or the driver's error (for commands a test may retry).
+    pub async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("http://{}{path}", self.addr);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(b) = body {
@@ -107,8 +112,10 @@ impl Chromium {
         let r = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = r.status();
         let v: Value = r.json().await.unwrap_or_else(|e| panic!("{method} {path}: answer is not JSON: {e}"));
-        assert!(status.is_success(), "{method} {path}: {status} {}; see {}", v["value"], self.log.display());
-        v["value"].clone()
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status} {}; see {}", v["value"], self.log.display()));
+        }
+        Ok(v["value"].clone())
     }
 
     fn path(&self, rest: &str) -> String {
@@ -153,9 +160,25 @@ impl Chromium {
     }
 
     /// A real click (ChromeDriver refuses it when the element is hidden or covered).
+    /// A page that redraws itself (a list refreshed from the server) may hide or replace the element between
+    /// finding it and clicking it: such a click is tried again, up to [`PATIENCE`].
     pub async fn tap(&self, css: &str) {
-        let e = self.element(css).await;
-        self.call(reqwest::Method::POST, &self.path(&format!("/element/{e}/click")), Some(json!({}))).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let e = self.element(css).await;
+            let clicked =
+                self.try_call(reqwest::Method::POST, &self.path(&format!("/element/{e}/click")), Some(json!({}))).await;
+            match clicked {
+                Ok(_) => return,
+                Err(why)
+                    if (why.contains("not interactable") || why.contains("stale element"))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(why) => panic!("clicking {css}: {why}"),
+            }
+        }
     }
 
     /// Clears the input and types `text` into it, key by key.
