@@ -403,7 +403,7 @@ async fn the_minor_stop_threshold_set_on_the_settings_page_is_what_reports_use()
     for fact in ["[plant] timezone", "UTC", "restart", "[broker] allow_anonymous", "[bridge] open_device_api"] {
         assert!(page.contains(fact), "{fact}: {page}");
     }
-    for fact in ["[tablets] open_registration", "[tablets] auto_pair", "[web] public_url", "session_idle_minutes"] {
+    for fact in ["[tablets] open_registration", "[tablets] auto_pair", "[http] public_url", "session_idle_minutes"] {
         assert!(page.contains(fact), "{fact}");
     }
     let r = admin.post_form("/admin/settings", &[("minor_stop_threshold_s", "soon")]).await;

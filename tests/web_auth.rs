@@ -411,3 +411,30 @@ async fn api_tokens_are_scoped_and_revocable() {
     assert_eq!(dup.status(), 409);
     assert_eq!(dup.json::<serde_json::Value>().await.unwrap()["field"], "name");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_https_the_cookie_is_secure_and_one_address_is_limited_across_names() {
+    let db = common::seeded_db().await;
+    let mut config = common::test_config(&db);
+    config.http.public_url = "https://oee.example.com".into();
+    config.web.sign_in_max_failures_per_address = 3;
+    let t = common::spawn_app_with(config, db, oee_server::Services::ALL).await;
+    oee_core::store::user::add_user(&t.pool, "vic", "password-1", Role::Viewer, false).await.unwrap();
+    let b = Browser::new(&t.http);
+    let r = b.sign_in("vic", "password-1").await;
+    assert_eq!(r.status(), 302);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("oee_session="))
+        .expect("a session cookie");
+    assert!(session.contains("; Secure"), "{session}");
+    // Three names guessed from one address: the fourth attempt, of any name, waits.
+    let guesser = Browser::new(&t.http);
+    for name in ["a", "b", "c"] {
+        assert_eq!(location(&guesser.sign_in(name, "guess").await), "/login");
+    }
+    assert_eq!(guesser.sign_in("admin", "digitme2").await.status(), 429);
+}

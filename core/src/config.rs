@@ -99,6 +99,9 @@ pub struct HttpConfig {
     pub body_read_timeout_s: u64,
     /// Most connections open at once (websockets included); more wait to be accepted until one closes.
     pub max_connections: usize,
+    /// The address people type to reach the server (`https://oee.example.com`). When it starts with
+    /// `https://`, browser session cookies are marked `Secure` (sent over HTTPS only). Empty: unknown.
+    pub public_url: String,
 }
 
 /// What the bridge adds to a request body before publishing it (topic, request id, reply topic, timestamp),
@@ -113,6 +116,7 @@ impl Default for HttpConfig {
             header_read_timeout_s: 30,
             body_read_timeout_s: 30,
             max_connections: 10_000,
+            public_url: String::new(),
         }
     }
 }
@@ -121,9 +125,6 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
-    /// The address people type to reach the server (`https://oee.example.com`). When it starts with
-    /// `https://`, session cookies are marked `Secure` (sent over HTTPS only). Empty: unknown.
-    pub public_url: String,
     /// A browser session unused for this many minutes ends.
     pub session_idle_minutes: u32,
     /// A browser session ends this many hours after sign-in, used or not.
@@ -141,7 +142,6 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
-            public_url: String::new(),
             session_idle_minutes: 8 * 60,
             session_lifetime_hours: 7 * 24,
             sign_in_window_minutes: 15,

@@ -65,7 +65,7 @@ fn set_cookie(r: &mut Response, value: String) {
 }
 
 fn secure(state: &WebState) -> &'static str {
-    if state.web.public_url.trim().to_ascii_lowercase().starts_with("https://") { "; Secure" } else { "" }
+    if state.config.http.public_url.trim().to_ascii_lowercase().starts_with("https://") { "; Secure" } else { "" }
 }
 
 /// A page that answers and leaves `code` for the sign-in page to explain.

@@ -33,7 +33,7 @@ fn switch(label: &str, on: bool, when_on: &str, when_off: &str) -> (String, Stri
 /// The read-only facts: what the config file decides, in words, with the key that changes it.
 fn config_facts(state: &WebState) -> Vec<(String, String)> {
     let c = &state.config;
-    let public_url = if c.web.public_url.is_empty() { "not set".to_string() } else { c.web.public_url.clone() };
+    let public_url = if c.http.public_url.is_empty() { "not set".to_string() } else { c.http.public_url.clone() };
     vec![
         (
             "How to change these".into(),
@@ -72,10 +72,10 @@ fn config_facts(state: &WebState) -> Vec<(String, String)> {
             "an administrator pairs each tablet (Admin › Tablets)",
         ),
         (
-            "Public address ([web] public_url)".into(),
+            "Public address ([http] public_url)".into(),
             format!(
                 "{public_url}{}",
-                if c.web.public_url.starts_with("https://") {
+                if c.http.public_url.starts_with("https://") {
                     " (session cookies are sent over HTTPS only)"
                 } else {
                     " (session cookies are not marked HTTPS-only)"
@@ -235,7 +235,7 @@ async fn settings_json(state: &WebState) -> Result<SettingsJson, oee_core::Error
             "bridge.open_device_api": c.bridge.open_device_api,
             "tablets.open_registration": c.tablets.open_registration,
             "tablets.auto_pair": c.tablets.auto_pair,
-            "web.public_url": c.web.public_url,
+            "http.public_url": c.http.public_url,
             "web.session_idle_minutes": c.web.session_idle_minutes,
             "web.session_lifetime_hours": c.web.session_lifetime_hours,
         }),
