@@ -137,6 +137,8 @@ pub struct WebConfig {
     /// After this many failed sign-ins from one address within the window, that address is refused until
     /// the window has passed.
     pub sign_in_max_failures_per_address: u32,
+    /// The status page highlights a machine that has been in the same activity for longer than this.
+    pub status_highlight_after_minutes: u32,
 }
 
 impl Default for WebConfig {
@@ -147,6 +149,7 @@ impl Default for WebConfig {
             sign_in_window_minutes: 15,
             sign_in_max_failures_per_user: 5,
             sign_in_max_failures_per_address: 30,
+            status_highlight_after_minutes: 30,
         }
     }
 }

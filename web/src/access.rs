@@ -94,7 +94,6 @@ pub(crate) fn table() -> Vec<Route> {
         Route::post("/account/password", R(Viewer), crate::account::change_password),
         Route::get("/static/app.css", Public, crate::page::stylesheet),
         // The next issue's pages: the navigation leads somewhere already.
-        Route::get("/status", R(Viewer), crate::page::status_placeholder),
         Route::get("/graphs", R(Viewer), crate::page::graphs_placeholder),
         Route::get("/tables", R(Viewer), crate::page::tables_placeholder),
         Route::get("/dashboard", R(Viewer), crate::page::dashboard_placeholder),
@@ -119,6 +118,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::post("/api/edit-past-job", R(Supervisor), forms::edit_past_job).reference_form(),
         Route::get("/api/v1/openapi.json", Public, crate::openapi::serve),
     ];
+    routes.extend(crate::status::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
     let _ = Admin;

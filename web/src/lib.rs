@@ -14,6 +14,7 @@ mod operator;
 mod page;
 mod reference_api;
 mod reference_forms;
+mod status;
 mod telemetry_api;
 
 use axum::Router;
@@ -78,7 +79,7 @@ pub fn start(
     reply_timeout: Duration,
     bridge_api: Option<utoipa::openapi::OpenApi>,
 ) -> Web {
-    let (replies, tasks) = Replies::start(&mqtt, "web", false);
+    let (replies, tasks) = Replies::start(&mqtt, "web", true);
     let state = WebState {
         pool,
         tz,

@@ -240,11 +240,9 @@ pub(crate) async fn oee(
             None => intervals.extend(machines.iter().map(|m| (*m, b.start, b.end))),
         }
     }
-    // The threshold an administrator set on the settings page wins over the config file's.
-    let cfg = oee_core::store::setting::oee_engine(&state.pool, &state.oee).await?;
-    let mut calc = Calculator::new(tz, cfg, local_day_start(tz, now), now, state.oee.daily_cache);
     let started = std::time::Instant::now();
-    calc.load(&state.pool, &intervals).await?;
+    let calc = Calculator::ready(&state, &intervals, now).await?;
+    let cfg = calc.cfg;
     let loaded = started.elapsed();
 
     let mut total = Sums::default();
@@ -374,7 +372,7 @@ enum Piece {
 }
 
 /// Works out sums per machine and interval from cached days and live history.
-struct Calculator {
+pub(crate) struct Calculator {
     tz: Tz,
     cfg: EngineConfig,
     /// Days ending at or before this are entirely past and may be cached.
@@ -400,6 +398,20 @@ impl Calculator {
             days_read: 0,
             days_computed: 0,
         }
+    }
+
+    /// A calculator with everything loaded that `intervals` (machine, start, end) need, by the engine
+    /// settings in force (the threshold an administrator set on the settings page wins over the config
+    /// file's).
+    pub(crate) async fn ready(
+        state: &WebState,
+        intervals: &[(i32, DateTime<Utc>, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<Calculator, ApiError> {
+        let cfg = oee_core::store::setting::oee_engine(&state.pool, &state.oee).await?;
+        let mut calc = Calculator::new(state.tz, cfg, local_day_start(state.tz, now), now, state.oee.daily_cache);
+        calc.load(&state.pool, intervals).await?;
+        Ok(calc)
     }
 
     /// [start, end) cut into whole past plant days (when the cache is on) and live stretches.
@@ -535,7 +547,7 @@ impl Calculator {
     }
 
     /// One machine's sums over [start, end) (after [`Calculator::load`] saw the interval).
-    fn sums(&self, machine: i32, start: DateTime<Utc>, end: DateTime<Utc>) -> Sums {
+    pub(crate) fn sums(&self, machine: i32, start: DateTime<Utc>, end: DateTime<Utc>) -> Sums {
         let mut total = Sums::default();
         for p in self.pieces(start, end) {
             match p {

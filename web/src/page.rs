@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin_home", include_str!("../templates/admin_home.hbs")),
     ("shift_week", include_str!("../templates/shift_week.hbs")),
     ("tablets", include_str!("../templates/tablets.hbs")),
+    ("status", include_str!("../templates/status.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -300,10 +301,6 @@ async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static
     };
     let page = Page::new(&state, Some(&caller), title, nav, body).await;
     state.pages.render("message", &page)
-}
-
-pub(crate) async fn status_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Status", "status").await
 }
 
 pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {

@@ -22,6 +22,7 @@ use chrono::{DateTime, DurationRound, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use oee_core::payload::{
     HistoryActivityCommand, HistoryJobCommand, HistoryProductionCommand, JobEndCommand, JobStartCommand, ReplyTo,
+    StateCommand,
 };
 use oee_core::request::SendError;
 use oee_core::store::history as history_store;
@@ -65,9 +66,10 @@ impl From<oee_core::Error> for FormError {
     }
 }
 
-impl IntoResponse for FormError {
-    fn into_response(self) -> Response {
-        let (status, body) = match self {
+impl FormError {
+    /// The status and plain text this refusal is answered with.
+    pub(crate) fn answer(self) -> (StatusCode, String) {
+        match self {
             FormError::Invalid { generic, message } => (StatusCode::BAD_REQUEST, format!("{generic}: {message}")),
             FormError::NotFound(message) => (StatusCode::NOT_FOUND, message),
             FormError::Conflict(message) => (StatusCode::CONFLICT, message),
@@ -83,7 +85,13 @@ impl IntoResponse for FormError {
                 tracing::warn!("reference form: {e}");
                 (StatusCode::SERVICE_UNAVAILABLE, format!("the database is not available ({e}): try again later"))
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for FormError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.answer();
         (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
     }
 }
@@ -290,6 +298,29 @@ pub(crate) async fn start_job(
         reply: received_now(),
     };
     form.apply(&state, machine, CommandKind::JobStart, command).await?;
+    Ok(done())
+}
+
+/// The status page's state form (`machine_id`, `activity_code`): moves the machine to the code now, as the
+/// signed-in person, by the rules of a device's state change (the reference posted it to
+/// `/api/machine-state-change`); 200 with an empty body.
+pub(crate) async fn change_state(
+    State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
+    fields: Result<FormFields, FormFault>,
+) -> Result<Response, FormError> {
+    let form = Form::read(fields, FORM_ERROR, state.tz)?;
+    let machine = form.machine()?;
+    let code = form.code("activity_code")?.ok_or_else(|| form.invalid("`activity_code` is missing: choose one"))?;
+    let command = StateCommand {
+        machine_state: None,
+        activity_code_id: Some(code),
+        user_id: caller.user_id,
+        timestamp: None,
+        job_note: None,
+        reply: received_now(),
+    };
+    form.apply(&state, machine, CommandKind::State, command).await?;
     Ok(done())
 }
 

@@ -477,6 +477,33 @@ pub async fn machine_statuses(pool: &PgPool, ids: Option<&[i32]>) -> Result<Vec<
     .await?)
 }
 
+/// What the status page shows of a machine beside its status: its group and the name of the person at it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BoardMachine {
+    pub machine_id: i32,
+    pub group_id: Option<i32>,
+    /// The user of the machine's current activity (the tablet's operator, or whoever changed it last).
+    pub user_name: Option<String>,
+}
+
+/// Every active machine of the status page, by id, in group `group` when one is given.
+pub async fn board_machines(pool: &PgPool, group: Option<i32>) -> Result<Vec<BoardMachine>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT m.id AS machine_id, m.group_id, u.username AS user_name \
+         FROM machine m LEFT JOIN app_user u ON u.id = m.current_user_id \
+         WHERE m.active AND ($1::int4 IS NULL OR m.group_id = $1) \
+         ORDER BY m.id",
+    )
+    .bind(group)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The name of user `id`, if there is one.
+pub async fn user_name(pool: &PgPool, id: i32) -> Result<Option<String>, Error> {
+    Ok(sqlx::query_scalar("SELECT username FROM app_user WHERE id = $1").bind(id).fetch_optional(pool).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
