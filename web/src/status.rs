@@ -498,7 +498,7 @@ mod tests {
         for ok in ["#ff0000", "#F00", "#00ff0080", "red", " green "] {
             assert!(css_colour(ok).is_some(), "{ok}");
         }
-        for bad in ["#ff00", "red; } body { x", "url(x)", "", "#gggggg", "rgb(1,2,3)"] {
+        for bad in ["#ff000", "red; } body { x", "url(x)", "", "#gggggg", "rgb(1,2,3)"] {
             assert_eq!(css_colour(bad), None, "{bad}");
         }
     }
