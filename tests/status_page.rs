@@ -101,9 +101,8 @@ async fn a_supervisor_starts_a_job_adds_parts_changes_the_state_and_ends_it_from
     assert!(html.contains("Press: not done. machine") && html.contains("has no active job: start a job"), "{html}");
     assert_ne!(t.current_code(m).await, 1);
 
-    let r = b
-        .post_form(&path("job/start"), &[("job_number", "J-77"), ("ideal_cycle_time", "12"), ("group", "1")])
-        .await;
+    let r =
+        b.post_form(&path("job/start"), &[("job_number", "J-77"), ("ideal_cycle_time", "12"), ("group", "1")]).await;
     assert_eq!((r.status().as_u16(), location(&r)), (302, format!("/status?group=1#machine-{m}")));
     let (job, number, ict, user): (i64, String, Option<f64>, Option<i32>) = sqlx::query_as(
         "SELECT j.id, j.job_number, j.ideal_cycle_time_s, m.current_user_id FROM machine m \
@@ -121,7 +120,9 @@ async fn a_supervisor_starts_a_job_adds_parts_changes_the_state_and_ends_it_from
     assert!(c.contains(&format!(r#"action="/status/machines/{m}/production""#)), "{c}");
 
     let job_id = job.to_string();
-    let r = b.post_form(&path("production"), &[("job_id", &job_id), ("quantity_good", "5"), ("quantity_rejects", "1")]).await;
+    let r = b
+        .post_form(&path("production"), &[("job_id", &job_id), ("quantity_good", "5"), ("quantity_rejects", "1")])
+        .await;
     assert_eq!(r.status(), 302);
     let counted: (i64, i64) = sqlx::query_as(
         "SELECT sum(quantity_good)::int8, sum(quantity_rejects)::int8 FROM production_quantity WHERE job_id = $1",
@@ -139,7 +140,8 @@ async fn a_supervisor_starts_a_job_adds_parts_changes_the_state_and_ends_it_from
     let (_, html) = page(&b, "/status").await;
     assert!(card(&html, m).contains("Produced: 6"), "{}", card(&html, m));
 
-    let r = b.post_form(&path("job/end"), &[("job_id", &job_id), ("quantity_good", "10"), ("quantity_rejects", "2")]).await;
+    let r =
+        b.post_form(&path("job/end"), &[("job_id", &job_id), ("quantity_good", "10"), ("quantity_rejects", "2")]).await;
     assert_eq!(r.status(), 302);
     let (active, good, rejects): (bool, i64, i64) = sqlx::query_as(
         "SELECT j.active, sum(p.quantity_good)::int8, sum(p.quantity_rejects)::int8 FROM job j \
@@ -175,7 +177,12 @@ async fn the_group_filter_and_the_date_picker_choose_the_cards_and_the_day() {
         .fetch_one(&t.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE machine SET group_id = $2 WHERE id = $1").bind(lathe).bind(line2).execute(&t.pool).await.unwrap();
+    sqlx::query("UPDATE machine SET group_id = $2 WHERE id = $1")
+        .bind(lathe)
+        .bind(line2)
+        .execute(&t.pool)
+        .await
+        .unwrap();
     // a finished job with its parts on a day long past
     sqlx::query(
         "WITH j AS (INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
@@ -221,7 +228,8 @@ async fn silent_machines_say_no_signal_and_long_activities_are_highlighted() {
     config.ingest.no_signal_after_s = 7200;
     config.web.status_highlight_after_minutes = 90;
     let t = spawn_app_with(config, db, oee_server::Services::ALL).await;
-    let (fresh, hour, silent) = (t.add_machine("Fresh").await, t.add_machine("Hour").await, t.add_machine("Silent").await);
+    let (fresh, hour, silent) =
+        (t.add_machine("Fresh").await, t.add_machine("Hour").await, t.add_machine("Silent").await);
     let now = chrono::Utc::now();
     t.backdate_current_activity(hour, now - chrono::Duration::minutes(61)).await;
     t.backdate_current_activity(silent, now - chrono::Duration::minutes(125)).await;
