@@ -50,6 +50,12 @@
     text(card, ".since", s.since_local);
     text(card, ".job", s.job_number || "No job");
     text(card, ".user", s.user || "None");
+    var choice = card.querySelector('select[name="activity_code"]');
+    if (choice && document.activeElement !== choice) {
+      Array.prototype.forEach.call(choice.options, function (o) {
+        o.selected = o.value === String(s.code_id);
+      });
+    }
     age(card);
   }
 
@@ -64,7 +70,13 @@
   source.addEventListener("reload", function () {
     if (!busy()) window.location.reload();
   });
-  board.setAttribute("data-live", "on");
+  source.addEventListener("open", function () {
+    board.setAttribute("data-live", "on");
+  });
+  source.addEventListener("error", function () {
+    // The browser reconnects by itself; the server then sends every machine's status again.
+    board.setAttribute("data-live", "off");
+  });
   window.setInterval(function () {
     Array.prototype.forEach.call(board.querySelectorAll(".machine"), age);
   }, 30000);
