@@ -135,6 +135,10 @@ pub struct BrokerConfig {
     pub max_segment_size: usize,
     pub max_segment_count: usize,
     pub connection_timeout_ms: u16,
+    /// Seconds between two re-checks of every connected device against the database: a device revoked or
+    /// given other machines by any means gets its new rights on open connections within this time (a
+    /// `oee-server device revoke` is acted on at once, through a database notification).
+    pub device_recheck_s: u64,
     /// Lets MQTT clients in without credentials, with the rights of a device of every machine (they still
     /// may not write a status, a verdict or a session command). Off: every client needs a device's
     /// credentials (`oee-server device add`).
@@ -150,6 +154,7 @@ impl Default for BrokerConfig {
             max_segment_size: 4 * 1024 * 1024,
             max_segment_count: 32,
             connection_timeout_ms: 10_000,
+            device_recheck_s: 5,
             allow_anonymous: false,
         }
     }
@@ -428,6 +433,9 @@ impl Config {
         if self.broker.max_segment_size < 1024 {
             return Err(Error::ConfigParse("broker.max_segment_size must be at least 1024 bytes".into()));
         }
+        if self.broker.device_recheck_s == 0 {
+            return Err(Error::ConfigParse("broker.device_recheck_s must be at least 1 second".into()));
+        }
         if self.broker.max_segment_count == 0 {
             return Err(Error::ConfigParse("broker.max_segment_count must be at least 1".into()));
         }
@@ -566,6 +574,7 @@ mod tests {
         for (var, value, want) in [
             ("OEE_PLANT__TIMEZONE", "Mars/Olympus", "Mars/Olympus"),
             ("OEE_BROKER__MAX_SEGMENT_SIZE", "10", "max_segment_size"),
+            ("OEE_BROKER__DEVICE_RECHECK_S", "0", "device_recheck_s"),
             ("OEE_INGEST__BATCH_MAX", "0", "batch_max"),
             ("OEE_OEE__MINOR_STOP_THRESHOLD_S", "90000", "minor_stop_threshold_s"),
             ("OEE_OEE__MAX_BUCKETS", "0", "max_buckets"),
