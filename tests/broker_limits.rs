@@ -1,6 +1,6 @@
 //! The embedded broker's limits and manners: a connection beyond `broker.max_connections` is told the
 //! server is unavailable; a clean disconnect logs no error; a will is published when a connection breaks
-//! and only then.
+//! and only then; a second connection with a client id in use ends the first.
 
 mod common;
 
@@ -170,4 +170,24 @@ async fn a_connection_beyond_the_limit_is_told_the_server_is_unavailable() {
     }
     let refused = t.app.broker().unwrap().stats.connections_refused.load(Ordering::Relaxed);
     assert!(refused >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_with_the_same_client_id_ends_the_first() {
+    let _ = broker_log();
+    let t = spawn_app().await;
+    let (_first, mut first_events) = client(t.mqtt_port, "twin", Some("plant/wills/twin"));
+    poll_until(&mut first_events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).await;
+    let (second, mut second_events) = client(t.mqtt_port, "twin", None);
+    poll_until(&mut second_events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).await;
+    // The first one's connection ends (MQTT 3.1.1 §3.1.4-2); the second one works on.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, first_events.poll()).await.expect("the first connection stayed open") {
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    second.publish("plant/line-1/temp", rumqttc::QoS::AtLeastOnce, false, "20").await.unwrap();
+    poll_until(&mut second_events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).await;
 }

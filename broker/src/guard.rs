@@ -44,7 +44,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::{Access, Refusal};
+use crate::budget::{FilterBook, FilterRefusal};
 use crate::devices::{Devices, Membership};
+use crate::sessions::{Hold, Sessions};
 
 /// Keep Alive of the guard's own connection to rumqttd; the guard pings it at half that when idle.
 const UPSTREAM_KEEP_ALIVE: u16 = 60;
@@ -58,11 +60,13 @@ const UPSTREAM_ANSWER: Duration = Duration::from_secs(15);
 const UPSTREAM_CLOSE: Duration = Duration::from_secs(2);
 /// How long a connection refused for want of room may take to send its CONNECT and read the answer.
 const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+/// Capacity a connection's buffer starts with, and the most it keeps while empty.
+const BUFFER_START: usize = 4096;
+const BUFFER_KEPT: usize = 64 * 1024;
 /// Longest client id let through.
 const MAX_CLIENT_ID: usize = 128;
-/// Most subscription filters a client other than the server may hold. rumqttd keeps an in-memory log per
-/// distinct filter (up to `broker.max_segment_size` × `broker.max_segment_count` bytes each), so filters
-/// are what broker memory grows with; a device needs a handful.
+/// Most subscription filters a client other than the server may hold at once (a device needs a handful);
+/// the filters of all clients together are bounded by `broker.max_filters` (see [`crate::budget`]).
 pub(crate) const MAX_FILTERS_PER_CLIENT: usize = 32;
 
 /// What every guarded connection shares.
@@ -86,6 +90,10 @@ pub(crate) struct Guard {
     pub stats: Arc<GuardStats>,
     /// Every open connection of a device, so that a change of the device in the database reaches it.
     pub devices: Arc<Devices>,
+    /// The distinct filters clients other than the server created in the core.
+    pub filter_book: FilterBook,
+    /// Who holds each client id, and the names connections have towards rumqttd.
+    pub sessions: Arc<Sessions>,
 }
 
 /// What the guard refused since the broker started.
@@ -101,6 +109,8 @@ pub struct GuardStats {
     pub subscriptions_withdrawn: AtomicU64,
     /// Messages not delivered to a device because its rights no longer cover their topic.
     pub deliveries_withheld: AtomicU64,
+    /// Client connections that were let in and have ended.
+    pub connections_ended: AtomicU64,
 }
 
 /// Why a connection ended.
@@ -121,6 +131,8 @@ enum End {
     Restarted,
     /// The device was revoked.
     Revoked,
+    /// A newer connection with the same client id took over.
+    TakenOver,
 }
 
 impl From<std::io::Error> for End {
@@ -133,7 +145,7 @@ impl Guard {
     /// Serves one client connection until it ends.
     pub(crate) async fn serve(self: Arc<Guard>, mut client: TcpStream, peer: SocketAddr) {
         let _ = client.set_nodelay(true);
-        let mut buf = BytesMut::with_capacity(4096);
+        let mut buf = BytesMut::with_capacity(BUFFER_START);
         let connect =
             match tokio::time::timeout(self.connect_timeout, read_packet(&mut client, &mut buf, self.max_packet)).await
             {
@@ -169,7 +181,8 @@ impl Guard {
         };
         let membership = self.devices.join(&principal);
         let principal = membership.as_ref().and_then(|m| m.rights.borrow().clone()).unwrap_or(principal);
-        let (mut upstream, ack, ubuf) = match self.open_upstream(&connect).await {
+        let hold = self.sessions.take(&connect.client_id, connect.clean_session);
+        let (mut upstream, ack, ubuf) = match self.open_upstream(&connect, hold.upstream_id()).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(
@@ -188,6 +201,7 @@ impl Guard {
         let mut session = Session {
             principal,
             membership,
+            hold,
             client_id: connect.client_id.clone(),
             keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
             will: connect.last_will,
@@ -199,33 +213,52 @@ impl Guard {
             warned: false,
         };
         let end = self.pump(&mut session, &mut client, &mut upstream, buf, ubuf).await;
-        drop(client);
-        match end {
-            End::Upstream | End::Restarted => {}
-            End::Disconnect | End::Revoked => close_upstream(upstream).await,
-            End::Client | End::Io(_) | End::KeepAlive | End::Violation(_) => {
-                self.publish_will(&mut session, &mut upstream).await;
-                close_upstream(upstream).await;
+        self.stats.connections_ended.fetch_add(1, Ordering::Relaxed);
+        let will = match &end {
+            End::Disconnect | End::Upstream | End::Restarted => false,
+            End::Client => true,
+            End::TakenOver => {
+                tracing::debug!(
+                    "MQTT client `{}` from {peer} closed: a newer connection took its client id over",
+                    printable(&session.client_id)
+                );
+                true
             }
-        }
-        match end {
-            End::Disconnect | End::Client | End::Upstream | End::Restarted => {}
             End::Revoked => {
                 self.stats.connections_revoked.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     "MQTT client `{}` from {peer} closed: its device was revoked",
                     printable(&session.client_id)
                 );
+                false
             }
-            End::Io(e) => tracing::debug!("MQTT client `{}` from {peer}: {e}", session.client_id),
+            End::Io(e) => {
+                tracing::debug!("MQTT client `{}` from {peer}: {e}", printable(&session.client_id));
+                true
+            }
             End::KeepAlive => {
-                tracing::info!("MQTT client `{}` from {peer} was silent past its keep-alive: closed", session.client_id)
+                tracing::info!(
+                    "MQTT client `{}` from {peer} was silent past its keep-alive: closed",
+                    printable(&session.client_id)
+                );
+                true
             }
             End::Violation(why) => {
                 self.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("MQTT client `{}` from {peer} closed: {why}", printable(&session.client_id));
+                true
             }
+        };
+        // A connection that ended without DISCONNECT publishes its will (MQTT 3.1.1 §3.1.2.5), unless its
+        // device was revoked. The client's socket is closed first, so it does not wait on rumqttd.
+        drop(client);
+        if matches!(end, End::Upstream | End::Restarted) {
+            return;
         }
+        if will {
+            self.publish_will(&mut session, &mut upstream).await;
+        }
+        close_upstream(upstream).await;
     }
 
     /// Answers a connection beyond `broker.max_connections` with CONNACK "server unavailable", once its
@@ -276,12 +309,17 @@ impl Guard {
 
     /// Connects to rumqttd on the client's behalf and returns its CONNACK, and whatever arrived right
     /// behind it (a resumed session's redeliveries).
-    async fn open_upstream(&self, connect: &Connect) -> std::io::Result<(TcpStream, ConnAck, BytesMut)> {
+    async fn open_upstream(
+        &self,
+        connect: &Connect,
+        upstream_id: String,
+    ) -> std::io::Result<(TcpStream, ConnAck, BytesMut)> {
         let mut up = tokio::time::timeout(UPSTREAM_ANSWER, TcpStream::connect(self.upstream))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
         up.set_nodelay(true)?;
         let mut c = connect.clone();
+        c.client_id = upstream_id;
         c.keep_alive = UPSTREAM_KEEP_ALIVE;
         c.last_will = None;
         c.login = None;
@@ -346,6 +384,9 @@ impl Guard {
                     return End::Io(e);
                 }
             }
+            for b in [&mut cbuf, &mut ubuf, &mut to_client, &mut to_up] {
+                shrink(b);
+            }
             let deadline = (!s.keep_alive.is_zero()).then(|| client_seen + s.keep_alive + s.keep_alive / 2);
             tokio::select! {
                 r = client.read_buf(&mut cbuf) => match r {
@@ -376,6 +417,7 @@ impl Guard {
                     }
                 }
                 _ = generation.changed() => return End::Restarted,
+                _ = taken_over(&mut s.hold.taken_over) => return End::TakenOver,
                 rights = rights_change(&mut s.membership) => {
                     let Some(principal) = rights else { return End::Revoked };
                     s.principal = principal;
@@ -460,25 +502,18 @@ impl Guard {
                 let _ = p.write(to_up, big);
             }
             Packet::Subscribe(sub) => {
-                let allowed: Vec<bool> = sub
-                    .filters
-                    .iter()
-                    .map(|f| {
-                        let fits = s.principal == Principal::Server
-                            || s.filters.contains(&f.path)
-                            || s.filters.len() < MAX_FILTERS_PER_CLIENT;
-                        let ok = fits && access::may_subscribe(&s.principal, &f.path);
-                        if ok {
-                            s.filters.insert(f.path.clone());
-                        }
-                        ok
-                    })
-                    .collect();
+                let verdicts: Vec<Result<(), &str>> =
+                    sub.filters.iter().map(|f| self.judge_filter(s, &f.path)).collect();
+                let allowed: Vec<bool> = verdicts.iter().map(Result::is_ok).collect();
                 if allowed.iter().any(|a| !a) {
                     self.stats.subscriptions_refused.fetch_add(1, Ordering::Relaxed);
-                    let refused: Vec<&str> =
-                        sub.filters.iter().zip(&allowed).filter(|(_, a)| !**a).map(|(f, _)| f.path.as_str()).collect();
-                    s.warn_once(format_args!("subscriptions refused: {}", printable(&refused.join(", "))));
+                    let refused: Vec<String> = sub
+                        .filters
+                        .iter()
+                        .zip(&verdicts)
+                        .filter_map(|(f, v)| v.err().map(|why| format!("{} ({why})", printable(&f.path))))
+                        .collect();
+                    s.warn_once(format_args!("subscriptions refused: {}", refused.join(", ")));
                 }
                 if allowed.iter().all(|a| !a) {
                     let codes = vec![SubscribeReasonCode::Failure; allowed.len()];
@@ -512,6 +547,28 @@ impl Guard {
             other => return Some(End::Violation(format!("a client may not send {other:?}"))),
         }
         None
+    }
+
+    /// Whether the client may subscribe to `filter` now, or why not; an allowed filter is counted as held.
+    fn judge_filter(&self, s: &mut Session, filter: &str) -> Result<(), &'static str> {
+        if !access::may_subscribe(&s.principal, filter) {
+            return Err("not allowed");
+        }
+        if s.principal == Principal::Server || s.filters.contains(filter) {
+            s.filters.insert(filter.to_string());
+            return Ok(());
+        }
+        if s.filters.len() >= MAX_FILTERS_PER_CLIENT {
+            return Err("a client holds at most 32 filters");
+        }
+        match self.filter_book.admit(filter, *self.generation.borrow()) {
+            Ok(()) => {
+                s.filters.insert(filter.to_string());
+                Ok(())
+            }
+            Err(FilterRefusal::ServerSized) => Err("narrower than the server's command filter: subscribe to that"),
+            Err(FilterRefusal::Full) => Err("broker.max_filters reached"),
+        }
     }
 
     /// Handles one packet from rumqttd; false ends the connection.
@@ -626,6 +683,18 @@ async fn rights_change(membership: &mut Option<Membership>) -> Option<Principal>
     std::future::pending().await
 }
 
+/// Ready once a newer connection took the client's id over.
+async fn taken_over(signal: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
+    if let Some(rx) = signal
+        && rx.await.is_ok()
+    {
+        return;
+    }
+    // The id was let go without a takeover (cannot happen while the connection holds it): never again.
+    *signal = None;
+    std::future::pending::<()>().await
+}
+
 /// Closes the guard's side of a connection to rumqttd and waits (bounded) until rumqttd closed its own, so
 /// rumqttd reads a clean end of stream, never a reset.
 async fn close_upstream(mut up: TcpStream) {
@@ -647,6 +716,8 @@ struct Session {
     principal: Principal,
     /// A device's place among the connected devices, through which changes of its rights arrive.
     membership: Option<Membership>,
+    /// Its hold on its client id (and its name towards rumqttd), kept until the upstream connection is closed.
+    hold: Hold,
     client_id: String,
     /// Zero: the client asked for no keep-alive.
     keep_alive: Duration,
@@ -707,6 +778,14 @@ fn take(buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, mqttbytes::Err
         Ok(p) => Ok(Some(p)),
         Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Gives back the memory of a buffer a large packet grew, once it is empty: an idle connection then costs a
+/// few KiB whatever it once carried.
+fn shrink(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > BUFFER_KEPT {
+        *buf = BytesMut::with_capacity(BUFFER_START);
     }
 }
 

@@ -7,9 +7,12 @@
 //! of record and ingest publishes every machine's retained status again when it reconnects.
 
 pub mod auth;
+mod budget;
 pub mod devices;
 mod guard;
+mod memory;
 mod nodelay;
+mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -108,19 +111,22 @@ impl Broker {
             upstream_user: core.user.clone(),
             upstream_password: core.password.clone(),
             access: settings.access,
-            reserved_prefix: settings.reserved_prefix,
+            reserved_prefix: settings.reserved_prefix.clone(),
             max_packet: config.max_payload_size,
             connect_timeout: Duration::from_millis(u64::from(config.connection_timeout_ms.max(100))),
             max_connections: config.max_connections.max(1),
             generation,
             stats: stats.clone(),
             devices,
+            filter_book: budget::FilterBook::new(config.max_filters.max(1)),
+            sessions: Arc::new(sessions::Sessions::new(&settings.reserved_prefix)),
         });
         let accept = tokio::spawn(accept(listener, guard, Arc::new(Semaphore::new(config.max_connections.max(1)))));
         let core_login = (core.user.clone(), core.password.clone());
         let supervise = tokio::spawn(supervise(core, router_alive, server_task, generation_tx, health.clone()));
         tracing::info!("MQTT broker listening on {listen}");
-        let mut tasks = vec![accept, supervise, in_step];
+        let give_back = tokio::spawn(memory::give_back_after_closes(stats.clone()));
+        let mut tasks = vec![accept, supervise, in_step, give_back];
         tasks.extend(follower);
         Ok(Broker { listen, core: core_addr, stats, health, core_login, tasks })
     }
@@ -250,11 +256,13 @@ struct Core {
 impl Core {
     /// Starts a router and its listener; returns once the listener is bound.
     async fn start(&self) -> Result<(RouterAlive, JoinHandle<()>), Error> {
+        let (filter_segment, filter_segments) = budget::filter_log(self.config.filter_log_bytes);
         let router_config = RouterConfig {
             max_connections: self.config.max_connections.saturating_add(16),
             max_outgoing_packet_count: 200,
-            max_segment_size: self.config.max_segment_size,
-            max_segment_count: self.config.max_segment_count,
+            max_segment_size: filter_segment,
+            max_segment_count: filter_segments,
+            custom_segment: Some(budget::server_logs(self.config.max_segment_size, self.config.max_segment_count)),
             ..RouterConfig::default()
         };
         let router_tx = Router::new(0, router_config).spawn();
