@@ -124,6 +124,8 @@ struct Round {
     expected: u64,
     seconds: f64,
     peak_kib: u64,
+    /// RSS once every subscriber was connected and subscribed, before the devices came.
+    subscribed: (u64, u64),
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -155,6 +157,11 @@ async fn main() {
     for n in 1..=2 {
         eprintln!("round {n}: {} devices, {} subscribers", shape.devices, shape.subscribers);
         let round = load_round(&shape, pid, &pool, mqtt_port, &devices, &machines, n).await;
+        figures.push(Figure {
+            when: format!("round {n}: {} subscribers connected, before the devices", shape.subscribers),
+            rss_kib: round.subscribed.0,
+            anon_kib: round.subscribed.1,
+        });
         figures.push(Figure {
             when: format!("round {n}: highest during the load"),
             rss_kib: round.peak_kib,
@@ -332,6 +339,7 @@ async fn load_round(
     for c in connecting {
         subscribers.push(c.await.expect("a subscriber"));
     }
+    let subscribed = rss(server_pid);
 
     let published = Arc::new(AtomicU64::new(0));
     let mut publishers = Vec::with_capacity(devices.len());
@@ -367,6 +375,7 @@ async fn load_round(
         expected,
         seconds: started.elapsed().as_secs_f64(),
         peak_kib: peak.load(Ordering::Relaxed),
+        subscribed,
     }
 }
 

@@ -191,3 +191,89 @@ async fn a_second_connection_with_the_same_client_id_ends_the_first() {
     second.publish("plant/line-1/temp", rumqttc::QoS::AtLeastOnce, false, "20").await.unwrap();
     poll_until(&mut second_events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_topics_and_retained_topics_beyond_the_budget_are_refused() {
+    let _ = broker_log();
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.broker.max_filters = 2;
+    config.broker.max_topics = 2;
+    config.broker.max_retained = 1;
+    let t = spawn_app_with(config, db, Services { broker: true, ingest: false, bridge: false, web: false }).await;
+    let (c, mut events) = client(t.mqtt_port, "budget", None);
+    poll_until(&mut events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).await;
+
+    // Two distinct filters fit; a third is refused, to this client and to any other; known ones are free.
+    let filters = ["plant/a/#", "plant/b/#", "plant/c/#"]
+        .map(|f| rumqttc::SubscribeFilter::new(f.into(), rumqttc::QoS::AtLeastOnce));
+    c.subscribe_many(filters).await.unwrap();
+    let mut codes = Vec::new();
+    poll_until(&mut events, |e| match e {
+        rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a)) => {
+            codes = a.return_codes.clone();
+            true
+        }
+        _ => false,
+    })
+    .await;
+    let ok = rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce);
+    assert_eq!(codes, vec![ok, ok, rumqttc::SubscribeReasonCode::Failure]);
+    // Narrower than a command filter of the server's: refused whatever the count.
+    let (other, mut other_events) = client(t.mqtt_port, "budget-2", None);
+    poll_until(&mut other_events, |e| matches!(e, rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))).await;
+    let filters = ["plant/a/#", "oee/v1/machines/4/state"]
+        .map(|f| rumqttc::SubscribeFilter::new(f.into(), rumqttc::QoS::AtLeastOnce));
+    other.subscribe_many(filters).await.unwrap();
+    poll_until(&mut other_events, |e| match e {
+        rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a)) => {
+            codes = a.return_codes.clone();
+            true
+        }
+        _ => false,
+    })
+    .await;
+    assert_eq!(codes, vec![ok, rumqttc::SubscribeReasonCode::Failure]);
+
+    // One retained topic is kept; a second retained topic is delivered but not retained; a third topic is
+    // dropped. The subscriber of plant/a/# and plant/b/# sees what was delivered, in order.
+    c.publish("plant/a/x", rumqttc::QoS::AtLeastOnce, true, "kept").await.unwrap();
+    c.publish("plant/b/x", rumqttc::QoS::AtLeastOnce, true, "not kept").await.unwrap();
+    c.publish("plant/c/x", rumqttc::QoS::AtLeastOnce, false, "dropped").await.unwrap();
+    c.publish("plant/a/x", rumqttc::QoS::AtLeastOnce, true, "kept again").await.unwrap();
+    let mut seen = Vec::new();
+    poll_until(&mut events, |e| {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = e {
+            seen.push(String::from_utf8_lossy(&p.payload).to_string());
+        }
+        seen.len() == 3
+    })
+    .await;
+    assert_eq!(seen, ["kept", "not kept", "kept again"]);
+    // Late subscribers on the known filters (a new filter would be refused) see only what was retained.
+    let retained = |filter: &'static str| {
+        let port = t.mqtt_port;
+        async move {
+            let out = mosquitto_tool("mosquitto_sub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-C",
+                    "1",
+                    "-W",
+                    "2",
+                    "--retained-only",
+                    "-t",
+                    filter,
+                ])
+                .output()
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+    };
+    assert_eq!(retained("plant/a/#").await, "kept again");
+    assert_eq!(retained("plant/b/#").await, "");
+}

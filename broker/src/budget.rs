@@ -13,6 +13,10 @@
 //! - Every other filter gets `broker.filter_log_bytes`, and clients other than the server may create at
 //!   most `broker.max_filters` distinct ones while the core runs (each client holds at most 32 at once).
 //!
+//! rumqttd also keeps, until it stops, an entry for every distinct topic published to that matched a
+//! filter, and the last retained message of every topic: clients other than the server may publish to at
+//! most `broker.max_topics` distinct topics and keep retained messages on at most `broker.max_retained`.
+//!
 //! rumqttd counts a message as 4 bytes plus its topic and payload, but holds about 230 bytes more for
 //! each (its record of the message), so a log of small messages takes several times its nominal size;
 //! the README's broker section gives the whole budget.
@@ -58,60 +62,64 @@ pub(crate) fn narrows_a_server_log(filter: &str) -> bool {
     !server.iter().any(|f| f == filter) && server.iter().any(|f| rumqttd::protocol::matches(filter, f))
 }
 
-/// Why a new filter is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FilterRefusal {
-    /// It would get a log as large as the server's command buffers.
-    ServerSized,
-    /// `broker.max_filters` distinct filters exist already.
-    Full,
-}
-
-/// The distinct filters that clients other than the server created in the running core.
-pub(crate) struct FilterBook {
+/// A bounded record of distinct names (filters, topics) that clients other than the server brought into
+/// the running core: rumqttd keeps something for each until it stops, so each kind is capped.
+pub(crate) struct Book {
     max: usize,
-    known: Mutex<Book>,
+    /// The setting that sets `max`, and what is counted, for the warning when the book is full.
+    key: &'static str,
+    what: &'static str,
+    known: Mutex<Entries>,
 }
 
-struct Book {
-    /// The core these filters live in (the supervisor's restart count); a new core starts empty.
+struct Entries {
+    /// The core these names live in (the supervisor's restart count); a new core starts empty.
     core: u64,
-    filters: HashSet<String>,
+    names: HashSet<String>,
     full_warned: bool,
 }
 
-impl FilterBook {
-    pub(crate) fn new(max: usize) -> FilterBook {
-        FilterBook { max, known: Mutex::new(Book { core: 0, filters: HashSet::new(), full_warned: false }) }
+impl Book {
+    pub(crate) fn new(max: usize, key: &'static str, what: &'static str) -> Book {
+        Book { max, key, what, known: Mutex::new(Entries { core: 0, names: HashSet::new(), full_warned: false }) }
     }
 
-    /// Whether a client other than the server may subscribe to `filter` in the core numbered `core`;
-    /// a new filter is written in the book.
-    pub(crate) fn admit(&self, filter: &str, core: u64) -> Result<(), FilterRefusal> {
-        if narrows_a_server_log(filter) {
-            return Err(FilterRefusal::ServerSized);
+    fn entries(&self, core: u64) -> std::sync::MutexGuard<'_, Entries> {
+        let mut e = self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if e.core != core {
+            *e = Entries { core, names: HashSet::new(), full_warned: false };
         }
-        let mut book = self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if book.core != core {
-            *book = Book { core, filters: HashSet::new(), full_warned: false };
+        e
+    }
+
+    /// Whether `name` may be used in the core numbered `core`: known already, or written in now if the
+    /// book has room. The first refusal is logged as a warning.
+    pub(crate) fn admit(&self, name: &str, core: u64) -> bool {
+        let mut e = self.entries(core);
+        if e.names.contains(name) {
+            return true;
         }
-        if book.filters.contains(filter) {
-            return Ok(());
-        }
-        if book.filters.len() >= self.max {
-            if !book.full_warned {
-                book.full_warned = true;
+        if e.names.len() >= self.max {
+            if !e.full_warned {
+                e.full_warned = true;
                 tracing::warn!(
-                    "the broker core holds broker.max_filters ({}) distinct filters of clients: new filters are \
-                     refused until the server restarts (raise broker.max_filters if memory allows; see the \
-                     README's broker section)",
-                    self.max
+                    "the broker core holds {} ({}) distinct {} of clients: new ones are refused until the server \
+                     restarts (raise {} if memory allows; see the README's broker section)",
+                    self.key,
+                    self.max,
+                    self.what,
+                    self.key
                 );
             }
-            return Err(FilterRefusal::Full);
+            return false;
         }
-        book.filters.insert(filter.to_string());
-        Ok(())
+        e.names.insert(name.to_string());
+        true
+    }
+
+    /// Takes `name` out of the book (a retained message that was cleared).
+    pub(crate) fn forget(&self, name: &str, core: u64) {
+        self.entries(core).names.remove(name);
     }
 }
 
@@ -143,15 +151,16 @@ mod tests {
     }
 
     #[test]
-    fn the_book_admits_up_to_its_size_and_starts_again_with_a_new_core() {
-        let book = FilterBook::new(2);
-        assert_eq!(book.admit("plant/a/#", 0), Ok(()));
-        assert_eq!(book.admit("plant/b/#", 0), Ok(()));
-        // Known filters cost nothing more.
-        assert_eq!(book.admit("plant/a/#", 0), Ok(()));
-        assert_eq!(book.admit("plant/c/#", 0), Err(FilterRefusal::Full));
-        assert_eq!(book.admit("oee/v1/machines/4/state", 0), Err(FilterRefusal::ServerSized));
-        assert_eq!(book.admit("plant/c/#", 1), Ok(()));
+    fn a_book_admits_up_to_its_size_and_starts_again_with_a_new_core() {
+        let book = Book::new(2, "broker.max_filters", "filters");
+        assert!(book.admit("plant/a/#", 0));
+        assert!(book.admit("plant/b/#", 0));
+        // Known names cost nothing more.
+        assert!(book.admit("plant/a/#", 0));
+        assert!(!book.admit("plant/c/#", 0));
+        book.forget("plant/a/#", 0);
+        assert!(book.admit("plant/c/#", 0));
+        assert!(book.admit("plant/d/#", 1));
     }
 
     #[test]

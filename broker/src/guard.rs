@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::auth::{Access, Refusal};
-use crate::budget::{FilterBook, FilterRefusal};
+use crate::budget::{self, Book};
 use crate::devices::{Devices, Membership};
 use crate::sessions::{Hold, Sessions};
 
@@ -90,8 +90,11 @@ pub(crate) struct Guard {
     pub stats: Arc<GuardStats>,
     /// Every open connection of a device, so that a change of the device in the database reaches it.
     pub devices: Arc<Devices>,
-    /// The distinct filters clients other than the server created in the core.
-    pub filter_book: FilterBook,
+    /// The distinct filters, topics and retained topics that clients other than the server brought into
+    /// the core.
+    pub filters: Book,
+    pub topics: Book,
+    pub retained: Book,
     /// Who holds each client id, and the names connections have towards rumqttd.
     pub sessions: Arc<Sessions>,
 }
@@ -473,13 +476,16 @@ impl Guard {
     ) -> Option<End> {
         let big = usize::MAX;
         match p {
-            Packet::Publish(publish) => {
-                if access::may_publish(&s.principal, &publish.topic) {
+            Packet::Publish(mut publish) => {
+                let Err(why) = self.judge_publish(s, &mut publish) else {
                     let _ = Packet::Publish(publish).write(to_up, big);
                     return None;
-                }
+                };
                 self.stats.publishes_refused.fetch_add(1, Ordering::Relaxed);
-                s.warn_once(format_args!("a publish to `{}` was refused and dropped", printable(&publish.topic)));
+                s.warn_once(format_args!(
+                    "a publish to `{}` was refused and dropped ({why})",
+                    printable(&publish.topic)
+                ));
                 match publish.qos {
                     QoS::AtMostOnce => {}
                     QoS::AtLeastOnce => {
@@ -561,14 +567,40 @@ impl Guard {
         if s.filters.len() >= MAX_FILTERS_PER_CLIENT {
             return Err("a client holds at most 32 filters");
         }
-        match self.filter_book.admit(filter, *self.generation.borrow()) {
-            Ok(()) => {
-                s.filters.insert(filter.to_string());
-                Ok(())
-            }
-            Err(FilterRefusal::ServerSized) => Err("narrower than the server's command filter: subscribe to that"),
-            Err(FilterRefusal::Full) => Err("broker.max_filters reached"),
+        if budget::narrows_a_server_log(filter) {
+            return Err("narrower than the server's command filter: subscribe to that");
         }
+        if !self.filters.admit(filter, *self.generation.borrow()) {
+            return Err("broker.max_filters reached");
+        }
+        s.filters.insert(filter.to_string());
+        Ok(())
+    }
+
+    /// Whether the client may publish to `topic` now, or why not; for a publish of another client than the
+    /// server that asks to be retained beyond `broker.max_retained`, clears the retain flag instead.
+    fn judge_publish(&self, s: &mut Session, publish: &mut Publish) -> Result<(), &'static str> {
+        if !access::may_publish(&s.principal, &publish.topic) {
+            return Err("not allowed");
+        }
+        if s.principal == Principal::Server {
+            return Ok(());
+        }
+        let core = *self.generation.borrow();
+        if !self.topics.admit(&publish.topic, core) {
+            return Err("broker.max_topics reached");
+        }
+        // rumqttd clears a topic's retained message on any publish with an empty payload.
+        if publish.payload.is_empty() {
+            self.retained.forget(&publish.topic, core);
+        } else if publish.retain && !self.retained.admit(&publish.topic, core) {
+            publish.retain = false;
+            s.warn_once(format_args!(
+                "a retained publish to `{}` was delivered but not retained: broker.max_retained reached",
+                printable(&publish.topic)
+            ));
+        }
+        Ok(())
     }
 
     /// Handles one packet from rumqttd; false ends the connection.

@@ -118,7 +118,9 @@ impl Broker {
             generation,
             stats: stats.clone(),
             devices,
-            filter_book: budget::FilterBook::new(config.max_filters.max(1)),
+            filters: budget::Book::new(config.max_filters.max(1), "broker.max_filters", "filters"),
+            topics: budget::Book::new(config.max_topics.max(1), "broker.max_topics", "topics"),
+            retained: budget::Book::new(config.max_retained, "broker.max_retained", "retained topics"),
             sessions: Arc::new(sessions::Sessions::new(&settings.reserved_prefix)),
         });
         let accept = tokio::spawn(accept(listener, guard, Arc::new(Semaphore::new(config.max_connections.max(1)))));
