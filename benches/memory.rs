@@ -530,12 +530,16 @@ fn markdown(host: &HostInfo, shape: &Shape, figures: &[Figure], rounds: &[Round]
     let _ = writeln!(s, "- Toolchain: {} (bench profile)", host.rustc);
     let _ = writeln!(
         s,
-        "- Set-up: the real `oee-server serve` as a child process with the default configuration (anonymous          MQTT allowed for the subscribers), its embedded PostgreSQL (a process of its own, not counted); all          traffic on 127.0.0.1. RSS is `VmRSS` of the server process; anon is its `RssAnon` (heap and stacks)."
+        "- Set-up: the real `oee-server serve` as a child process with the default configuration (anonymous \
+         MQTT allowed for the subscribers), its embedded PostgreSQL (a process of its own, not counted); all \
+         traffic on 127.0.0.1. RSS is `VmRSS` of the server process; anon is its `RssAnon` (heap and stacks)."
     );
     let _ = writeln!(
         s,
-        "- Load, twice: {} devices with their own credentials, each publishing {} state changes (QoS 1) and {}          readings of {READING_BYTES} bytes (QoS 0) to `plant/area-k/…`; {} anonymous subscribers, each on one          machine's status and one of {AREAS} areas' readings (`plant/area-k/#`). A round ends when ingest has          committed the state changes; then every client disconnects.
-",
+        "- Load, twice: {} devices with their own credentials, each publishing {} state changes (QoS 1) and {} \
+         readings of {READING_BYTES} bytes (QoS 0) to `plant/area-k/…`; {} anonymous subscribers, each on one \
+         machine's status and one of {AREAS} areas' readings (`plant/area-k/#`). A round ends when ingest has \
+         committed the state changes; then every client disconnects.\n",
         shape.devices, shape.messages, shape.readings, shape.subscribers
     );
     let _ = writeln!(s, "| Moment | RSS MiB | anon MiB |");
@@ -548,7 +552,8 @@ fn markdown(host: &HostInfo, shape: &Shape, figures: &[Figure], rounds: &[Round]
     for (i, r) in rounds.iter().enumerate() {
         let _ = writeln!(
             s,
-            "- Round {}: {} messages published, {} delivered to subscribers, {} of {} state changes committed,              {:.1} s.",
+            "- Round {}: {} messages published, {} delivered to subscribers, {} of {} state changes committed, \
+             {:.1} s.",
             i + 1,
             r.published,
             r.delivered,

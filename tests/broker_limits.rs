@@ -120,7 +120,8 @@ async fn clean_disconnects_log_no_error_and_a_will_is_published_only_when_a_conn
     assert_eq!(first.topic, "plant/wills/broken", "a will published after a clean disconnect: {first:?}");
 
     within(Duration::from_secs(10), "rumqttd let every connection go", || async {
-        log.disconnections.load(Ordering::Relaxed) >= before + CLEAN + 1
+        // Every clean client, and the one that broke.
+        log.disconnections.load(Ordering::Relaxed) > before + CLEAN
     })
     .await;
     let errors = log.errors.lock().unwrap().clone();
@@ -183,9 +184,9 @@ async fn a_second_connection_with_the_same_client_id_ends_the_first() {
     // The first one's connection ends (MQTT 3.1.1 §3.1.4-2); the second one works on.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match tokio::time::timeout_at(deadline, first_events.poll()).await.expect("the first connection stayed open") {
-            Err(_) => break,
-            Ok(_) => {}
+        let polled = tokio::time::timeout_at(deadline, first_events.poll()).await;
+        if polled.expect("the first connection stayed open").is_err() {
+            break;
         }
     }
     second.publish("plant/line-1/temp", rumqttc::QoS::AtLeastOnce, false, "20").await.unwrap();
