@@ -20,8 +20,9 @@
 //! The will is kept by the guard, not given to rumqttd: the guard publishes it (at most at QoS 1) when a
 //! connection ends without DISCONNECT, if the client may still publish there, and never forwards a
 //! DISCONNECT. Closing the upstream connection is then the only way rumqttd learns of the end, so it
-//! sees exactly one disconnection per connection (a DISCONNECT followed by the socket's end made it log
-//! "no-connection id … is already gone" at ERROR for every clean disconnect).
+//! sees exactly one disconnection per connection. A DISCONNECT followed by the socket's end gave it two: it
+//! logged "no-connection id … is already gone" at ERROR for every clean disconnect, and when a new
+//! connection had meanwhile been given the freed connection id, the second one ended that connection.
 //!
 //! Packet ids pass through unchanged, so acknowledgements need no translation.
 
