@@ -149,7 +149,7 @@ enum DeviceCmd {
     },
     /// List devices and their machines.
     List,
-    /// Revoke a device (name or id): its password and token stop working for new connections and requests.
+    /// Revoke a device (name or id): its password and token stop working, and its open MQTT connections close.
     Revoke { device: String },
     /// Print an ACL file for an external Mosquitto (`acl_file`) that gives each device the same rights the
     /// embedded broker enforces.

@@ -1,10 +1,12 @@
 //! Devices need credentials: an HTTP bearer token and an MQTT password each, made by `oee-server device add`,
 //! covering only their own machines, revocable; the reference's open device API is a switch. On an external
-//! Mosquitto the ACL the server writes gives devices the same rights.
+//! Mosquitto the ACL the server writes gives devices the same rights. A device revoked or given other
+//! machines while connected to the embedded broker gets its new rights on the connections it has open.
 
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use oee_server::Services;
@@ -247,4 +249,172 @@ async fn a_status_written_by_another_client_is_put_right_at_once() {
         late_subscriber(broker.port, "oee/v1/machines/9999/status", 1).await.is_none()
     })
     .await;
+}
+
+/// A device's own MQTT connection, driven by the test so that every packet and the connection's end are
+/// seen (the harness's clients reconnect by themselves).
+struct DeviceConnection {
+    client: rumqttc::AsyncClient,
+    events: rumqttc::EventLoop,
+}
+
+impl DeviceConnection {
+    /// Connects as `user` with `password` under `client_id` and waits for the CONNACK.
+    async fn open(port: u16, client_id: &str, user: &str, password: &str) -> DeviceConnection {
+        let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(10));
+        o.set_credentials(user, password);
+        let (client, events) = rumqttc::AsyncClient::new(o, 16);
+        let mut c = DeviceConnection { client, events };
+        match c.next().await {
+            Ok(rumqttc::Packet::ConnAck(a)) => assert_eq!(a.code, rumqttc::ConnectReturnCode::Success),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+        c
+    }
+
+    /// The next packet from the broker, or the error that ended the connection (or refused a reconnect).
+    async fn next(&mut self) -> Result<rumqttc::Packet, rumqttc::ConnectionError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.poll()).await.expect("nothing from the broker in 10 s")
+            {
+                Ok(rumqttc::Event::Incoming(p)) => return Ok(p),
+                Ok(rumqttc::Event::Outgoing(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Publishes a state change for `machine` at QoS 1 and waits for its PUBACK.
+    async fn change_state(&mut self, machine: i32, code: i32) {
+        let body = format!("{{\"activity_code_id\":{code}}}");
+        self.client
+            .publish(format!("oee/v1/machines/{machine}/state"), rumqttc::QoS::AtLeastOnce, false, body)
+            .await
+            .unwrap();
+        loop {
+            match self.next().await {
+                Ok(rumqttc::Packet::PubAck(_)) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the connection ended before the PUBACK: {e}"),
+            }
+        }
+    }
+
+    /// Subscribes to `filter` and returns whether it was granted.
+    async fn subscribe(&mut self, filter: &str) -> bool {
+        self.client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await.unwrap();
+        loop {
+            match self.next().await {
+                Ok(rumqttc::Packet::SubAck(a)) => return a.return_codes[0] != rumqttc::SubscribeReasonCode::Failure,
+                Ok(_) => {}
+                Err(e) => panic!("the connection ended before the SUBACK: {e}"),
+            }
+        }
+    }
+
+    /// Waits (10 s at most) until the broker ends the connection, reading whatever comes before.
+    async fn ended(&mut self) -> rumqttc::ConnectionError {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Err(e) = self.next().await {
+                return e;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the connection is still open after 10 s");
+        }
+    }
+}
+
+/// A closed server whose periodic re-check of connected devices is `recheck_s` seconds apart.
+async fn closed_app_rechecking_every(recheck_s: u64) -> TestApp {
+    let db = seeded_db().await;
+    let mut config = test_config(&db);
+    config.broker.allow_anonymous = false;
+    config.bridge.open_device_api = false;
+    config.broker.device_recheck_s = recheck_s;
+    spawn_app_with(config, db, Services::ALL).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_device_with_the_cli_closes_its_open_connections_and_refuses_it_again() {
+    // The periodic re-check is out of reach of this test: only the revocation's own notice can act in time.
+    let t = closed_app_rechecking_every(3600).await;
+    let m = t.add_machine("Press").await;
+    let dev = oee_core::store::device::add(&t.pool, "plc-r", &[m]).await.unwrap();
+    let mut first = DeviceConnection::open(t.mqtt_port, "plc-r-a", "plc-r", &dev.mqtt_password).await;
+    let mut second = DeviceConnection::open(t.mqtt_port, "plc-r-b", "plc-r", &dev.mqtt_password).await;
+    first.change_state(m, 3).await;
+    eventually("the connected device's change is applied", || async { t.current_code(m).await == 3 }).await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oee-server"))
+        .args(["device", "revoke", "plc-r"])
+        .env("OEE_DATABASE__URL", t.db.url())
+        .env("OEE_DATA_DIR", scratch_dir("device-revoke"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let revoked = tokio::time::Instant::now();
+
+    // Both connections end, within seconds of the revocation.
+    first.ended().await;
+    second.ended().await;
+    assert!(revoked.elapsed() < Duration::from_secs(5), "closed only after {:?}", revoked.elapsed());
+    let closed = t.app.broker().unwrap().stats.connections_revoked.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(closed, 2);
+    // Its client reconnects by itself and is refused.
+    match first.next().await {
+        Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, rumqttc::ConnectReturnCode::BadUserNamePassword)
+        }
+        other => panic!("expected the reconnect to be refused, got {other:?}"),
+    }
+    assert_eq!(t.current_code(m).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_given_other_machines_gets_the_new_rights_on_its_open_connection() {
+    let t = closed_app_rechecking_every(3600).await;
+    let old = t.add_machine("Old").await;
+    let new = t.add_machine("New").await;
+    let dev = oee_core::store::device::add(&t.pool, "plc-m", &[old]).await.unwrap();
+    let mut c = DeviceConnection::open(t.mqtt_port, "plc-m", "plc-m", &dev.mqtt_password).await;
+    assert!(c.subscribe(&format!("oee/v1/machines/{old}/status")).await);
+    assert!(!c.subscribe(&format!("oee/v1/machines/{new}/status")).await);
+
+    let before = t.current_code(old).await;
+    oee_core::store::device::set_machines(&t.pool, "plc-m", &[new]).await.unwrap();
+    let stats = t.app.broker().unwrap().stats.clone();
+    eventually("the old machine's status filter is given up on the device's behalf", || async {
+        stats.subscriptions_withdrawn.load(std::sync::atomic::Ordering::Relaxed) == 1
+    })
+    .await;
+
+    // The old machine's command is dropped, the new one's is applied: once the second is, the first
+    // had its turn.
+    c.change_state(old, 3).await;
+    c.change_state(new, 3).await;
+    eventually("the new machine's change is applied", || async { t.current_code(new).await == 3 }).await;
+    assert_eq!(t.current_code(old).await, before, "the old machine's change was not applied");
+    assert!(c.subscribe(&format!("oee/v1/machines/{new}/status")).await);
+    assert!(!c.subscribe(&format!("oee/v1/machines/{old}/status")).await);
+
+    // Machines that do not exist are refused by name.
+    let err = oee_core::store::device::set_machines(&t.pool, "plc-m", &[new, 9999]).await.unwrap_err();
+    assert!(err.to_string().contains("9999"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_made_without_a_notice_is_found_by_the_periodic_recheck() {
+    let t = closed_app_rechecking_every(1).await;
+    let m = t.add_machine("Press").await;
+    let dev = oee_core::store::device::add(&t.pool, "plc-q", &[m]).await.unwrap();
+    let mut c = DeviceConnection::open(t.mqtt_port, "plc-q", "plc-q", &dev.mqtt_password).await;
+    c.change_state(m, 3).await;
+    // Straight in SQL, as an administrator might: no notification is sent.
+    sqlx::query("UPDATE device SET active = false WHERE name = 'plc-q'").execute(&t.pool).await.unwrap();
+    let revoked = tokio::time::Instant::now();
+    c.ended().await;
+    assert!(revoked.elapsed() < Duration::from_secs(5), "closed only after {:?}", revoked.elapsed());
 }

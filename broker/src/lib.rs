@@ -7,8 +7,12 @@
 //! of record and ingest publishes every machine's retained status again when it reconnects.
 
 pub mod auth;
+mod budget;
+pub mod devices;
 mod guard;
+mod memory;
 mod nodelay;
+mod sessions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -93,22 +97,40 @@ impl Broker {
         health.core_running.store(true, Ordering::Relaxed);
         let (generation_tx, generation) = watch::channel(0u64);
         let stats = Arc::new(GuardStats::default());
+        let devices = Arc::new(devices::Devices::default());
+        let (changes_tx, changes) = tokio::sync::mpsc::channel(256);
+        let follower = settings.access.follow_changes(changes_tx).map(tokio::spawn);
+        let in_step = tokio::spawn(devices::keep_in_step(
+            devices.clone(),
+            settings.access.clone(),
+            changes,
+            Duration::from_secs(config.device_recheck_s.max(1)),
+        ));
         let guard = Arc::new(guard::Guard {
             upstream: core_addr,
             upstream_user: core.user.clone(),
             upstream_password: core.password.clone(),
             access: settings.access,
-            reserved_prefix: settings.reserved_prefix,
+            reserved_prefix: settings.reserved_prefix.clone(),
             max_packet: config.max_payload_size,
             connect_timeout: Duration::from_millis(u64::from(config.connection_timeout_ms.max(100))),
+            max_connections: config.max_connections.max(1),
             generation,
             stats: stats.clone(),
+            devices,
+            filters: budget::Book::new(config.max_filters.max(1), "broker.max_filters", "filters"),
+            topics: budget::Book::new(config.max_topics.max(1), "broker.max_topics", "topics"),
+            retained: budget::Book::new(config.max_retained, "broker.max_retained", "retained topics"),
+            sessions: Arc::new(sessions::Sessions::new(&settings.reserved_prefix)),
         });
         let accept = tokio::spawn(accept(listener, guard, Arc::new(Semaphore::new(config.max_connections.max(1)))));
         let core_login = (core.user.clone(), core.password.clone());
         let supervise = tokio::spawn(supervise(core, router_alive, server_task, generation_tx, health.clone()));
         tracing::info!("MQTT broker listening on {listen}");
-        Ok(Broker { listen, core: core_addr, stats, health, core_login, tasks: vec![accept, supervise] })
+        let give_back = tokio::spawn(memory::give_back_after_closes(stats.clone()));
+        let mut tasks = vec![accept, supervise, in_step, give_back];
+        tasks.extend(follower);
+        Ok(Broker { listen, core: core_addr, stats, health, core_login, tasks })
     }
 
     /// The user name and password the core requires: only the guard, and a test that needs to reach the
@@ -132,8 +154,14 @@ impl Drop for Broker {
     }
 }
 
-/// Accepts client connections, at most `slots` at once; one beyond is closed at once.
+/// Connections beyond `broker.max_connections` that are read at once to be told the broker is full; more
+/// than this are closed without a word, so a flood costs a bounded amount.
+const REFUSED_AT_ONCE: usize = 64;
+
+/// Accepts client connections, at most `slots` at once. One beyond is answered CONNACK "server unavailable"
+/// (MQTT 3.1.1 return code 3), which clients take as "try again later".
 async fn accept(listener: TcpListener, guard: Arc<guard::Guard>, slots: Arc<Semaphore>) {
+    let refusing = Arc::new(Semaphore::new(REFUSED_AT_ONCE));
     let mut full_warned = false;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -147,10 +175,20 @@ async fn accept(listener: TcpListener, guard: Arc<guard::Guard>, slots: Arc<Sema
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             if !full_warned {
-                tracing::warn!("MQTT connection from {peer} closed: broker.max_connections reached");
+                tracing::warn!(
+                    "MQTT connection from {peer} refused: broker.max_connections ({}) connections are open \
+                     (further refusals are not logged until a connection is accepted again)",
+                    guard.max_connections
+                );
                 full_warned = true;
             }
-            drop(stream);
+            if let Ok(turn) = refusing.clone().try_acquire_owned() {
+                let guard = guard.clone();
+                tokio::spawn(async move {
+                    guard.refuse_full(stream, peer).await;
+                    drop(turn);
+                });
+            }
             continue;
         };
         full_warned = false;
@@ -220,11 +258,13 @@ struct Core {
 impl Core {
     /// Starts a router and its listener; returns once the listener is bound.
     async fn start(&self) -> Result<(RouterAlive, JoinHandle<()>), Error> {
+        let (filter_segment, filter_segments) = budget::filter_log(self.config.filter_log_bytes);
         let router_config = RouterConfig {
             max_connections: self.config.max_connections.saturating_add(16),
             max_outgoing_packet_count: 200,
-            max_segment_size: self.config.max_segment_size,
-            max_segment_count: self.config.max_segment_count,
+            max_segment_size: filter_segment,
+            max_segment_count: filter_segments,
+            custom_segment: Some(budget::server_logs(self.config.max_segment_size, self.config.max_segment_count)),
             ..RouterConfig::default()
         };
         let router_tx = Router::new(0, router_config).spawn();

@@ -188,12 +188,31 @@ impl Default for MqttConfig {
 pub struct BrokerConfig {
     /// MQTT 3.1.1 listener.
     pub listen: SocketAddr,
+    /// Most client connections open at once (the server's own clients count too); one more is answered
+    /// CONNACK "server unavailable".
     pub max_connections: usize,
     pub max_payload_size: usize,
-    /// Bytes of one commit-log segment per topic filter, and how many segments are kept.
+    /// The in-memory log of each command filter the server subscribes to (ingest's buffer when it falls
+    /// behind): bytes of one segment, and how many segments are kept.
     pub max_segment_size: usize,
     pub max_segment_count: usize,
+    /// Bytes the in-memory log of every other filter keeps (in four segments): what a subscriber of that
+    /// filter may fall behind by before it loses messages.
+    pub filter_log_bytes: usize,
+    /// Most distinct filters that clients other than the server may create in the broker core (rumqttd
+    /// keeps a filter's log until it restarts); further new filters are refused.
+    pub max_filters: usize,
+    /// Most distinct topics clients other than the server may publish to (rumqttd remembers each until it
+    /// restarts); publishes to further new topics are acknowledged and dropped.
+    pub max_topics: usize,
+    /// Most topics on which clients other than the server may keep a retained message; further retained
+    /// publishes are delivered but not retained. 0: clients may retain nothing.
+    pub max_retained: usize,
     pub connection_timeout_ms: u16,
+    /// Seconds between two re-checks of every connected device against the database: a device revoked or
+    /// given other machines by any means gets its new rights on open connections within this time (a
+    /// `oee-server device revoke` is acted on at once, through a database notification).
+    pub device_recheck_s: u64,
     /// Lets MQTT clients in without credentials, with the rights of a device of every machine (they still
     /// may not write a status, a verdict or a session command). Off: every client needs a device's
     /// credentials (`oee-server device add`).
@@ -208,7 +227,12 @@ impl Default for BrokerConfig {
             max_payload_size: 256 * 1024,
             max_segment_size: 4 * 1024 * 1024,
             max_segment_count: 32,
+            filter_log_bytes: 256 * 1024,
+            max_filters: 4_000,
+            max_topics: 50_000,
+            max_retained: 1_000,
             connection_timeout_ms: 10_000,
+            device_recheck_s: 5,
             allow_anonymous: false,
         }
     }
@@ -497,6 +521,17 @@ impl Config {
         if self.broker.max_segment_size < 1024 {
             return Err(Error::ConfigParse("broker.max_segment_size must be at least 1024 bytes".into()));
         }
+        if self.broker.filter_log_bytes < 4096 {
+            return Err(Error::ConfigParse("broker.filter_log_bytes must be at least 4096 bytes".into()));
+        }
+        if self.broker.max_filters == 0 || self.broker.max_topics == 0 || self.broker.max_connections == 0 {
+            return Err(Error::ConfigParse(
+                "broker.max_filters, broker.max_topics and broker.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.broker.device_recheck_s == 0 {
+            return Err(Error::ConfigParse("broker.device_recheck_s must be at least 1 second".into()));
+        }
         if self.broker.max_segment_count == 0 {
             return Err(Error::ConfigParse("broker.max_segment_count must be at least 1".into()));
         }
@@ -657,6 +692,11 @@ mod tests {
         for (var, value, want) in [
             ("OEE_PLANT__TIMEZONE", "Mars/Olympus", "Mars/Olympus"),
             ("OEE_BROKER__MAX_SEGMENT_SIZE", "10", "max_segment_size"),
+            ("OEE_BROKER__DEVICE_RECHECK_S", "0", "device_recheck_s"),
+            ("OEE_BROKER__FILTER_LOG_BYTES", "1000", "filter_log_bytes"),
+            ("OEE_BROKER__MAX_FILTERS", "0", "max_filters"),
+            ("OEE_BROKER__MAX_TOPICS", "0", "max_topics"),
+            ("OEE_BROKER__MAX_CONNECTIONS", "0", "max_connections"),
             ("OEE_INGEST__BATCH_MAX", "0", "batch_max"),
             ("OEE_OEE__MINOR_STOP_THRESHOLD_S", "90000", "minor_stop_threshold_s"),
             ("OEE_OEE__MAX_BUCKETS", "0", "max_buckets"),

@@ -6,6 +6,11 @@ use crate::access::valid_device_name;
 use crate::error::Error;
 use crate::password;
 
+/// The PostgreSQL notification channel on which a change to a device is announced, with the device's name
+/// as payload: the embedded broker listens on it to close a revoked device's open connections and to give
+/// a device whose machines changed its new rights at once.
+pub const CHANGED: &str = "oee_device_changed";
+
 /// What the broker needs to let a device in.
 #[derive(Debug, Clone)]
 pub struct DeviceLogin {
@@ -121,16 +126,79 @@ pub async fn list(pool: &PgPool) -> Result<Vec<DeviceSummary>, Error> {
 }
 
 /// Revokes a device (by name or id): its token and MQTT password stop working at once for new
-/// connections and requests. The row stays, for the record.
+/// connections and requests, and the embedded broker closes its open connections (told on [`CHANGED`]).
+/// The row stays, for the record.
 pub async fn revoke(pool: &PgPool, device: &str) -> Result<String, Error> {
+    let mut tx = pool.begin().await?;
     let name: Option<String> = sqlx::query_scalar(
         "UPDATE device SET active = false, revoked_at = COALESCE(revoked_at, now()) \
           WHERE name = $1 OR id::text = $1 RETURNING name",
     )
     .bind(device.trim())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    name.ok_or_else(|| Error::NotFound(format!("there is no device `{device}`: see `oee-server device list`")))
+    let name =
+        name.ok_or_else(|| Error::NotFound(format!("there is no device `{device}`: see `oee-server device list`")))?;
+    announce(&mut tx, &name).await?;
+    tx.commit().await?;
+    Ok(name)
+}
+
+/// Gives a device (by name or id) exactly the machines `machines` (ids) and returns its name; open
+/// connections of the device on the embedded broker get the new rights at once (told on [`CHANGED`]).
+pub async fn set_machines(pool: &PgPool, device: &str, machines: &[i32]) -> Result<String, Error> {
+    let mut tx = pool.begin().await?;
+    let found: Option<(i32, String)> =
+        sqlx::query_as("SELECT id, name FROM device WHERE name = $1 OR id::text = $1 FOR UPDATE")
+            .bind(device.trim())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (id, name) =
+        found.ok_or_else(|| Error::NotFound(format!("there is no device `{device}`: see `oee-server device list`")))?;
+    let missing: Vec<i32> = sqlx::query_scalar(
+        "SELECT m FROM unnest($1::int[]) AS m WHERE NOT EXISTS (SELECT 1 FROM machine WHERE id = m)",
+    )
+    .bind(machines)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !missing.is_empty() {
+        let ids: Vec<String> = missing.iter().map(i32::to_string).collect();
+        return Err(Error::field(
+            "machines",
+            format!("there is no machine {}: see `oee-server machine list`", ids.join(", ")),
+        ));
+    }
+    sqlx::query("DELETE FROM device_machine WHERE device_id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO device_machine (device_id, machine_id) SELECT $1, unnest($2::int[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(machines)
+    .execute(&mut *tx)
+    .await?;
+    announce(&mut tx, &name).await?;
+    tx.commit().await?;
+    Ok(name)
+}
+
+/// The active devices among `names`, each with its machines' topic segments; a name missing from the
+/// answer is revoked or unknown. The embedded broker re-checks its connected devices with this.
+pub async fn standing(pool: &PgPool, names: &[String]) -> Result<Vec<(String, Vec<String>)>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT d.name, COALESCE(array_agg(s.segment) FILTER (WHERE s.segment IS NOT NULL), '{}') \
+           FROM device d LEFT JOIN device_machine_segment s ON s.device_id = d.id \
+          WHERE d.name = ANY($1) AND d.active \
+          GROUP BY d.id",
+    )
+    .bind(names)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Announces on [`CHANGED`] that the device `name` changed, when the transaction commits.
+async fn announce(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, name: &str) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANGED).bind(name).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// An ACL file for an external Mosquitto (`acl_file`) giving each active device the rights the embedded
