@@ -308,15 +308,19 @@ async fn reference_page(Query(q): Query<HashMap<String, String>>) -> Response {
 }
 
 /// A tablet as the admin API gives it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TabletJson {
     id: i32,
+    /// What the tablet calls itself when it registers (`GET /check-state`).
     uuid: String,
     name: String,
+    /// The machine it is paired with.
     machine_id: Option<i32>,
     machine_name: Option<String>,
+    /// The operator logged in on it, if anyone is.
     user_id: Option<i32>,
     user_name: Option<String>,
+    /// When it last asked for its state (recorded about once a minute).
     last_seen_at: Option<DateTime<Utc>>,
 }
 
@@ -335,25 +339,66 @@ impl From<Tablet> for TabletJson {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets",
+    tag = "tablet admin",
+    operation_id = "list_tablets",
+    summary = "Every tablet",
+    description = "Each tablet with its machine, who is logged in on it and when it last asked for its state.",
+    responses(
+        (status = 200, description = "The tablets, by id", body = Vec<TabletJson>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<TabletJson>>, ApiError> {
     Ok(axum::Json(tablet::list_tablets(&state.pool).await?.into_iter().map(TabletJson::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets/{id}",
+    tag = "tablet admin",
+    operation_id = "get_tablet",
+    summary = "One tablet",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    responses(
+        (status = 200, description = "The tablet", body = TabletJson),
+        (status = 404, description = "No such tablet", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<TabletJson>, ApiError> {
     Ok(axum::Json(found_tablet(&state, id).await?.into()))
 }
 
 /// The body of `PUT /api/v1/admin/tablets/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rename {
+struct TabletRename {
     name: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/{id}",
+    tag = "tablet admin",
+    operation_id = "rename_tablet",
+    summary = "Rename a tablet",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    request_body = TabletRename,
+    responses(
+        (status = 200, description = "Saved", body = TabletJson),
+        (status = 400, description = "The name is refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 404, description = "No such tablet", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_rename(
     State(state): State<WebState>,
     Path(id): Path<i32>,
-    ApiJson(body): ApiJson<Rename>,
+    ApiJson(body): ApiJson<TabletRename>,
 ) -> Result<axum::Json<TabletJson>, ApiError> {
     let t = found_tablet(&state, id).await?;
     if body.name.trim() != t.name {
@@ -363,16 +408,34 @@ async fn api_rename(
 }
 
 /// The body of `PUT /api/v1/admin/tablets/{id}/machine`: a machine's id, or `null` to unpair.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Pairing {
+struct TabletPairing {
     machine_id: Option<i32>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/{id}/machine",
+    tag = "tablet admin",
+    operation_id = "set_tablet_machine",
+    summary = "Pair a tablet with a machine, or unpair it",
+    description = "One tablet per machine. While someone is logged in on the tablet it keeps its machine: log them \
+                   out first.",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    request_body = TabletPairing,
+    responses(
+        (status = 200, description = "Saved", body = TabletJson),
+        (status = 400, description = "The body is not JSON of this shape", body = crate::api::ErrorBody),
+        (status = 404, description = "No such tablet or machine", body = crate::api::ErrorBody),
+        (status = 409, description = "The machine has another tablet, or someone is logged in on this one", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_pair(
     State(state): State<WebState>,
     Path(id): Path<i32>,
-    ApiJson(body): ApiJson<Pairing>,
+    ApiJson(body): ApiJson<TabletPairing>,
 ) -> Result<axum::Json<TabletJson>, ApiError> {
     let t = found_tablet(&state, id).await?;
     tablet::pair_tablet(&state.pool, t.id, body.machine_id.filter(|m| *m != 0)).await?;
@@ -380,7 +443,7 @@ async fn api_pair(
 }
 
 /// The pairing window and the switches that decide how new tablets come in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct WindowJson {
     open: bool,
     open_until: Option<DateTime<Utc>>,
@@ -407,17 +470,44 @@ async fn window_json(state: &WebState) -> Result<WindowJson, oee_core::Error> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "get_pairing_window",
+    summary = "The pairing window through which new tablets register",
+    responses(
+        (status = 200, description = "The window", body = WindowJson),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_window(State(state): State<WebState>) -> Result<axum::Json<WindowJson>, ApiError> {
     Ok(axum::Json(window_json(&state).await?))
 }
 
 /// The body of `PUT /api/v1/admin/tablets/pairing-window`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenWindow {
+    /// How long it stays open: 1 to 1440 minutes.
     minutes: u32,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "open_pairing_window",
+    summary = "Open the pairing window",
+    description = "New tablets may register until it closes, at most `tablets.window_max_new` of them; opening it \
+                   again counts them afresh.",
+    request_body = OpenWindow,
+    responses(
+        (status = 200, description = "Open", body = WindowJson),
+        (status = 400, description = "The minutes are refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_open_window(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<OpenWindow>,
@@ -427,6 +517,17 @@ async fn api_open_window(
     Ok(axum::Json(window_json(&state).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "close_pairing_window",
+    summary = "Close the pairing window",
+    responses(
+        (status = 204, description = "Closed: new tablets may not register"),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_close_window(State(state): State<WebState>) -> Result<StatusCode, ApiError> {
     tablet::close_pairing_window(&state.pool).await?;
     Ok(StatusCode::NO_CONTENT)
