@@ -405,6 +405,7 @@ async fn answers_match_the_documented_schemas() {
     conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/admin/tablets/{tablet}"), None, 200).await;
     conforms(&t, &doc, tk, Method::PUT, &format!("/api/v1/admin/tablets/{tablet}"), Some(json!({ "name": "" })), 400)
         .await;
+    conforms(&t, &doc, tk, Method::POST, &format!("/api/v1/admin/tablets/{tablet}/logout"), None, 409).await;
     conforms(&t, &doc, tk, Method::GET, "/api/v1/admin/tablets/pairing-window", None, 200).await;
     let open = conforms(
         &t,

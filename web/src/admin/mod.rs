@@ -57,6 +57,7 @@ use crate::page::Page;
     tablets::api_window,
     tablets::api_open_window,
     tablets::api_close_window,
+    tablets::api_log_out,
     settings::api_get,
     settings::api_put,
 ))]
