@@ -152,6 +152,7 @@ impl App {
                 config,
                 mqtt.clone(),
                 std::time::Duration::from_millis(config.bridge.reply_timeout_ms.max(1)),
+                seal.clone(),
                 bridge.as_ref().map(|_| oee_bridge::openapi()),
             )
         });

@@ -1,6 +1,6 @@
 //! The administration of the plant's setup: shift patterns (the week editor and `/api/v1/shifts`), tablets
-//! (name, machine, pairing window, last seen; `/api/v1/admin/tablets`) and plant settings (the run-time
-//! minor-stop threshold that `/api/v1/oee` uses; `/api/v1/settings`).
+//! (name, machine, pairing window, last seen, a supervisor's forced logout; `/api/v1/admin/tablets`) and
+//! plant settings (the run-time minor-stop threshold that `/api/v1/oee` uses; `/api/v1/settings`).
 
 mod common;
 
@@ -305,6 +305,91 @@ async fn tablets_are_renamed_and_paired_one_per_machine_in_the_references_words(
 
     let r = admin.get(&format!("/input-device?id={first}")).await;
     assert_eq!((r.status().as_u16(), location(&r)), (302, path.clone()));
+}
+
+/// The tablet `uuid`'s `/check-state` answer as JSON.
+async fn tablet_state(t: &TestApp, uuid: &str) -> Value {
+    let r = t.client.get(format!("{}/check-state", t.http)).query(&[("device_uuid", uuid)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The operator `user_id` logs in on the tablet `uuid` with the keypad, as the app does.
+async fn tablet_login(t: &TestApp, uuid: &str, user_id: i32) {
+    let body = json!({ "user_id": user_id.to_string(), "password": "2468", "device_uuid": uuid });
+    let r = t.client.post(format!("{}/android-login", t.http)).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_ne!(tablet_state(t, uuid).await["state"], "no_user", "logged in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_logs_a_tablets_operator_out_from_the_page_and_the_api() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Press 1").await;
+    let uuid = "tablet-uuid-logout";
+    let tablet = check_state(&t, uuid).await;
+    let pair = json!({ "machine_id": m });
+    let (status, _) =
+        api(&t, reqwest::Method::PUT, &format!("/api/v1/admin/tablets/{tablet}/machine"), Some(pair)).await;
+    assert_eq!(status, 200);
+    let operator = oee_core::store::user::add_user(&t.pool, "olga", "2468", Role::Operator, false).await.unwrap();
+    let (supervisor, _) = Browser::signed_in_as(&t, "sam", Role::Supervisor).await;
+    let (viewer, _) = Browser::signed_in_as(&t, "vic", Role::Viewer).await;
+    let (admin, _) = Browser::signed_in_as(&t, "ann", Role::Admin).await;
+    let logout_page = format!("/admin/tablets/{tablet}/logout");
+    let logout_api = format!("/api/v1/admin/tablets/{tablet}/logout");
+
+    // The page: the supervisor sees the list with a button beside the operator, but not the administrators'
+    // parts.
+    tablet_login(&t, uuid, operator.id).await;
+    let list = supervisor.get("/admin/tablets").await;
+    assert_eq!(list.status(), 200);
+    let list = list.text().await.unwrap();
+    assert!(list.contains(&format!(r#"action="{logout_page}""#)) && list.contains("olga"), "{list}");
+    assert!(!list.contains("pairing-window") && !list.contains(&format!(r#"href="/admin/tablets/{tablet}""#)));
+    assert_eq!(supervisor.get(&format!("/admin/tablets/{tablet}")).await.status(), 403, "editing is an admin's");
+    let edit = admin.get(&format!("/admin/tablets/{tablet}")).await.text().await.unwrap();
+    assert!(edit.contains(&format!(r#"action="{logout_page}""#)) && edit.contains("Log olga out"), "{edit}");
+
+    assert_eq!(viewer.post_form(&logout_page, &[]).await.status(), 403);
+    assert_eq!(viewer.get("/admin/tablets").await.status(), 403);
+    assert_ne!(tablet_state(&t, uuid).await["state"], "no_user", "the viewer logged nobody out");
+    let r = supervisor.post_form(&logout_page, &[]).await;
+    assert_eq!((r.status().as_u16(), location(&r)), (302, "/admin/tablets".into()));
+    let list = supervisor.get("/admin/tablets").await.text().await.unwrap();
+    assert!(list.contains("olga was logged out of tablet"), "the flash says so: {list}");
+    assert!(!list.contains(&format!(r#"action="{logout_page}""#)), "no button for nobody: {list}");
+    assert_eq!(tablet_state(&t, uuid).await["state"], "no_user");
+    let (_, one) = get(&t, &format!("/api/v1/admin/tablets/{tablet}")).await;
+    assert_eq!(one["user_id"], Value::Null);
+
+    // Nobody left to log out.
+    let r = supervisor.post_form(&logout_page, &[]).await;
+    assert_eq!(r.status(), 409);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("nobody is logged in on tablet"), "{html}");
+    assert_eq!(supervisor.post_form("/admin/tablets/999999/logout", &[]).await.status(), 404);
+
+    // The API, with the supervisor's session and its CSRF token.
+    tablet_login(&t, uuid, operator.id).await;
+    let csrf = supervisor.csrf().await;
+    let call = |b: &Browser, csrf: &str| {
+        b.client.post(format!("{}{logout_api}", t.http)).header("x-csrf-token", csrf.to_string()).send()
+    };
+    let viewer_csrf = viewer.csrf().await;
+    assert_eq!(call(&viewer, &viewer_csrf).await.unwrap().status(), 403);
+    let r = call(&supervisor, &csrf).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["id"].as_i64(), body["user_id"].clone()), (Some(i64::from(tablet)), Value::Null), "{body}");
+    assert_eq!(tablet_state(&t, uuid).await["state"], "no_user");
+    let r = call(&supervisor, &csrf).await.unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("nobody is logged in")), "{body}");
+    let active: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM user_session WHERE active").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(active, 0, "every session was closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

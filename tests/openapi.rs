@@ -350,6 +350,81 @@ async fn answers_match_the_documented_schemas() {
     conforms(&t, &doc, tk, Method::GET, "/api/v1/tokens", None, 200).await;
     conforms(&t, &doc, tk, Method::DELETE, "/api/v1/tokens/99999", None, 404).await;
 
+    // Jobs.
+    let jobs = conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/jobs?machine={m}&{window}"), None, 200).await;
+    let job = jobs[0]["id"].as_i64().expect("the job made above is listed");
+    let detail = conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/jobs/{job}"), None, 200).await;
+    assert_eq!(detail["production"].as_array().map(Vec::len), Some(1), "{detail}");
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/jobs?limit=0", None, 400).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/jobs/99999", None, 404).await;
+
+    // Machines, groups and activity codes.
+    let machines = conforms(&t, &doc, tk, Method::GET, "/api/v1/machines", None, 200).await;
+    assert!(machines.as_array().is_some_and(|l| !l.is_empty()), "{machines}");
+    conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/machines/{m}"), None, 200).await;
+    let press2 = json!({ "name": "Press 2", "group": null, "workflow_type": "pausable" });
+    conforms(&t, &doc, tk, Method::POST, "/api/v1/machines", Some(press2), 201).await;
+    conforms(&t, &doc, tk, Method::PUT, &format!("/api/v1/machines/{m}"), Some(json!({ "name": "Press 2" })), 409)
+        .await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/machines/99999", None, 404).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/groups", None, 200).await;
+    let made = conforms(&t, &doc, tk, Method::POST, "/api/v1/groups", Some(json!({ "name": "Hall B" })), 201).await;
+    assert_eq!(made["machines"], json!([]));
+    let members = conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/groups/{group}"), None, 200).await;
+    assert!(members["machines"].as_array().is_some_and(|l| !l.is_empty()), "machines to check: {members}");
+    conforms(&t, &doc, tk, Method::PUT, "/api/v1/groups/99999", Some(json!({ "name": "x" })), 404).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/codes", None, 200).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/codes/2", None, 200).await;
+    let code = json!({ "short_description": "Tool change", "graph_colour": "#FF8000", "machine_state": 3 });
+    conforms(&t, &doc, tk, Method::POST, "/api/v1/codes", Some(code), 201).await;
+    conforms(&t, &doc, tk, Method::PUT, "/api/v1/codes/2", Some(json!({ "graph_colour": "orange" })), 400).await;
+
+    // Shift patterns, with a night shift so that the preview has a split interval.
+    let week = json!({ "days": [
+        [{ "start": "06:00", "end": "14:00" }, { "start": "22:00", "end": "06:00", "overnight": true }],
+        [], [], [], [], [], []
+    ] });
+    let pattern = json!({ "name": "Two shifts", "week": week });
+    let made = conforms(&t, &doc, tk, Method::POST, "/api/v1/shifts", Some(pattern), 201).await;
+    let shift = made["id"].as_i64().unwrap();
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/shifts", None, 200).await;
+    conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/shifts/{shift}"), None, 200).await;
+    let preview = conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/shifts/{shift}/preview"), None, 200).await;
+    assert_eq!(preview["days"][1]["intervals"][0]["from_previous_day"], true, "{preview}");
+    let bad_week = json!({ "week": { "days": [[{ "start": "14:00", "end": "06:00" }], [], [], [], [], [], []] } });
+    conforms(&t, &doc, tk, Method::PUT, &format!("/api/v1/shifts/{shift}"), Some(bad_week), 400).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/shifts/99999/preview", None, 404).await;
+
+    // Tablets and plant settings.
+    let r = t.client.get(format!("{}/check-state", t.http)).query(&[("device_uuid", "openapi-tablet")]).send().await;
+    assert_eq!(r.unwrap().status().as_u16(), 200, "the tablet registers");
+    let tablets = conforms(&t, &doc, tk, Method::GET, "/api/v1/admin/tablets", None, 200).await;
+    let tablet = tablets[0]["id"].as_i64().expect("the tablet is listed");
+    let paired = json!({ "machine_id": m });
+    conforms(&t, &doc, tk, Method::PUT, &format!("/api/v1/admin/tablets/{tablet}/machine"), Some(paired), 200).await;
+    conforms(&t, &doc, tk, Method::GET, &format!("/api/v1/admin/tablets/{tablet}"), None, 200).await;
+    conforms(&t, &doc, tk, Method::PUT, &format!("/api/v1/admin/tablets/{tablet}"), Some(json!({ "name": "" })), 400)
+        .await;
+    conforms(&t, &doc, tk, Method::POST, &format!("/api/v1/admin/tablets/{tablet}/logout"), None, 409).await;
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/admin/tablets/pairing-window", None, 200).await;
+    let open = conforms(
+        &t,
+        &doc,
+        tk,
+        Method::PUT,
+        "/api/v1/admin/tablets/pairing-window",
+        Some(json!({ "minutes": 10 })),
+        200,
+    )
+    .await;
+    assert_eq!(open["open"], true);
+    conforms(&t, &doc, tk, Method::GET, "/api/v1/settings", None, 200).await;
+    let set =
+        conforms(&t, &doc, tk, Method::PUT, "/api/v1/settings", Some(json!({ "minor_stop_threshold_s": 90 })), 200)
+            .await;
+    assert_eq!(set["minor_stop_threshold_source"], "setting");
+    conforms(&t, &doc, tk, Method::PUT, "/api/v1/settings", Some(json!({ "minor_stop_threshold_s": -1 })), 400).await;
+
     // Device commands (the test server takes commands without a device token) and the tablets' list.
     let applied = conforms(
         &t,

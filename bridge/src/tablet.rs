@@ -178,19 +178,15 @@ fn logged_out_401() -> Fail {
 
 /// Sends a command for the machine to ingest and waits for its verdict.
 async fn command(state: &BridgeState, machine_id: i32, kind: CommandKind, body: Value) -> Result<Verdict, Fail> {
-    let topic = topic::command(&machine_id.to_string(), kind);
-    let (body, request_id) = if kind == CommandKind::Session {
-        // Ingest takes a session command only under the server's seal.
-        let mut session = SessionCommand::parse(body.to_string().as_bytes()).map_err(|r| {
+    let sent = if kind == CommandKind::Session {
+        let session = SessionCommand::parse(body.to_string().as_bytes()).map_err(|r| {
             failure(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST), &r.to_string())
         })?;
-        session.seal(&topic, &state.seal, chrono::Utc::now());
-        let id = session.reply.request_id.clone();
-        (serde_json::to_value(&session).unwrap_or(body), id)
+        state.replies.send_session(machine_id, session, &state.seal, state.timeout).await
     } else {
-        (body, None)
+        state.replies.send(topic::command(&machine_id.to_string(), kind), body, state.timeout).await
     };
-    state.replies.send_with_id(topic, body, request_id, state.timeout).await.map_err(|e| {
+    sent.map_err(|e| {
         if e.is_retryable() {
             unavailable(format!("the change was not confirmed ({e}): try again"))
         } else {

@@ -32,6 +32,10 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A part of the server the request needs (the broker, ingest) did not answer: trying again later may
+    /// succeed. Says what was not done.
+    #[error("{0}")]
+    Unavailable(String),
     /// One input of a form or request is wrong: `field` names it (as the form and the JSON body name it), so
     /// a page can show `message` next to it.
     #[error("{field}: {message}")]

@@ -139,6 +139,18 @@ impl SessionCommand {
         )
     }
 
+    /// The command that logs the operator of tablet `input_device_id` out; unsealed.
+    pub fn logout(input_device_id: i32) -> SessionCommand {
+        SessionCommand {
+            action: SessionAction::Logout,
+            input_device_id,
+            user_id: None,
+            issued_at: None,
+            seal: None,
+            reply: ReplyTo::default(),
+        }
+    }
+
     /// Seals the command as the server: stamps it now, with a request id when it has none.
     pub fn seal(&mut self, topic: &str, seal: &crate::access::ServerSeal, now: DateTime<Utc>) {
         self.issued_at = Some(now);

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::access::ServerSeal;
 use crate::config::MqttConfig;
 use crate::mqtt::{self, Incoming};
-use crate::payload::{MachineStatus, ReplyTo};
+use crate::payload::{MachineStatus, ReplyTo, SessionCommand};
 use crate::topic;
 use crate::verdict::Verdict;
 use rumqttc::{AsyncClient, QoS};
@@ -175,6 +176,22 @@ impl Replies {
             return Err(SendError::Publish(e.to_string()));
         }
         waiter.verdict(timeout).await
+    }
+
+    /// Sends a tablet session command to machine `machine_id`, sealed as the server (ingest takes a session
+    /// command under no other seal), and waits for its verdict. The seal covers the request id, so the
+    /// command is published under the id it was sealed with.
+    pub async fn send_session(
+        &self,
+        machine_id: i32,
+        mut command: SessionCommand,
+        seal: &ServerSeal,
+        timeout: Duration,
+    ) -> Result<Verdict, SendError> {
+        let topic = topic::command(&machine_id.to_string(), topic::CommandKind::Session);
+        command.seal(&topic, seal, chrono::Utc::now());
+        let request_id = command.reply.request_id.clone();
+        self.send_with_id(topic, command, request_id, timeout).await
     }
 
     /// Registers a wait for the verdict of `request_id`; `true` when no other request waits for it, so this

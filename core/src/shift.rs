@@ -320,8 +320,10 @@ const WEEK_MINUTES: u32 = 7 * DAY_MINUTES;
 /// A shift pattern as a week editor shows it: the shifts of each day, Monday first. A day without shifts is
 /// out of shift (once an overnight shift from the day before has ended), and keeps no periods of its own, as
 /// the reference's "No Shifts" day.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Week {
+    /// Seven days, Monday first: each day's shifts (at most six), an empty list for a day without shifts.
+    #[schema(min_items = 7, max_items = 7)]
     pub days: [Vec<WeekShift>; 7],
 }
 
@@ -330,7 +332,7 @@ pub struct Week {
 ///
 /// A refusal names the input as `<day>.<n>.start` or `<day>.<n>.end` (`mon.0.end`: the end of Monday's
 /// first shift), or `<day>` for the day as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WeekShift {
     pub start: String,
     pub end: String,
@@ -585,7 +587,7 @@ fn cut_at_midnights(start: u32, length: u32) -> Vec<(usize, u16, u16)> {
 }
 
 /// One day of a week's preview.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DayPreview {
     /// 0 = Monday … 6 = Sunday.
     pub day: u8,
@@ -597,7 +599,7 @@ pub struct DayPreview {
 
 /// An in-shift interval of one day, in local time: an overnight shift appears as two, the first ending at
 /// `24:00` and the second starting at `00:00` on the next day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PreviewInterval {
     /// Minutes after local midnight, 0..1440.
     pub start_minute: u16,

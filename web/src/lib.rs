@@ -46,6 +46,8 @@ pub(crate) struct WebState {
     /// Sends the forms' changes to ingest and waits for its verdicts, at most `reply_timeout`.
     replies: Arc<Replies>,
     reply_timeout: Duration,
+    /// Seals the commands only the server may send (a tablet's operator logged out from here).
+    seal: Arc<oee_core::access::ServerSeal>,
     /// The API document as served (`GET /api/v1/openapi.json`).
     api_doc: axum::body::Bytes,
     /// The whole configuration, for the settings page (which shows what the file decides).
@@ -69,6 +71,7 @@ impl Drop for Web {
 /// Connects the web side's MQTT client and builds its routes, each behind the access its entry in
 /// [`access`]'s table names. `config` is the server's configuration; `mqtt` is how the server's own clients
 /// reach the broker (logged in as the server); changes sent to ingest wait `reply_timeout` for its verdict.
+/// `seal` is the server's seal, which ingest asks of tablet session commands (the bridge's too).
 /// `bridge_api` is the bridge's part of the API document (`oee_bridge::openapi()`) when the bridge runs in
 /// this server: `GET /api/v1/openapi.json` serves it merged with the web side's.
 pub fn start(
@@ -77,6 +80,7 @@ pub fn start(
     config: &oee_core::config::Config,
     mqtt: oee_core::config::MqttConfig,
     reply_timeout: Duration,
+    seal: Arc<oee_core::access::ServerSeal>,
     bridge_api: Option<utoipa::openapi::OpenApi>,
 ) -> Web {
     let (replies, tasks) = Replies::start(&mqtt, "web", true);
@@ -90,6 +94,7 @@ pub fn start(
         pages: Arc::new(page::Pages::new()),
         replies,
         reply_timeout,
+        seal,
         api_doc: openapi::document_bytes(bridge_api),
         config: Arc::new(config.clone()),
     };

@@ -1,7 +1,7 @@
 //! The API document: `GET /api/v1/openapi.json`, an OpenAPI 3.1 description of every v1 route of the server,
 //! made from the handlers' `#[utoipa::path]` annotations and the types' `ToSchema` derives.
 //!
-//! The web side's part lists its handlers in [`WebApi`] (reports, this document) and in `admin::AdminApi`
+//! The web side's part lists its handlers in [`WebApi`] (reports, jobs, this document) and in `admin::AdminApi`
 //! (the admin API); the bridge hands its part in (device commands, tablets). Who may call each web route is
 //! not written in the annotations but taken from [`crate::access::table`], the one place that decides it,
 //! so the document cannot promise other access than the server enforces.
@@ -34,8 +34,9 @@ const API_TOKEN: &str = "api_token";
     info(
         title = "OEE server",
         version = env!("CARGO_PKG_VERSION"),
-        description = "The v1 API of the OEE server: OEE reports and telemetry, administration (users, API tokens \
-                       and more), the device command API and the tablets' v1 routes.\n\n\
+        description = "The v1 API of the OEE server: OEE reports, telemetry and jobs, administration (users, API \
+                       tokens, machines, groups, activity codes, shift patterns, tablets, plant settings), the device \
+                       command API and the tablets' v1 routes.\n\n\
                        Web routes take a browser session (the `oee_session` cookie set by signing in at `/login`; \
                        writes also need the session's `X-CSRF-Token`) or an API token (`Authorization: Bearer \
                        <token>`, made by an administrator; scope `read` acts as a viewer, `admin` as an \
@@ -44,13 +45,20 @@ const API_TOKEN: &str = "api_token";
                        `{\"message\", \"field\"?}`; `field` names the input that was refused.",
         license(name = "Apache-2.0")
     ),
-    paths(crate::oee_api::oee, crate::telemetry_api::telemetry, serve),
+    paths(crate::oee_api::oee, crate::telemetry_api::telemetry, crate::jobs_api::list, crate::jobs_api::one, serve),
     // The body of the access check's 401 and 403, which every guarded operation gets.
     components(schemas(crate::api::ErrorBody)),
     tags(
         (name = "reports", description = "OEE reports and telemetry readings"),
+        (name = "jobs", description = "Jobs with their production"),
         (name = "users", description = "Administration: users"),
         (name = "tokens", description = "Administration: API tokens for scripts"),
+        (name = "machines", description = "Administration: machines and their settings"),
+        (name = "groups", description = "Administration: machine groups"),
+        (name = "codes", description = "Administration: activity codes"),
+        (name = "shifts", description = "Administration: shift patterns"),
+        (name = "tablet admin", description = "Administration: tablets, their pairing and their operators' sessions"),
+        (name = "settings", description = "Administration: plant settings"),
         (name = "commands", description = "Device commands: the HTTP way to the MQTT command topics"),
         (name = "tablets", description = "The tablets' v1 routes"),
         (name = "documentation", description = "This document"),

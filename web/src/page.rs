@@ -281,7 +281,7 @@ pub(crate) fn refused(mut r: Response, e: &oee_core::Error) -> Response {
     *r.status_mut() = match e {
         oee_core::Error::Conflict(_) => StatusCode::CONFLICT,
         oee_core::Error::NotFound(_) => StatusCode::NOT_FOUND,
-        oee_core::Error::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        oee_core::Error::Database(_) | oee_core::Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         oee_core::Error::Field { message, .. } if message.contains("already") => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use crate::error::Error;
 
 /// A job with its totals.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct JobSummary {
     pub id: i64,
     pub machine_id: i32,
@@ -27,7 +27,7 @@ pub struct JobSummary {
 }
 
 /// One production record of a job: parts made in [start, end].
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct ProductionRecord {
     pub id: i64,
     pub start_time: DateTime<Utc>,
@@ -37,7 +37,7 @@ pub struct ProductionRecord {
 }
 
 /// A job with its production records.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: JobSummary,

@@ -333,7 +333,7 @@ async fn reference_page(
 }
 
 /// An activity code as the admin API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CodeView {
     id: i32,
     short_description: String,
@@ -365,7 +365,7 @@ impl From<ActivityCode> for CodeView {
 /// The body of `POST /api/v1/codes` and `PUT /api/v1/codes/{id}`: the keys of [`CodeView`] but `id`. A key
 /// left out keeps its value; a new code needs `short_description` and `graph_colour`, and is in state 2
 /// and active unless told otherwise. A `loss_category` left out (or empty) is the usual one for the state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CodeChanges {
     short_description: Option<String>,
@@ -376,14 +376,56 @@ struct CodeChanges {
     active: Option<bool>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/codes",
+    tag = "codes",
+    operation_id = "list_codes",
+    summary = "Every activity code",
+    description = "Codes 1 to 4 (no data, up, down, closed) always exist; the rest are the plant's own.",
+    responses(
+        (status = 200, description = "The codes, by id", body = Vec<CodeView>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<CodeView>>, ApiError> {
     Ok(axum::Json(code::list_codes(&state.pool).await?.into_iter().map(CodeView::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/codes/{id}",
+    tag = "codes",
+    operation_id = "get_code",
+    summary = "One activity code",
+    params(("id" = i32, Path, description = "The code's id")),
+    responses(
+        (status = 200, description = "The code", body = CodeView),
+        (status = 404, description = "No such code", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<CodeView>, ApiError> {
     Ok(axum::Json(code::code(&state.pool, id).await?.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/codes",
+    tag = "codes",
+    operation_id = "create_code",
+    summary = "Add an activity code",
+    description = "`short_description` and `graph_colour` are needed; the code is in machine state 2 (unplanned \
+                   downtime) and active unless told otherwise, and its loss category is the state's usual one when \
+                   none is given.",
+    request_body = CodeChanges,
+    responses(
+        (status = 201, description = "Added", body = CodeView),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 409, description = "The short description is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<CodeChanges>,
@@ -402,6 +444,24 @@ async fn api_create(
     Ok((StatusCode::CREATED, axum::Json(code::create_code(&state.pool, &input).await?.into())))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/codes/{id}",
+    tag = "codes",
+    operation_id = "update_code",
+    summary = "Change an activity code",
+    description = "Only the keys given change; a new `machine_state` without a `loss_category` takes the state's \
+                   usual category.",
+    params(("id" = i32, Path, description = "The code's id")),
+    request_body = CodeChanges,
+    responses(
+        (status = 200, description = "Saved", body = CodeView),
+        (status = 400, description = "An input is refused (codes 1 to 4 keep their state): `field` names it", body = crate::api::ErrorBody),
+        (status = 404, description = "No such code", body = crate::api::ErrorBody),
+        (status = 409, description = "The short description is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_update(
     State(state): State<WebState>,
     Path(id): Path<i32>,

@@ -188,7 +188,7 @@ async fn reference_page(
 }
 
 /// A group as the admin API lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct GroupListItem {
     id: i32,
     name: String,
@@ -203,7 +203,7 @@ impl From<GroupSummary> for GroupListItem {
 }
 
 /// A group with its machines, as the admin API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct GroupView {
     id: i32,
     name: String,
@@ -211,7 +211,7 @@ struct GroupView {
 }
 
 /// A machine of a group.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct GroupMachineView {
     id: i32,
     name: String,
@@ -233,20 +233,59 @@ impl From<Group> for GroupView {
 }
 
 /// The body of `POST /api/v1/groups` and `PUT /api/v1/groups/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GroupBody {
     name: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups",
+    tag = "groups",
+    operation_id = "list_groups",
+    summary = "Every machine group",
+    responses(
+        (status = 200, description = "The groups, by id", body = Vec<GroupListItem>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<GroupListItem>>, ApiError> {
     Ok(axum::Json(group::list_groups(&state.pool).await?.into_iter().map(GroupListItem::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{id}",
+    tag = "groups",
+    operation_id = "get_group",
+    summary = "One machine group with its machines",
+    params(("id" = i32, Path, description = "The group's id")),
+    responses(
+        (status = 200, description = "The group", body = GroupView),
+        (status = 404, description = "No such group", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<GroupView>, ApiError> {
     Ok(axum::Json(group::group(&state.pool, id).await?.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/groups",
+    tag = "groups",
+    operation_id = "create_group",
+    summary = "Add a machine group",
+    description = "A new group has no machines: a machine joins it with `PUT /api/v1/machines/{id}` `{\"group\": …}`.",
+    request_body = GroupBody,
+    responses(
+        (status = 201, description = "Added", body = GroupView),
+        (status = 400, description = "The name is refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<GroupBody>,
@@ -255,6 +294,22 @@ async fn api_create(
     Ok((StatusCode::CREATED, axum::Json(group::group(&state.pool, id).await?.into())))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{id}",
+    tag = "groups",
+    operation_id = "rename_group",
+    summary = "Rename a machine group",
+    params(("id" = i32, Path, description = "The group's id")),
+    request_body = GroupBody,
+    responses(
+        (status = 200, description = "Saved", body = GroupView),
+        (status = 400, description = "The name is refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 404, description = "No such group", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_update(
     State(state): State<WebState>,
     Path(id): Path<i32>,

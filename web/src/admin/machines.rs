@@ -471,7 +471,7 @@ async fn reference_page(
 }
 
 /// A machine as the admin API lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MachineListItem {
     id: i32,
     name: String,
@@ -499,7 +499,7 @@ impl From<MachineSummary> for MachineListItem {
 
 /// A machine's settings as the admin API shows them: the form's field names, ids for the group, the shift
 /// pattern and codes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct MachineView {
     id: i32,
     name: String,
@@ -508,12 +508,17 @@ struct MachineView {
     group: Option<i32>,
     /// The shift pattern's id.
     shift_pattern: Option<i32>,
+    /// How the tablet runs jobs: `default`, `pausable` or `running_total`.
     workflow_type: &'static str,
+    /// What the tablet asks for a job's speed: `cycle_time_seconds`, `cycle_time_minutes`, `cycle_time_hours`,
+    /// `parts_per_second`, `parts_per_minute`, `parts_per_hour`, `planned_qty_minutes` or `no_cycle_time`.
     job_start_input_type: &'static str,
+    /// Whether the tablet fills in the speed with `autofill_input_amount`.
     autofill_input_bool: bool,
     autofill_input_amount: f64,
     /// The code a started job moves the machine to.
     job_start_activity: i32,
+    /// What a job number is typed as on the tablet: `number` or `text`.
     job_number_input_type: &'static str,
     end_job_on_shift_end: bool,
     /// Codes its tablet does not offer.
@@ -546,13 +551,14 @@ impl MachineView {
 /// The body of `POST /api/v1/machines` and `PUT /api/v1/machines/{id}`: the keys of [`MachineView`] but
 /// `id` and `topic_name`. A key left out keeps its value (for a new machine: what `oee-server machine add`
 /// gives it); a new machine needs a `name`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MachineChanges {
     name: Option<String>,
     active: Option<bool>,
-    /// `null`: no group.
+    /// A group's id; `null`: no group.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<i32>)]
     group: Option<Option<i32>>,
     shift_pattern: Option<i32>,
     workflow_type: Option<String>,
@@ -613,15 +619,57 @@ impl MachineChanges {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines",
+    tag = "machines",
+    operation_id = "list_machines",
+    summary = "Every machine",
+    description = "Active and inactive machines by id, with their group, shift pattern and current activity.",
+    responses(
+        (status = 200, description = "The machines, by id", body = Vec<MachineListItem>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<MachineListItem>>, ApiError> {
     let machines = machine::list_machines(&state.pool).await?;
     Ok(axum::Json(machines.into_iter().map(MachineListItem::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    operation_id = "get_machine",
+    summary = "One machine's settings",
+    params(("id" = i32, Path, description = "The machine's id")),
+    responses(
+        (status = 200, description = "The machine", body = MachineView),
+        (status = 404, description = "No such machine", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<MachineView>, ApiError> {
     Ok(axum::Json(MachineView::of(id, machine::machine_settings(&state.pool, id).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines",
+    tag = "machines",
+    operation_id = "create_machine",
+    summary = "Add a machine",
+    description = "A `name` is needed; every key left out takes what `oee-server machine add` gives a new machine \
+                   (the first group and shift pattern, the default workflow). Its MQTT topic name is made from the \
+                   name and never changes.",
+    request_body = MachineChanges,
+    responses(
+        (status = 201, description = "Added", body = MachineView),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<MachineChanges>,
@@ -635,6 +683,24 @@ async fn api_create(
     Ok((StatusCode::CREATED, axum::Json(MachineView::of(id, stored))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    operation_id = "update_machine",
+    summary = "Change a machine's settings",
+    description = "Only the keys given change. A machine is never deleted: `\"active\": false` takes it out of use \
+                   and keeps its history.",
+    params(("id" = i32, Path, description = "The machine's id")),
+    request_body = MachineChanges,
+    responses(
+        (status = 200, description = "Saved", body = MachineView),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 404, description = "No such machine", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_update(
     State(state): State<WebState>,
     Path(id): Path<i32>,

@@ -204,19 +204,52 @@ async fn save(
 }
 
 /// The settings as the API gives them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SettingsJson {
     /// The plant's time zone (`[plant] timezone`; read-only, applied at start).
     timezone: String,
     /// The minor-stop threshold in force, in seconds.
     minor_stop_threshold_s: u64,
     /// `setting` (set here) or `config` (the config file's `[oee] minor_stop_threshold_s`).
-    minor_stop_threshold_source: &'static str,
+    minor_stop_threshold_source: ThresholdSource,
+    /// The config file's value, which applies while none is set here.
     minor_stop_threshold_config_s: u64,
+    /// When it was set here (`null`: the config file's applies).
     minor_stop_threshold_updated_at: Option<DateTime<Utc>>,
+    /// Who set it here.
     minor_stop_threshold_updated_by: Option<String>,
-    /// Read-only switches of the config file, by their key.
-    config: serde_json::Value,
+    config: ConfigSwitches,
+}
+
+/// Where the minor-stop threshold in force comes from.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ThresholdSource {
+    /// Set here (`PUT /api/v1/settings`, or Admin › Plant settings).
+    Setting,
+    /// The config file's `[oee] minor_stop_threshold_s`.
+    Config,
+}
+
+/// Read-only switches of the config file, by their key (changed in the file; a restart applies them).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct ConfigSwitches {
+    #[serde(rename = "plant.timezone")]
+    plant_timezone: String,
+    #[serde(rename = "broker.allow_anonymous")]
+    broker_allow_anonymous: bool,
+    #[serde(rename = "bridge.open_device_api")]
+    bridge_open_device_api: bool,
+    #[serde(rename = "tablets.open_registration")]
+    tablets_open_registration: bool,
+    #[serde(rename = "tablets.auto_pair")]
+    tablets_auto_pair: bool,
+    #[serde(rename = "http.public_url")]
+    http_public_url: String,
+    #[serde(rename = "web.session_idle_minutes")]
+    web_session_idle_minutes: u32,
+    #[serde(rename = "web.session_lifetime_hours")]
+    web_session_lifetime_hours: u32,
 }
 
 async fn settings_json(state: &WebState) -> Result<SettingsJson, oee_core::Error> {
@@ -225,23 +258,36 @@ async fn settings_json(state: &WebState) -> Result<SettingsJson, oee_core::Error
     Ok(SettingsJson {
         timezone: state.tz.name().to_string(),
         minor_stop_threshold_s: set.as_ref().map_or(c.oee.minor_stop_threshold_s, |s| s.value),
-        minor_stop_threshold_source: if set.is_some() { "setting" } else { "config" },
+        minor_stop_threshold_source: if set.is_some() { ThresholdSource::Setting } else { ThresholdSource::Config },
         minor_stop_threshold_config_s: c.oee.minor_stop_threshold_s,
         minor_stop_threshold_updated_at: set.as_ref().map(|s| s.updated_at),
         minor_stop_threshold_updated_by: set.and_then(|s| s.updated_by),
-        config: serde_json::json!({
-            "plant.timezone": state.tz.name(),
-            "broker.allow_anonymous": c.broker.allow_anonymous,
-            "bridge.open_device_api": c.bridge.open_device_api,
-            "tablets.open_registration": c.tablets.open_registration,
-            "tablets.auto_pair": c.tablets.auto_pair,
-            "http.public_url": c.http.public_url,
-            "web.session_idle_minutes": c.web.session_idle_minutes,
-            "web.session_lifetime_hours": c.web.session_lifetime_hours,
-        }),
+        config: ConfigSwitches {
+            plant_timezone: state.tz.name().to_string(),
+            broker_allow_anonymous: c.broker.allow_anonymous,
+            bridge_open_device_api: c.bridge.open_device_api,
+            tablets_open_registration: c.tablets.open_registration,
+            tablets_auto_pair: c.tablets.auto_pair,
+            http_public_url: c.http.public_url.clone(),
+            web_session_idle_minutes: c.web.session_idle_minutes,
+            web_session_lifetime_hours: c.web.session_lifetime_hours,
+        },
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings",
+    tag = "settings",
+    operation_id = "get_settings",
+    summary = "The plant settings",
+    description = "The minor-stop threshold in force and where it comes from, and the config file's switches an \
+                   administrator should know about.",
+    responses(
+        (status = 200, description = "The settings", body = SettingsJson),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>) -> Result<axum::Json<SettingsJson>, ApiError> {
     Ok(axum::Json(settings_json(&state).await?))
 }
@@ -253,14 +299,30 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 }
 
 /// The body of `PUT /api/v1/settings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettingsUpdate {
-    /// Seconds, or `null` for the config file's value.
+    /// Seconds (0 to 86400), or `null` for the config file's value; left out: unchanged.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     minor_stop_threshold_s: Option<Option<u64>>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/settings",
+    tag = "settings",
+    operation_id = "update_settings",
+    summary = "Change the plant settings",
+    description = "Setting the minor-stop threshold (or clearing it with `null`) forgets every cached report day: \
+                   they are computed again with the threshold now in force.",
+    request_body = SettingsUpdate,
+    responses(
+        (status = 200, description = "Saved: the settings now", body = SettingsJson),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_put(
     State(state): State<WebState>,
     Extension(c): Extension<Caller>,

@@ -526,7 +526,7 @@ async fn save(
 }
 
 /// A pattern as the API gives it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ShiftJson {
     id: i32,
     name: String,
@@ -535,7 +535,9 @@ struct ShiftJson {
     /// When its current hours took effect (`null`: since it was made).
     since: Option<DateTime<Utc>>,
     week: Week,
+    /// The week in words, as the list page shows it.
     summary: String,
+    /// Minutes in shift in a week.
     minutes_a_week: u32,
 }
 
@@ -554,16 +556,41 @@ impl From<ShiftSummary> for ShiftJson {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/shifts",
+    tag = "shifts",
+    operation_id = "list_shifts",
+    summary = "Every shift pattern",
+    description = "Each pattern with the week now in force and the machines that follow it.",
+    responses(
+        (status = 200, description = "The patterns, by id", body = Vec<ShiftJson>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<ShiftJson>>, ApiError> {
     Ok(axum::Json(schedule::list_shifts(&state.pool).await?.into_iter().map(ShiftJson::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/shifts/{id}",
+    tag = "shifts",
+    operation_id = "get_shift",
+    summary = "One shift pattern",
+    params(("id" = i32, Path, description = "The pattern's id")),
+    responses(
+        (status = 200, description = "The pattern", body = ShiftJson),
+        (status = 404, description = "No such pattern", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<ShiftJson>, ApiError> {
     Ok(axum::Json(found_shift(&state, id).await?.into()))
 }
 
 /// The body of `POST /api/v1/shifts` and `PUT /api/v1/shifts/{id}`: a name and/or a week.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ShiftBody {
     #[serde(default)]
@@ -572,6 +599,23 @@ struct ShiftBody {
     week: Option<Week>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/shifts",
+    tag = "shifts",
+    operation_id = "create_shift",
+    summary = "Add a shift pattern",
+    description = "A `name`, and its `week` (without one the pattern has no shifts: a machine that follows it stays \
+                   out of shift). A refused week names the input: `mon.0.end` is the end of Monday's first shift, \
+                   `sat` Saturday as a whole.",
+    request_body = ShiftBody,
+    responses(
+        (status = 201, description = "Added", body = ShiftJson),
+        (status = 400, description = "The name or the week is refused: `field` names the input", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_create(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<ShiftBody>,
@@ -586,6 +630,24 @@ async fn api_create(
     Ok((StatusCode::CREATED, axum::Json(found_shift(&state, id).await?.into())))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/shifts/{id}",
+    tag = "shifts",
+    operation_id = "update_shift",
+    summary = "Rename a shift pattern or change its week",
+    description = "A new week applies from now on (the scheduler takes it up at once); reports of past days keep \
+                   the week that was in force then.",
+    params(("id" = i32, Path, description = "The pattern's id")),
+    request_body = ShiftBody,
+    responses(
+        (status = 200, description = "Saved", body = ShiftJson),
+        (status = 400, description = "Neither `name` nor `week`, or either is refused: `field` names the input", body = crate::api::ErrorBody),
+        (status = 404, description = "No such pattern", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_update(
     State(state): State<WebState>,
     Path(id): Path<i32>,
@@ -606,14 +668,30 @@ async fn api_update(
 }
 
 /// The body of `GET /api/v1/shifts/{id}/preview`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PreviewJson {
     id: i32,
     name: String,
+    /// Monday first.
     days: Vec<oee_core::shift::DayPreview>,
+    /// Minutes in shift in a week.
     minutes_a_week: u32,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/shifts/{id}/preview",
+    tag = "shifts",
+    operation_id = "preview_shift",
+    summary = "A shift pattern's week as intervals in shift",
+    description = "For each day, the local intervals the pattern is in shift; an overnight shift is split at midnight.",
+    params(("id" = i32, Path, description = "The pattern's id")),
+    responses(
+        (status = 200, description = "The week", body = PreviewJson),
+        (status = 404, description = "No such pattern", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_preview(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<PreviewJson>, ApiError> {
     let s = found_shift(&state, id).await?;
     let days = preview(&s.periods);

@@ -1,7 +1,12 @@
 //! Tablets: the list (machine, who is logged in, when each last asked for its state), a tablet's name and
-//! machine (one tablet per machine, as the reference's `/input-device`), and the pairing window through which
-//! new tablets register; the same in the admin API under `/api/v1/admin/tablets` (the tablets' own API has
-//! `/api/v1/tablets/…`).
+//! machine (one tablet per machine, as the reference's `/input-device`), the pairing window through which
+//! new tablets register, and logging a tablet's operator out from here; the same in the admin API under
+//! `/api/v1/admin/tablets` (the tablets' own API has `/api/v1/tablets/…`).
+//!
+//! Forcing a logout is a supervisor's right, the rest an administrator's: supervisors see the list (with a
+//! "Log out" button beside each operator) but neither the tablets' pages nor the pairing window. The logout
+//! is a sealed session command to ingest, as the tablet's own logout is, so the machine's state and the
+//! tablet's screen follow as they would.
 
 use std::collections::HashMap;
 
@@ -11,18 +16,21 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use oee_core::access::Role;
+use oee_core::payload::SessionCommand;
 use oee_core::store::tablet::{self, Tablet};
 use serde::{Deserialize, Serialize};
 
 use crate::WebState;
 use crate::access::{Access, Caller, Route};
 use crate::api::{ApiError, ApiJson};
-use crate::page::{Field, FormPage, Page, flash, found, place_error, refused};
+use crate::page::{Field, FormPage, Page, SubForm, flash, found, place_error, refused};
 
 pub(super) fn routes() -> Vec<Route> {
     let admin = Access::Role(Role::Admin);
+    let supervisor = Access::Role(Role::Supervisor);
     vec![
-        Route::get("/admin/tablets", admin, list_page),
+        Route::get("/admin/tablets", supervisor, list_page),
+        Route::post("/admin/tablets/{id}/logout", supervisor, log_out_page),
         Route::get("/admin/tablets/{id}", admin, edit_page),
         Route::post("/admin/tablets/{id}", admin, update),
         Route::post("/admin/tablets/pairing-window/open", admin, open_window),
@@ -35,6 +43,7 @@ pub(super) fn routes() -> Vec<Route> {
         Route::get("/api/v1/admin/tablets/pairing-window", admin, api_window),
         Route::put("/api/v1/admin/tablets/pairing-window", admin, api_open_window),
         Route::delete("/api/v1/admin/tablets/pairing-window", admin, api_close_window),
+        Route::post("/api/v1/admin/tablets/{id}/logout", supervisor, api_log_out),
     ]
 }
 
@@ -52,9 +61,13 @@ fn logged_in(t: &Tablet) -> String {
     }
 }
 
-/// The list page: the tablets and the pairing window.
+/// The list page: the tablets and, for administrators, the pairing window.
 #[derive(Debug, Serialize)]
 struct TabletsPage {
+    /// Why the last request was refused (a logout of nobody).
+    error: Option<String>,
+    /// Whether the caller is an administrator, who edits tablets and opens the pairing window.
+    admin: bool,
     rows: Vec<TabletRow>,
     auto_pair: bool,
     open_registration: bool,
@@ -72,21 +85,31 @@ struct TabletRow {
     uuid: String,
     machine: String,
     user: String,
+    /// Whether someone is logged in on it (a "Log out" button is shown).
+    logged_in: bool,
     last_seen: String,
 }
 
 async fn list_page(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Result<Response, ApiError> {
     let minutes =
         Field::text("minutes", "Open for (minutes, 1 to 1440)", DEFAULT_WINDOW_MINUTES.to_string()).kind("number");
-    Ok(tablets_page(&state, &c, minutes).await?)
+    Ok(tablets_page(&state, &c, minutes, None).await?)
 }
 
-/// The list page, with the pairing window's minutes field as given (and its refusal, if any).
-async fn tablets_page(state: &WebState, c: &Caller, minutes: Field) -> Result<Response, oee_core::Error> {
+/// The list page, with the pairing window's minutes field as given (and its refusal, if any), and the
+/// refusal of a logout, if any.
+async fn tablets_page(
+    state: &WebState,
+    c: &Caller,
+    minutes: Field,
+    error: Option<String>,
+) -> Result<Response, oee_core::Error> {
     let tablets = tablet::list_tablets(&state.pool).await?;
     let window = tablet::pairing_window(&state.pool).await?;
     let cfg = &state.config.tablets;
     let body = TabletsPage {
+        error,
+        admin: c.role >= Role::Admin,
         rows: tablets
             .iter()
             .map(|t| TabletRow {
@@ -95,6 +118,7 @@ async fn tablets_page(state: &WebState, c: &Caller, minutes: Field) -> Result<Re
                 uuid: t.uuid.clone(),
                 machine: t.machine_name.clone().unwrap_or_else(|| "none".into()),
                 user: logged_in(t),
+                logged_in: t.user_id.is_some(),
                 last_seen: when(t.last_seen_at, state.tz),
             })
             .collect(),
@@ -178,16 +202,16 @@ async fn edit_form(
             ("UUID".into(), t.uuid.clone()),
             ("Logged in".into(), logged_in(t)),
             ("Last asked for its state".into(), when(t.last_seen_at, state.tz)),
-            // The place for a "Log the operator out" button: it will send the logout as a command to ingest,
-            // through the web's command client, which is not part of this page yet.
-            (
-                "Log the operator out".into(),
-                "not from this page yet: the operator logs out on the tablet, or a supervisor's script calls \
-                 POST /api/force-logout/<tablet id>"
-                    .into(),
-            ),
         ],
-        more: vec![],
+        more: match &t.user_name {
+            Some(name) => vec![SubForm {
+                heading: "Operator".into(),
+                action: format!("/admin/tablets/{}/logout", t.id),
+                submit: format!("Log {name} out of this tablet"),
+                fields: vec![],
+            }],
+            None => vec![],
+        },
     };
     let page = Page::new(state, Some(c), format!("Tablet {}", t.name), "admin", body).await;
     Ok(state.pages.render("form", &page))
@@ -275,7 +299,7 @@ async fn open_window(
                 oee_core::Error::Field { message, .. } => message.clone(),
                 other => other.to_string(),
             });
-            return Ok(refused(tablets_page(&state, &c, field).await?, &e));
+            return Ok(refused(tablets_page(&state, &c, field, None).await?, &e));
         }
     };
     let until = tablet::open_pairing_window(&state.pool, Utc::now(), minutes).await?;
@@ -299,6 +323,75 @@ async fn close_window(State(state): State<WebState>, Extension(c): Extension<Cal
     Ok(found("/admin/tablets"))
 }
 
+/// Logs the operator of tablet `id` out through ingest, as the tablet's own logout does (the tablet's screen
+/// is told through its websocket). Returns the tablet as it was, with who was logged in. Refused with
+/// `Conflict` when nobody is logged in on it.
+async fn log_out_operator(state: &WebState, id: i32) -> Result<Tablet, oee_core::Error> {
+    use oee_core::Error;
+    let t = found_tablet(state, id).await?;
+    let machine_id = match (t.user_id, t.machine_id) {
+        (None, _) => {
+            return Err(Error::Conflict(format!(
+                "nobody is logged in on tablet {} `{}`: there is nobody to log out",
+                t.id, t.name
+            )));
+        }
+        (Some(_), None) => {
+            return Err(Error::Conflict(format!(
+                "tablet {} `{}` has no machine, and its operator is logged out through the machine: pair it with \
+                 its machine first",
+                t.id, t.name
+            )));
+        }
+        (Some(_), Some(m)) => m,
+    };
+    let verdict = state
+        .replies
+        .send_session(machine_id, SessionCommand::logout(t.id), &state.seal, state.reply_timeout)
+        .await
+        .map_err(|e| {
+            if e.is_retryable() {
+                Error::Unavailable(format!(
+                    "the logout was not confirmed ({e}): look at the tablet's list, and try again if the operator \
+                     is still logged in"
+                ))
+            } else {
+                Error::Invalid(e.to_string())
+            }
+        })?;
+    if verdict.ok {
+        return Ok(t);
+    }
+    let message = verdict.message.unwrap_or_else(|| format!("the logout of tablet {id} was refused"));
+    Err(match verdict.status {
+        404 => Error::NotFound(message),
+        409 => Error::Conflict(message),
+        400..=499 => Error::Invalid(message),
+        _ => Error::Unavailable(message),
+    })
+}
+
+/// `POST /admin/tablets/{id}/logout`: the "Log out" button of the list and of the tablet's page.
+async fn log_out_page(
+    State(state): State<WebState>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<i32>,
+) -> Result<Response, ApiError> {
+    match log_out_operator(&state, id).await {
+        Ok(t) => {
+            let who = t.user_name.as_deref().unwrap_or("The operator");
+            let message = format!("{who} was logged out of tablet `{}`; it shows the login screen again", t.name);
+            flash(&state, &c, &message).await;
+            Ok(found("/admin/tablets"))
+        }
+        Err(e) => {
+            let minutes = Field::text("minutes", "Open for (minutes, 1 to 1440)", DEFAULT_WINDOW_MINUTES.to_string())
+                .kind("number");
+            Ok(refused(tablets_page(&state, &c, minutes, Some(e.to_string())).await?, &e))
+        }
+    }
+}
+
 /// `GET /input-device?id=N`: the reference's page, sent to ours.
 async fn reference_page(Query(q): Query<HashMap<String, String>>) -> Response {
     match q.get("id").and_then(|s| s.trim().parse::<i32>().ok()) {
@@ -308,15 +401,19 @@ async fn reference_page(Query(q): Query<HashMap<String, String>>) -> Response {
 }
 
 /// A tablet as the admin API gives it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TabletJson {
     id: i32,
+    /// What the tablet calls itself when it registers (`GET /check-state`).
     uuid: String,
     name: String,
+    /// The machine it is paired with.
     machine_id: Option<i32>,
     machine_name: Option<String>,
+    /// The operator logged in on it, if anyone is.
     user_id: Option<i32>,
     user_name: Option<String>,
+    /// When it last asked for its state (recorded about once a minute).
     last_seen_at: Option<DateTime<Utc>>,
 }
 
@@ -335,25 +432,66 @@ impl From<Tablet> for TabletJson {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets",
+    tag = "tablet admin",
+    operation_id = "list_tablets",
+    summary = "Every tablet",
+    description = "Each tablet with its machine, who is logged in on it and when it last asked for its state.",
+    responses(
+        (status = 200, description = "The tablets, by id", body = Vec<TabletJson>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<TabletJson>>, ApiError> {
     Ok(axum::Json(tablet::list_tablets(&state.pool).await?.into_iter().map(TabletJson::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets/{id}",
+    tag = "tablet admin",
+    operation_id = "get_tablet",
+    summary = "One tablet",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    responses(
+        (status = 200, description = "The tablet", body = TabletJson),
+        (status = 404, description = "No such tablet", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_get(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<TabletJson>, ApiError> {
     Ok(axum::Json(found_tablet(&state, id).await?.into()))
 }
 
 /// The body of `PUT /api/v1/admin/tablets/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rename {
+struct TabletRename {
     name: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/{id}",
+    tag = "tablet admin",
+    operation_id = "rename_tablet",
+    summary = "Rename a tablet",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    request_body = TabletRename,
+    responses(
+        (status = 200, description = "Saved", body = TabletJson),
+        (status = 400, description = "The name is refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 404, description = "No such tablet", body = crate::api::ErrorBody),
+        (status = 409, description = "The name is taken", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_rename(
     State(state): State<WebState>,
     Path(id): Path<i32>,
-    ApiJson(body): ApiJson<Rename>,
+    ApiJson(body): ApiJson<TabletRename>,
 ) -> Result<axum::Json<TabletJson>, ApiError> {
     let t = found_tablet(&state, id).await?;
     if body.name.trim() != t.name {
@@ -363,24 +501,64 @@ async fn api_rename(
 }
 
 /// The body of `PUT /api/v1/admin/tablets/{id}/machine`: a machine's id, or `null` to unpair.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Pairing {
+struct TabletPairing {
     machine_id: Option<i32>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/{id}/machine",
+    tag = "tablet admin",
+    operation_id = "set_tablet_machine",
+    summary = "Pair a tablet with a machine, or unpair it",
+    description = "One tablet per machine. While someone is logged in on the tablet it keeps its machine: log them \
+                   out first.",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    request_body = TabletPairing,
+    responses(
+        (status = 200, description = "Saved", body = TabletJson),
+        (status = 400, description = "The body is not JSON of this shape", body = crate::api::ErrorBody),
+        (status = 404, description = "No such tablet or machine", body = crate::api::ErrorBody),
+        (status = 409, description = "The machine has another tablet, or someone is logged in on this one", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_pair(
     State(state): State<WebState>,
     Path(id): Path<i32>,
-    ApiJson(body): ApiJson<Pairing>,
+    ApiJson(body): ApiJson<TabletPairing>,
 ) -> Result<axum::Json<TabletJson>, ApiError> {
     let t = found_tablet(&state, id).await?;
     tablet::pair_tablet(&state.pool, t.id, body.machine_id.filter(|m| *m != 0)).await?;
     Ok(axum::Json(found_tablet(&state, id).await?.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/tablets/{id}/logout",
+    tag = "tablet admin",
+    operation_id = "log_out_tablet_operator",
+    summary = "Log a tablet's operator out",
+    description = "Ends the session of whoever is logged in on the tablet, as their own logout would: the machine's \
+                   activity follows (Down in shift, Closed out of shift, when no job runs) and the tablet shows its \
+                   login screen. Answers once ingest has applied it.",
+    params(("id" = i32, Path, description = "The tablet's id")),
+    responses(
+        (status = 200, description = "Logged out: the tablet now", body = TabletJson),
+        (status = 404, description = "No such tablet", body = crate::api::ErrorBody),
+        (status = 409, description = "Nobody is logged in on the tablet", body = crate::api::ErrorBody),
+        (status = 503, description = "The logout was not confirmed in time, or the database is not available: try again", body = crate::api::ErrorBody),
+    )
+)]
+async fn api_log_out(State(state): State<WebState>, Path(id): Path<i32>) -> Result<axum::Json<TabletJson>, ApiError> {
+    log_out_operator(&state, id).await?;
+    Ok(axum::Json(found_tablet(&state, id).await?.into()))
+}
+
 /// The pairing window and the switches that decide how new tablets come in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct WindowJson {
     open: bool,
     open_until: Option<DateTime<Utc>>,
@@ -407,17 +585,44 @@ async fn window_json(state: &WebState) -> Result<WindowJson, oee_core::Error> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "get_pairing_window",
+    summary = "The pairing window through which new tablets register",
+    responses(
+        (status = 200, description = "The window", body = WindowJson),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_window(State(state): State<WebState>) -> Result<axum::Json<WindowJson>, ApiError> {
     Ok(axum::Json(window_json(&state).await?))
 }
 
 /// The body of `PUT /api/v1/admin/tablets/pairing-window`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenWindow {
+    /// How long it stays open: 1 to 1440 minutes.
     minutes: u32,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "open_pairing_window",
+    summary = "Open the pairing window",
+    description = "New tablets may register until it closes, at most `tablets.window_max_new` of them; opening it \
+                   again counts them afresh.",
+    request_body = OpenWindow,
+    responses(
+        (status = 200, description = "Open", body = WindowJson),
+        (status = 400, description = "The minutes are refused: `field` says so", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_open_window(
     State(state): State<WebState>,
     ApiJson(body): ApiJson<OpenWindow>,
@@ -427,6 +632,17 @@ async fn api_open_window(
     Ok(axum::Json(window_json(&state).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/tablets/pairing-window",
+    tag = "tablet admin",
+    operation_id = "close_pairing_window",
+    summary = "Close the pairing window",
+    responses(
+        (status = 204, description = "Closed: new tablets may not register"),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
 async fn api_close_window(State(state): State<WebState>) -> Result<StatusCode, ApiError> {
     tablet::close_pairing_window(&state.pool).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -440,12 +656,15 @@ mod tests {
     async fn the_list_renders_in_strict_mode_with_the_window_open_or_closed() {
         for until in [None, Some("2026-01-05 10:15".to_string())] {
             let body = TabletsPage {
+                error: None,
+                admin: true,
                 rows: vec![TabletRow {
                     id: 3,
                     name: "Line <1>".into(),
                     uuid: "u-1".into(),
                     machine: "none".into(),
                     user: "nobody".into(),
+                    logged_in: false,
                     last_seen: "never".into(),
                 }],
                 auto_pair: false,
