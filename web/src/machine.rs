@@ -397,11 +397,7 @@ async fn build(
     let calc = Calculator::ready(state, &[(machine, start, end)], now).await?;
     let figures = calc.sums(machine, start, end).figures();
     let audit = machine_changes(&state.pool, machine, AUDIT_ROWS).await?;
-    let mut forms = Forms {
-        editable: caller.role >= oee_core::access::Role::Supervisor,
-        refused,
-        placed: false,
-    };
+    let mut forms = Forms { editable: caller.role >= oee_core::access::Role::Supervisor, refused, placed: false };
     let code_choices = |selected: i32| -> Vec<Choice> {
         codes
             .iter()
@@ -460,7 +456,8 @@ async fn build(
             user: a.user_name.clone().unwrap_or_default(),
             form: match a.end_time {
                 Some(_) => {
-                    let values = Values { codes: code_choices(a.code_id), ..Values::span(tz, Some(a.start_time), a.end_time) };
+                    let values =
+                        Values { codes: code_choices(a.code_id), ..Values::span(tz, Some(a.start_time), a.end_time) };
                     forms.form(format!("{base}/activities/{}", a.id), values)
                 }
                 None => None,
@@ -493,12 +490,9 @@ async fn build(
         ..Values::default()
     };
     let add_job = forms.form(format!("{base}/jobs"), blank_span());
-    let add_activity =
-        forms.form(format!("{base}/activities"), Values { codes: code_choices(0), ..blank_span() });
-    let job_choices = jobs
-        .iter()
-        .map(|j| Choice { value: j.id.to_string(), label: j.job_number.clone(), selected: false })
-        .collect();
+    let add_activity = forms.form(format!("{base}/activities"), Values { codes: code_choices(0), ..blank_span() });
+    let job_choices =
+        jobs.iter().map(|j| Choice { value: j.id.to_string(), label: j.job_number.clone(), selected: false }).collect();
     let add_production = forms.form(format!("{base}/production"), Values { jobs: job_choices, ..blank_span() });
     let error = refused.filter(|_| !forms.placed).map(|r| r.text.clone());
 
@@ -703,10 +697,7 @@ mod tests {
         let tz = chrono_tz::UTC;
         let before = serde_json::json!({"id": 4, "end_time": "2024-05-14T09:30:00+00:00", "activity_code_id": 1});
         let after = serde_json::json!({"id": 4, "end_time": "2024-05-14T09:45:00+00:00", "activity_code_id": 1});
-        assert_eq!(
-            changes(tz, Some(&before), Some(&after)),
-            ["end_time: 2024-05-14 09:30:00 → 2024-05-14 09:45:00"]
-        );
+        assert_eq!(changes(tz, Some(&before), Some(&after)), ["end_time: 2024-05-14 09:30:00 → 2024-05-14 09:45:00"]);
         let added = changes(tz, None, Some(&serde_json::json!({"id": 5, "quantity_good": 7, "job_id": null})));
         assert_eq!(added, ["job_id: none", "quantity_good: 7"]);
     }
