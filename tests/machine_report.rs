@@ -11,6 +11,9 @@ use oee_core::access::Role;
 
 const DAY: &str = "2024-01-10";
 
+/// A row of `history_audit`: kind, record, user id and name, before, after.
+type AuditRow = (String, i64, Option<i32>, String, Option<serde_json::Value>, Option<serde_json::Value>);
+
 /// 2024-01-10 at `h`:`m`, UTC.
 fn at(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, h, m, 0).unwrap()
@@ -149,15 +152,14 @@ async fn a_supervisor_adds_and_edits_the_days_history_through_the_report_and_eac
     assert_eq!(good, 8);
 
     // the trail: one row per applied edit, who made it, the record before and after
-    let rows: Vec<(String, i64, Option<i32>, String, Option<serde_json::Value>, Option<serde_json::Value>)> =
-        sqlx::query_as(
-            "SELECT kind, record_id, user_id, user_name, before, after FROM history_audit WHERE machine_id = $1 \
+    let rows: Vec<AuditRow> = sqlx::query_as(
+        "SELECT kind, record_id, user_id, user_name, before, after FROM history_audit WHERE machine_id = $1 \
              ORDER BY id",
-        )
-        .bind(m)
-        .fetch_all(&t.pool)
-        .await
-        .unwrap();
+    )
+    .bind(m)
+    .fetch_all(&t.pool)
+    .await
+    .unwrap();
     let kinds: Vec<(&str, i64, bool)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.4.is_some())).collect();
     assert_eq!(
         kinds,
