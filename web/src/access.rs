@@ -119,6 +119,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/v1/openapi.json", Public, crate::openapi::serve),
     ];
     routes.extend(crate::status::routes());
+    routes.extend(crate::machine::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
     let _ = Admin;

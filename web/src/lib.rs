@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod form;
 mod jobs_api;
+mod machine;
 mod oee_api;
 mod openapi;
 mod operator;

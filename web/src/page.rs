@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("shift_week", include_str!("../templates/shift_week.hbs")),
     ("tablets", include_str!("../templates/tablets.hbs")),
     ("status", include_str!("../templates/status.hbs")),
+    ("machine", include_str!("../templates/machine.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");

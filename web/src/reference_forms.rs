@@ -3,7 +3,8 @@
 //! one ingest command (`core::payload`) on its machine's command topic, and the answer waits for ingest's
 //! verdict: a 200 means the change is committed, under the same rules every other command meets. Who may
 //! post them (a supervisor) and the session's CSRF token are checked before a handler runs
-//! (`access::table`).
+//! (`access::table`). Each applied history edit (past activities, jobs and production records) is kept in
+//! the audit trail (`core::store::audit`) with who made it and the record before and after.
 //!
 //! Fields are named as the reference's forms name them, sent URL-encoded or as multipart/form-data; dates
 //! (`YYYY-MM-DD`) and times (`HH:MM`) are the plant's local time. Success bodies are the reference's (`""`
@@ -25,6 +26,7 @@ use oee_core::payload::{
     StateCommand,
 };
 use oee_core::request::SendError;
+use oee_core::store::audit::{self, AuditKind};
 use oee_core::store::history as history_store;
 use oee_core::topic::{self, CommandKind};
 use oee_core::verdict::{Verdict, echo, reference_text};
@@ -209,16 +211,80 @@ impl Form {
         machine: i32,
         kind: CommandKind,
         command: C,
-    ) -> Result<(), FormError> {
+    ) -> Result<Verdict, FormError> {
         let topic = topic::command(&machine.to_string(), kind);
         let verdict = state.replies.send(topic, command, state.reply_timeout).await.map_err(FormError::Unsent)?;
         if verdict.ok {
-            Ok(())
+            Ok(verdict)
         } else if verdict.status == 404 {
             Err(self.invalid(verdict.message.unwrap_or_default()))
         } else {
             Err(FormError::Refused(verdict))
         }
+    }
+
+    /// Applies a history edit of `edit.kind` (as [`Form::apply`]) and keeps it in the audit trail: the
+    /// record as read just before (for a change of `edit.record`) and just after, and who made it. A
+    /// refused edit leaves no trace.
+    async fn apply_history<C: Serialize>(
+        &self,
+        state: &WebState,
+        caller: &Caller,
+        machine: i32,
+        edit: Edit,
+        command: C,
+    ) -> Result<(), FormError> {
+        let before = match edit.record {
+            Some(id) => audit::snapshot(&state.pool, edit.kind, id).await?,
+            None => None,
+        };
+        let verdict = self.apply(state, machine, edit.command, command).await?;
+        let Some(record_id) = verdict.id.or(edit.record) else {
+            tracing::warn!("history edit on machine {machine} applied without naming its record: not audited");
+            return Ok(());
+        };
+        // The edit is committed: a trail that cannot be written is logged, and the edit still stands.
+        let after = match audit::snapshot(&state.pool, edit.kind, record_id).await {
+            Ok(after) => after,
+            Err(e) => {
+                tracing::warn!("reading {} {record_id} for the audit trail: {e}", edit.kind.name());
+                None
+            }
+        };
+        let entry = audit::NewAuditEntry {
+            machine_id: machine,
+            user_id: caller.user_id,
+            user_name: &caller.name,
+            kind: edit.kind,
+            record_id,
+            before,
+            after,
+        };
+        if let Err(e) = audit::record_change(&state.pool, &entry).await {
+            tracing::warn!("keeping a history edit of machine {machine} in the audit trail: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// A history edit: the command it is sent as, the kind of record it changes and, for a change, which one.
+struct Edit {
+    command: CommandKind,
+    kind: AuditKind,
+    record: Option<i64>,
+}
+
+impl Edit {
+    fn activity(record: Option<i64>) -> Edit {
+        Edit { command: CommandKind::HistoryActivity, kind: AuditKind::Activity, record }
+    }
+
+    fn job(record: Option<i64>) -> Edit {
+        Edit { command: CommandKind::HistoryJob, kind: AuditKind::Job, record }
+    }
+
+    fn production(record: Option<i64>) -> Edit {
+        Edit { command: CommandKind::HistoryProduction, kind: AuditKind::Production, record }
     }
 }
 
@@ -368,6 +434,7 @@ pub(crate) async fn production(
 /// `quantity_good`, `quantity_rejects`): adds a production record to the job; 200 with an empty body.
 pub(crate) async fn past_production(
     State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
     fields: Result<FormFields, FormFault>,
 ) -> Result<Response, FormError> {
     let form = Form::read(fields, FORM_ERROR, state.tz)?;
@@ -384,7 +451,7 @@ pub(crate) async fn past_production(
         rejects,
         reply: received_now(),
     };
-    form.apply(&state, job.machine_id, CommandKind::HistoryProduction, command).await?;
+    form.apply_history(&state, &caller, job.machine_id, Edit::production(None), command).await?;
     Ok(done())
 }
 
@@ -392,6 +459,7 @@ pub(crate) async fn past_production(
 /// 200 with an empty body, 404 for an unknown record.
 pub(crate) async fn edit_production(
     State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     fields: Result<FormFields, FormFault>,
 ) -> Result<Response, FormError> {
@@ -411,7 +479,7 @@ pub(crate) async fn edit_production(
         rejects,
         reply: received_now(),
     };
-    form.apply(&state, machine, CommandKind::HistoryProduction, command).await?;
+    form.apply_history(&state, &caller, machine, Edit::production(Some(id)), command).await?;
     Ok(done())
 }
 
@@ -434,7 +502,7 @@ pub(crate) async fn new_activity(
         user_id: caller.user_id,
         reply: received_now(),
     };
-    form.apply(&state, machine, CommandKind::HistoryActivity, command).await?;
+    form.apply_history(&state, &caller, machine, Edit::activity(None), command).await?;
     Ok(success())
 }
 
@@ -461,7 +529,7 @@ pub(crate) async fn edit_activity(
         user_id: caller.user_id,
         reply: received_now(),
     };
-    form.apply(&state, machine, CommandKind::HistoryActivity, command).await?;
+    form.apply_history(&state, &caller, machine, Edit::activity(Some(id)), command).await?;
     Ok(success())
 }
 
@@ -470,6 +538,7 @@ pub(crate) async fn edit_activity(
 /// production record over it; 200 with an empty body.
 pub(crate) async fn new_past_job(
     State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
     fields: Result<FormFields, FormFault>,
 ) -> Result<Response, FormError> {
     let form = Form::read(fields, ERROR_IN_FORM, state.tz)?;
@@ -484,7 +553,7 @@ pub(crate) async fn new_past_job(
         rejects: form.count("quantity_rejects")?,
         reply: received_now(),
     };
-    form.apply(&state, machine, CommandKind::HistoryJob, command).await?;
+    form.apply_history(&state, &caller, machine, Edit::job(None), command).await?;
     Ok(done())
 }
 
@@ -493,6 +562,7 @@ pub(crate) async fn new_past_job(
 /// end too (the reference never saved it, K3); 200 `{"message":"Success"}`.
 pub(crate) async fn edit_past_job(
     State(state): State<WebState>,
+    Extension(caller): Extension<Caller>,
     fields: Result<FormFields, FormFault>,
 ) -> Result<Response, FormError> {
     let form = Form::read(fields, FORM_ERROR, state.tz)?;
@@ -511,7 +581,7 @@ pub(crate) async fn edit_past_job(
         rejects,
         reply: received_now(),
     };
-    form.apply(&state, job.machine_id, CommandKind::HistoryJob, command).await?;
+    form.apply_history(&state, &caller, job.machine_id, Edit::job(Some(job_id)), command).await?;
     Ok(success())
 }
 

@@ -2,6 +2,7 @@
 //! first-run seeding, and one function per query, named for what it answers.
 
 pub mod account;
+pub mod audit;
 pub mod cache;
 pub mod cluster;
 pub mod code;

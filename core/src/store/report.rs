@@ -299,3 +299,70 @@ pub async fn telemetry_in_window(
     .fetch_all(pool)
     .await?)
 }
+
+/// One of a machine's activities as the machine report lists it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReportActivity {
+    pub id: i64,
+    pub code_id: i32,
+    pub code: String,
+    pub start_time: DateTime<Utc>,
+    /// `None` while it runs.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Who was recorded as working the machine, by name.
+    pub user_name: Option<String>,
+}
+
+/// The machine's activities that overlap [start, end), the open one included, oldest first.
+pub async fn activities_in_window(
+    pool: &PgPool,
+    machine: i32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<ReportActivity>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT a.id, a.activity_code_id AS code_id, c.short_description AS code, a.start_time, a.end_time, \
+                u.username AS user_name \
+         FROM activity a JOIN activity_code c ON c.id = a.activity_code_id \
+              LEFT JOIN app_user u ON u.id = a.user_id \
+         WHERE a.machine_id = $1 AND a.start_time < $3 AND (a.end_time IS NULL OR a.end_time > $2) \
+         ORDER BY a.start_time, a.id",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One production record as the machine report lists it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReportProduction {
+    pub id: i64,
+    pub job_id: Option<i64>,
+    pub job_number: Option<String>,
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub quantity_good: i64,
+    pub quantity_rejects: i64,
+}
+
+/// The machine's production records that touch [start, end], oldest first.
+pub async fn production_in_window(
+    pool: &PgPool,
+    machine: i32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<ReportProduction>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT p.id, p.job_id, j.job_number, p.start_time, p.end_time, p.quantity_good, p.quantity_rejects \
+         FROM production_quantity p LEFT JOIN job j ON j.id = p.job_id \
+         WHERE p.machine_id = $1 AND p.start_time <= $3 AND p.end_time >= $2 \
+         ORDER BY p.start_time, p.id",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?)
+}
