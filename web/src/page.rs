@@ -27,6 +27,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("shift_week", include_str!("../templates/shift_week.hbs")),
     ("tablets", include_str!("../templates/tablets.hbs")),
     ("status", include_str!("../templates/status.hbs")),
+    ("tables", include_str!("../templates/tables.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -305,10 +306,6 @@ async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static
 
 pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
     placeholder(state, c, "Graphs", "graphs").await
-}
-
-pub(crate) async fn tables_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Tables", "tables").await
 }
 
 pub(crate) async fn dashboard_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
