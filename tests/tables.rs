@@ -284,3 +284,20 @@ async fn every_table_has_its_export_buttons_and_pages_sort_on_the_server() {
     let r = b.get("/tables?table=oee&date=2024-01-10&sort=0&dir=desc").await;
     assert_eq!(first_row(&r.text().await.unwrap())[0], "M1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_year_of_a_hundred_machines_exports_as_a_workbook() {
+    let t = spawn_app().await;
+    for n in 1..=100 {
+        t.add_machine(&format!("P{n:03}")).await;
+    }
+    let started = std::time::Instant::now();
+    let r = api_get(&t, "/api/v1/tables/daily_oee?from=2023-01-01&to=2023-12-31&format=xlsx", None).await;
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap().to_vec();
+    eprintln!("a year of 100 machines: {} bytes in {:?}", bytes.len(), started.elapsed());
+    let mut wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).unwrap();
+    let range = wb.worksheet_range("Table").unwrap();
+    assert_eq!(range.get_size(), (101, 366));
+    assert_eq!(range.get_value((100, 0)), Some(&Data::String("P100".into())));
+}
