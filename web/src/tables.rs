@@ -236,8 +236,9 @@ impl Ask {
         Ok(Ask { which, date, from, to, by })
     }
 
-    fn days(&self) -> impl Iterator<Item = NaiveDate> {
-        self.from.iter_days().take_while(|d| *d <= self.to).collect::<Vec<_>>().into_iter()
+    fn days(&self) -> impl Iterator<Item = NaiveDate> + use<> {
+        let to = self.to;
+        self.from.iter_days().take_while(move |d| *d <= to)
     }
 
     /// The query that asks for this table again (without paging, sorting or format).
