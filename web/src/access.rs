@@ -95,7 +95,8 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/static/app.css", Public, crate::page::stylesheet),
         // The next issue's pages: the navigation leads somewhere already.
         Route::get("/graphs", R(Viewer), crate::page::graphs_placeholder),
-        Route::get("/tables", R(Viewer), crate::page::tables_placeholder),
+        Route::get("/tables", R(Viewer), crate::tables::page),
+        Route::post("/tables", R(Viewer), crate::tables::reference_form).reference_form(),
         Route::get("/dashboard", R(Viewer), crate::page::dashboard_placeholder),
         Route::get("/help", Public, crate::page::help),
         // The reference's read-only OEE endpoints and our read APIs.
@@ -103,6 +104,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/activity-durations", R(Viewer), crate::reference_api::activity_durations),
         Route::get("/api/v1/oee", R(Viewer), crate::oee_api::oee),
         Route::get("/api/v1/telemetry", R(Viewer), crate::telemetry_api::telemetry),
+        Route::get("/api/v1/tables/{table}", R(Viewer), crate::tables::api),
         Route::get("/api/v1/jobs", R(Viewer), crate::jobs_api::list),
         Route::get("/api/v1/jobs/{id}", R(Viewer), crate::jobs_api::one),
         // The reference's form endpoints of its status and machine pages (§5.4): changes of machine state,

@@ -6,6 +6,7 @@ pub mod access;
 mod account;
 mod admin;
 mod api;
+mod export;
 mod form;
 mod jobs_api;
 mod machine;
@@ -16,6 +17,7 @@ mod page;
 mod reference_api;
 mod reference_forms;
 mod status;
+mod tables;
 mod telemetry_api;
 
 use axum::Router;

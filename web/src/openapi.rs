@@ -45,7 +45,14 @@ const API_TOKEN: &str = "api_token";
                        `{\"message\", \"field\"?}`; `field` names the input that was refused.",
         license(name = "Apache-2.0")
     ),
-    paths(crate::oee_api::oee, crate::telemetry_api::telemetry, crate::jobs_api::list, crate::jobs_api::one, serve),
+    paths(
+        crate::oee_api::oee,
+        crate::tables::api,
+        crate::telemetry_api::telemetry,
+        crate::jobs_api::list,
+        crate::jobs_api::one,
+        serve
+    ),
     // The body of the access check's 401 and 403, which every guarded operation gets.
     components(schemas(crate::api::ErrorBody)),
     tags(

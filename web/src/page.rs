@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tablets", include_str!("../templates/tablets.hbs")),
     ("status", include_str!("../templates/status.hbs")),
     ("machine", include_str!("../templates/machine.hbs")),
+    ("tables", include_str!("../templates/tables.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -306,10 +307,6 @@ async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static
 
 pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
     placeholder(state, c, "Graphs", "graphs").await
-}
-
-pub(crate) async fn tables_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Tables", "tables").await
 }
 
 pub(crate) async fn dashboard_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {

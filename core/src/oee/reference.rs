@@ -129,6 +129,33 @@ pub fn quality(jobs: &[RefJob]) -> f64 {
     if total == 0 { 0.0 } else { good as f64 / total as f64 }
 }
 
+/// Seconds in each machine state (uptime, unplanned downtime, planned downtime, overtime), the columns of
+/// the reference's OEE report.
+pub fn seconds_by_state(w: RefWindow, activities: &[RefActivity]) -> [f64; 4] {
+    [MachineState::Uptime, MachineState::UnplannedDowntime, MachineState::PlannedDowntime, MachineState::Overtime]
+        .map(|st| seconds_in(w, activities, &[st]))
+}
+
+/// The reference's target quantity (its OEE report's "Expected Qty", reference §6.7): over the jobs with an
+/// ideal cycle time, the uptime (state 1 only, overtime not counted) inside the job's part of the window
+/// divided by the job's ideal cycle time.
+pub fn expected_quantity(w: RefWindow, activities: &[RefActivity], jobs: &[RefJob]) -> f64 {
+    jobs.iter()
+        .filter_map(|job| {
+            let ict = job.ideal_cycle_time_s.filter(|v| *v != 0.0)?;
+            Some(seconds_in(w.within(job.start, job.end), activities, &[MachineState::Uptime]) / ict)
+        })
+        .sum()
+}
+
+/// Good and rejects made in the window, each record pro-rated by its overlap (reference §6.1).
+pub fn production_in_window(w: RefWindow, records: &[RefProduction]) -> (f64, f64) {
+    records.iter().filter(|p| w.overlaps(p.start, Some(p.end))).fold((0.0, 0.0), |(g, r), p| {
+        let k = w.ratio(p.start, Some(p.end));
+        (g + p.good as f64 * k, r + p.rejects as f64 * k)
+    })
+}
+
 /// Availability × performance × quality.
 pub fn oee(w: RefWindow, activities: &[RefActivity], jobs: &[RefJob]) -> f64 {
     availability(w, activities) * performance(w, activities, jobs) * quality(jobs)
@@ -168,6 +195,12 @@ mod tests {
         assert!((oee(w, &acts, &jobs) - 0.1875).abs() < 1e-12);
         let d = durations_by_code(w, &acts, &[1, 2, 3, 4]);
         assert_eq!(d, BTreeMap::from([(1, 10800.0), (2, 3600.0), (3, 3600.0), (4, 0.0)]));
+        // The OEE report's row: 300, 60, 60, 180 minutes; expected 360, actual 100, rejects 10.
+        assert_eq!(seconds_by_state(w, &acts), [10800.0, 3600.0, 3600.0, 0.0]);
+        assert_eq!(expected_quantity(w, &acts, &jobs), 360.0);
+        assert_eq!(production_in_window(w, &jobs[0].production), (90.0, 10.0));
+        let morning = RefWindow { start: at(8), end: at(10), now: at(100) };
+        assert_eq!(production_in_window(morning, &jobs[0].production), (45.0, 5.0));
     }
 
     #[test]

@@ -80,6 +80,33 @@ pub async fn jobs_in_range(
     .await?)
 }
 
+/// The next `limit` jobs of [`jobs_in_range`] after the job `after` (its start and id), in the same order:
+/// exports read a long range a page at a time, so memory holds one page whatever the range.
+pub async fn jobs_in_range_after(
+    pool: &PgPool,
+    machine: Option<i32>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, i64)>,
+    limit: i64,
+) -> Result<Vec<JobSummary>, Error> {
+    Ok(sqlx::query_as(concat!(
+        job_select!(),
+        "WHERE ($1::int4 IS NULL OR j.machine_id = $1) AND j.start_time < $3 \
+           AND (j.active OR coalesce(j.end_time, 'infinity') > $2) \
+           AND ($4::timestamptz IS NULL OR (j.start_time, j.id) > ($4, $5)) \
+         ORDER BY j.start_time, j.id LIMIT $6"
+    ))
+    .bind(machine)
+    .bind(from)
+    .bind(to)
+    .bind(after.map(|a| a.0))
+    .bind(after.map_or(0, |a| a.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// One job with its production records, if it exists.
 pub async fn job_detail(pool: &PgPool, id: i64) -> Result<Option<JobDetail>, Error> {
     let job: Option<JobSummary> =

@@ -84,6 +84,59 @@ pub async fn jobs_in_window(
         .collect())
 }
 
+/// The machine's production records touching [start, end], whatever their job (the reference's
+/// machine-level production, §6.1).
+pub async fn production_records_touching(
+    pool: &PgPool,
+    machine: i32,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<RefProduction>, Error> {
+    let rows: Vec<(DateTime<Utc>, DateTime<Utc>, i64, i64)> = sqlx::query_as(
+        "SELECT start_time, end_time, quantity_good, quantity_rejects FROM production_quantity \
+         WHERE machine_id = $1 AND start_time <= $3 AND end_time >= $2",
+    )
+    .bind(machine)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(start, end, good, rejects)| RefProduction { start, end, good, rejects }).collect())
+}
+
+/// Who an activity's time is counted for in a table of durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationsBy {
+    Machine,
+    /// The person who set the activity (`activity.user_id`); time nobody set is under an empty name.
+    User,
+}
+
+/// Seconds per (machine or user name, activity code id) in [start, end), open activities running to `now`,
+/// sorted by name: one query, summed by the database.
+pub async fn durations_by(
+    pool: &PgPool,
+    by: DurationsBy,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, i32, f64)>, Error> {
+    let holder = match by {
+        DurationsBy::Machine => "(SELECT m.name FROM machine m WHERE m.id = a.machine_id)",
+        DurationsBy::User => "coalesce((SELECT u.username FROM app_user u WHERE u.id = a.user_id), '')",
+    };
+    let sql = format!(
+        "SELECT {holder} AS holder, a.activity_code_id, \
+                sum(extract(epoch FROM least(coalesce(a.end_time, $3), $2) - greatest(a.start_time, $1)))::float8 \
+         FROM activity a \
+         WHERE a.start_time < $2 AND coalesce(a.end_time, $3) > $1 \
+         GROUP BY 1, 2 ORDER BY 1, 2"
+    );
+    let rows: Vec<(Option<String>, i32, Option<f64>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(start).bind(end).bind(now).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|(h, c, s)| (h.unwrap_or_default(), c, s.unwrap_or(0.0).max(0.0))).collect())
+}
+
 /// What the OEE engine needs about one machine for a window, each list in time order.
 #[derive(Debug, Clone, Default)]
 pub struct EngineInputs {
