@@ -86,6 +86,25 @@ impl Server {
         assert!(ok || out.contains("already exists"), "{out}");
         let (ok, out) = self.run(&["machine", "shift", name, "No shifts"]).await;
         assert!(ok, "{out}");
+        // A pattern without shifts is out of shift from the moment the machine follows it: the running
+        // scheduler moves the machine there (Closed) by itself. Tests count activities from after that.
+        let pool = self.pool().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now: Option<(i16, i32)> =
+                sqlx::query_as("SELECT schedule_state, current_code_id FROM machine WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten();
+            if now == Some((3, 3)) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "machine {id} never left the shift: {now:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pool.close().await;
         id
     }
 
