@@ -203,12 +203,24 @@ async fn a_board_link_shows_its_group_signed_out_follows_mqtt_and_stops_when_rev
         next_event(&mut r, &mut buffer, &mut seen, |v| v["machine_id"] == press && v["code_id"] == target).await;
     assert_eq!(changed["no_signal"], false);
     assert!(!seen.contains(&i64::from(other)), "the stream shows only the board's machines: {seen:?}");
-    drop(r);
 
     // revoked, the link shows nothing any more
     let id: i32 = sqlx::query_scalar("SELECT id FROM board_link").fetch_one(&t.pool).await.unwrap();
-    let r = admin.post_form(&format!("/admin/boards/{id}/revoke"), &[]).await;
-    assert_eq!((r.status().as_u16(), location(&r)), (302, "/admin/boards".to_string()));
+    let revoked = admin.post_form(&format!("/admin/boards/{id}/revoke"), &[]).await;
+    assert_eq!((revoked.status().as_u16(), location(&revoked)), (302, "/admin/boards".to_string()));
+    // the open stream tells the screen to reload, then ends
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .expect("a revoked link's stream ends within 30 s")
+            .expect("the stream is readable");
+        match chunk {
+            Some(c) => buffer.push_str(&String::from_utf8_lossy(&c)),
+            None => break,
+        }
+    }
+    assert!(buffer.contains("event: reload"), "the last event asks for a reload: {buffer}");
     for path in [board.clone(), format!("{board}/events"), format!("{board}/codes.css")] {
         let r = anonymous().get(&path).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");

@@ -63,7 +63,7 @@
     document.body.classList.remove("not-live");
   });
   source.addEventListener("error", function () {
-    // The browser reconnects by itself; a revoked link's board shows its refusal at the next reload.
+    // The browser reconnects by itself; a revoked link's stream sends `reload` before it ends.
     board.setAttribute("data-live", "off");
     document.body.classList.add("not-live");
   });

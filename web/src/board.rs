@@ -4,7 +4,7 @@
 //!
 //! Signed-in people open it at `/dashboard?group=N` (or `group=all`). A screen nobody signs in on opens
 //! `/board/{secret}`, a link an administrator made for it (`/admin/boards`); the secret decides what it
-//! shows, and a revoked or unknown one is answered 404. The board is drawn from the status page's cards
+//! shows, and a revoked or unknown one is answered 404 (an open stream of a link that is revoked ends). The board is drawn from the status page's cards
 //! ([`crate::status::build`]) and follows the same stream of statuses ([`crate::status::stream`]) with
 //! `/static/board.js`; without the script it shows the state as loaded, and the script also reloads it
 //! every few minutes so that today's OEE moves on.
@@ -19,10 +19,10 @@ use std::convert::Infallible;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use oee_core::store::board::{BoardLink, board_link};
 use oee_core::store::group::list_groups;
 use oee_core::store::machine::{board_machines, machine_statuses};
@@ -220,8 +220,25 @@ async fn link_events(
             return Err((StatusCode::SERVICE_UNAVAILABLE, format!("{e}: try again in a moment")).into_response());
         }
     };
-    Ok(crate::status::stream(state, Some(ids)).await)
+    let statuses = crate::status::stream(state.clone(), Some(ids)).await;
+    // A revoked link's open stream ends too, with a last `reload`: the screen reads its page again, which
+    // now says the link was revoked.
+    let revoked = async move {
+        loop {
+            tokio::time::sleep(REVOCATION_CHECK).await;
+            match board_link(&state.pool, &secret).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => tracing::warn!("board stream: {e}"),
+            }
+        }
+    };
+    let last = futures_util::stream::once(async { Ok(Event::default().event("reload").data("")) });
+    Ok(Sse::new(statuses.take_until(revoked).chain(last)).keep_alive(KeepAlive::default()))
 }
+
+/// How often an open board stream checks that its link is still live.
+const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /board/{secret}/codes.css`: the codes' colours, for a board shown through a link.
 async fn link_codes_css(State(state): State<WebState>, Path(secret): Path<String>) -> Response {
@@ -290,7 +307,11 @@ async fn timeline(state: &WebState, caller: &Caller, q: &HashMap<String, String>
     };
     let groups = match list_groups(&state.pool).await {
         Ok(g) => g,
-        Err(e) => return bad(format!("{e}: try again in a moment")).await,
+        Err(e) => {
+            tracing::warn!("dashboard timeline: {e}");
+            let text = format!("{e}: try again in a moment");
+            return message(state, Some(caller), StatusCode::SERVICE_UNAVAILABLE, "Dashboard", text).await;
+        }
     };
     let found = match wanted.parse::<i32>() {
         Ok(id) => groups.iter().find(|g| g.id == id),

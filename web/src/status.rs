@@ -355,7 +355,7 @@ async fn live_event(state: &WebState, s: &MachineStatus) -> Event {
 /// each as ingest publishes it (event `status`, JSON data). A listener that fell behind gets `reload` and
 /// should read the page again.
 async fn events(State(state): State<WebState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    stream(state, None).await
+    Sse::new(stream(state, None).await).keep_alive(KeepAlive::default())
 }
 
 /// The statuses of the machines `only` names (every machine when `None`): each one's current status, then
@@ -363,7 +363,7 @@ async fn events(State(state): State<WebState>) -> Sse<impl Stream<Item = Result<
 pub(crate) async fn stream(
     state: WebState,
     only: Option<Vec<i32>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
     // Subscribed before the current statuses are read, so that no change falls between the two.
     let rx = state.replies.statuses();
     let now = Utc::now();
@@ -382,7 +382,7 @@ pub(crate) async fn stream(
         }
     };
     let seed = (state, rx, current, only);
-    let stream = futures_util::stream::unfold(seed, |(state, mut rx, mut current, only)| async move {
+    futures_util::stream::unfold(seed, |(state, mut rx, mut current, only)| async move {
         let status = match current.pop_front() {
             Some(s) => s,
             None => loop {
@@ -398,8 +398,7 @@ pub(crate) async fn stream(
         };
         let event = live_event(&state, &status).await;
         Some((Ok(event), (state, rx, current, only)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    })
 }
 
 /// Where a card's form leads back to: the page as it was (its `group` and `date` fields), at the card.
