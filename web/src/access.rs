@@ -97,8 +97,6 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/graphs", R(Viewer), crate::page::graphs_placeholder),
         Route::get("/tables", R(Viewer), crate::tables::page),
         Route::post("/tables", R(Viewer), crate::tables::reference_form).reference_form(),
-        Route::get("/dashboard", R(Viewer), crate::page::dashboard_placeholder),
-        Route::get("/help", Public, crate::page::help),
         // The reference's read-only OEE endpoints and our read APIs.
         Route::get("/api/oee", R(Viewer), crate::reference_api::oee),
         Route::get("/api/activity-durations", R(Viewer), crate::reference_api::activity_durations),
@@ -121,6 +119,8 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/v1/openapi.json", Public, crate::openapi::serve),
     ];
     routes.extend(crate::status::routes());
+    routes.extend(crate::board::routes());
+    routes.extend(crate::help::routes());
     routes.extend(crate::machine::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());

@@ -77,11 +77,11 @@ struct Report {
 
 /// One activity on the timeline.
 #[derive(Debug, Serialize)]
-struct Bar {
-    code_id: i32,
-    x: String,
-    width: String,
-    title: String,
+pub(crate) struct Bar {
+    pub(crate) code_id: i32,
+    pub(crate) x: String,
+    pub(crate) width: String,
+    pub(crate) title: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -238,7 +238,7 @@ fn percent(x: Option<f64>) -> String {
 }
 
 /// Where `[from, to)` lies on a timeline of `[start, end)`, in SVG units (`None` when outside it).
-fn bar_position(
+pub(crate) fn bar_position(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     from: DateTime<Utc>,

@@ -29,6 +29,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("status", include_str!("../templates/status.hbs")),
     ("machine", include_str!("../templates/machine.hbs")),
     ("tables", include_str!("../templates/tables.hbs")),
+    ("board", include_str!("../templates/board.hbs")),
+    ("create_dashboard", include_str!("../templates/create_dashboard.hbs")),
+    ("timeline", include_str!("../templates/timeline.hbs")),
+    ("help", include_str!("../templates/help.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -307,24 +311,6 @@ async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static
 
 pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
     placeholder(state, c, "Graphs", "graphs").await
-}
-
-pub(crate) async fn dashboard_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Dashboard", "dashboard").await
-}
-
-/// `GET /help`: open to everyone, as the reference's help pages are.
-pub(crate) async fn help(State(state): State<WebState>, caller: Option<Extension<Caller>>) -> Response {
-    let caller = caller.map(|Extension(c)| c);
-    let body = Message {
-        heading: "Help".into(),
-        text: "Administrators set up the plant under Admin: users and their roles, machines, groups, activity \
-               codes, shift patterns, tablets and API tokens. The README that comes with the server describes \
-               each page, the device and tablet APIs, and the command line."
-            .into(),
-    };
-    let page = Page::new(&state, caller.as_ref(), "Help", "help", body).await;
-    state.pages.render("message", &page)
 }
 
 /// Renders page template `name` with `body` as a signed-out page whose CSRF token is `tok`, in the strict

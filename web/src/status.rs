@@ -56,7 +56,7 @@ pub(crate) fn routes() -> Vec<Route> {
 
 /// The page's context: the filter, the heading and the cards.
 #[derive(Debug, Serialize)]
-struct StatusPage {
+pub(crate) struct StatusPage {
     /// The day shown, `YYYY-MM-DD`.
     date: String,
     /// "Tue 14 May 2024".
@@ -66,12 +66,12 @@ struct StatusPage {
     /// The group shown (its id), or empty for all.
     group: String,
     highlight_after_minutes: u32,
-    cards: Vec<Card>,
+    pub(crate) cards: Vec<Card>,
 }
 
 /// One machine's card.
 #[derive(Debug, Serialize)]
-struct Card {
+pub(crate) struct Card {
     id: i32,
     name: String,
     code_id: i32,
@@ -167,7 +167,8 @@ async fn page(
     Extension(caller): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match build(&state, &caller, &q).await {
+    let supervisor = caller.role >= oee_core::access::Role::Supervisor;
+    match build(&state, supervisor, &q).await {
         Ok(Ok(body)) => {
             let page = Page::new(&state, Some(&caller), "Status", "status", body).await;
             state.pages.render("status", &page)
@@ -181,11 +182,12 @@ async fn page(
     }
 }
 
-type Refused = (StatusCode, String);
+pub(crate) type Refused = (StatusCode, String);
 
-async fn build(
+/// The cards of the machines `q` asks for (`date`, `group`), with the forms' choices for a `supervisor`.
+pub(crate) async fn build(
     state: &WebState,
-    caller: &Caller,
+    supervisor: bool,
     q: &HashMap<String, String>,
 ) -> Result<Result<StatusPage, Refused>, crate::oee_api::ApiError> {
     let tz = state.tz;
@@ -213,7 +215,6 @@ async fn build(
     let calc = Calculator::ready(state, &intervals, now).await?;
     let highlight = chrono::Duration::minutes(i64::from(state.web.status_highlight_after_minutes));
     let silence = no_signal_after(state);
-    let supervisor = caller.role >= oee_core::access::Role::Supervisor;
 
     let mut cards = Vec::new();
     for m in &machines {
@@ -295,7 +296,7 @@ fn css_colour(c: &str) -> Option<&str> {
 }
 
 /// `GET /status/codes.css`: one class per activity code, `code-{id}`, setting `--code` to its colour.
-async fn codes_css(State(state): State<WebState>) -> Response {
+pub(crate) async fn codes_css(State(state): State<WebState>) -> Response {
     let codes = match list_codes(&state.pool).await {
         Ok(c) => c,
         Err(e) => {
@@ -354,11 +355,20 @@ async fn live_event(state: &WebState, s: &MachineStatus) -> Event {
 /// each as ingest publishes it (event `status`, JSON data). A listener that fell behind gets `reload` and
 /// should read the page again.
 async fn events(State(state): State<WebState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Sse::new(stream(state, None).await).keep_alive(KeepAlive::default())
+}
+
+/// The statuses of the machines `only` names (every machine when `None`): each one's current status, then
+/// each as ingest publishes it. The status page and the andon board follow it.
+pub(crate) async fn stream(
+    state: WebState,
+    only: Option<Vec<i32>>,
+) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
     // Subscribed before the current statuses are read, so that no change falls between the two.
     let rx = state.replies.statuses();
     let now = Utc::now();
     let silence = no_signal_after(&state);
-    let current: VecDeque<Arc<MachineStatus>> = match machine_statuses(&state.pool, None).await {
+    let current: VecDeque<Arc<MachineStatus>> = match machine_statuses(&state.pool, only.as_deref()).await {
         Ok(list) => list
             .into_iter()
             .map(|mut s| {
@@ -371,21 +381,24 @@ async fn events(State(state): State<WebState>) -> Sse<impl Stream<Item = Result<
             VecDeque::new()
         }
     };
-    let stream = futures_util::stream::unfold((state, rx, current), |(state, mut rx, mut current)| async move {
+    let seed = (state, rx, current, only);
+    futures_util::stream::unfold(seed, |(state, mut rx, mut current, only)| async move {
         let status = match current.pop_front() {
             Some(s) => s,
-            None => match rx.recv().await {
-                Ok(s) => s,
-                Err(RecvError::Lagged(_)) => {
-                    return Some((Ok(Event::default().event("reload").data("")), (state, rx, current)));
+            None => loop {
+                match rx.recv().await {
+                    Ok(s) if only.as_ref().is_none_or(|ids| ids.contains(&s.machine_id)) => break s,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        return Some((Ok(Event::default().event("reload").data("")), (state, rx, current, only)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Closed) => return None,
             },
         };
         let event = live_event(&state, &status).await;
-        Some((Ok(event), (state, rx, current)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        Some((Ok(event), (state, rx, current, only)))
+    })
 }
 
 /// Where a card's form leads back to: the page as it was (its `group` and `date` fields), at the card.

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod board;
 pub mod cache;
 pub mod cluster;
 pub mod code;

@@ -2,6 +2,7 @@
 //! part of the admin JSON API (`/api/v1/…`). Pages and API call the same `core::store` functions, which
 //! validate and write; refusals of one input come back as `Error::Field` and are shown beside that input.
 
+mod boards;
 mod codes;
 mod groups;
 mod machines;
@@ -71,6 +72,7 @@ pub(crate) fn routes() -> Vec<Route> {
     ];
     r.extend(users::routes());
     r.extend(tokens::routes());
+    r.extend(boards::routes());
     r.extend(machines::routes());
     r.extend(groups::routes());
     r.extend(codes::routes());
@@ -166,6 +168,8 @@ async fn home(
     let tablets = tablet::list_tablets(&state.pool).await?;
     let tokens = account::list_tokens(&state.pool).await?;
     let live_tokens: Vec<_> = tokens.iter().filter(|t| t.revoked_at.is_none()).collect();
+    let boards = oee_core::store::board::list_board_links(&state.pool).await?;
+    let live_boards: Vec<_> = boards.iter().filter(|l| l.revoked_at.is_none()).collect();
     let sections = vec![
         Section {
             title: "Users",
@@ -215,6 +219,13 @@ async fn home(
             new_link: Some("/admin/tokens/new"),
             count: live_tokens.len(),
             items: first_names(live_tokens.iter().map(|t| format!("{} ({})", t.name, t.scope.as_str()))),
+        },
+        Section {
+            title: "Andon board links",
+            link: "/admin/boards",
+            new_link: Some("/admin/boards/new"),
+            count: live_boards.len(),
+            items: first_names(live_boards.iter().map(|l| l.name.clone())),
         },
     ];
     let threshold = oee_core::store::setting::oee_engine(&state.pool, &state.oee).await?.minor_stop_threshold_ms / 1000;
