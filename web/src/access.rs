@@ -94,7 +94,6 @@ pub(crate) fn table() -> Vec<Route> {
         Route::post("/account/password", R(Viewer), crate::account::change_password),
         Route::get("/static/app.css", Public, crate::page::stylesheet),
         // The next issue's pages: the navigation leads somewhere already.
-        Route::get("/graphs", R(Viewer), crate::page::graphs_placeholder),
         Route::get("/tables", R(Viewer), crate::page::tables_placeholder),
         Route::get("/dashboard", R(Viewer), crate::page::dashboard_placeholder),
         Route::get("/help", Public, crate::page::help),
@@ -120,6 +119,7 @@ pub(crate) fn table() -> Vec<Route> {
     ];
     routes.extend(crate::status::routes());
     routes.extend(crate::machine::routes());
+    routes.extend(crate::graphs::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
     let _ = Admin;

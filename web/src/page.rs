@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("tablets", include_str!("../templates/tablets.hbs")),
     ("status", include_str!("../templates/status.hbs")),
     ("machine", include_str!("../templates/machine.hbs")),
+    ("graphs", include_str!("../templates/graphs.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -302,10 +303,6 @@ async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static
     };
     let page = Page::new(&state, Some(&caller), title, nav, body).await;
     state.pages.render("message", &page)
-}
-
-pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Graphs", "graphs").await
 }
 
 pub(crate) async fn tables_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
