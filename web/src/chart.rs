@@ -400,10 +400,11 @@ pub(crate) fn pareto(reasons: &[Reason]) -> String {
             h = num(bar_h),
             c = r.colour,
             t = esc(&format!(
-                "{}: {} min in {} stops, {:.0}% of the downtime so far",
+                "{}: {} min in {} {}, {:.0}% of the downtime so far",
                 r.name,
                 num(r.minutes),
                 r.count,
+                if r.count == 1 { "stop" } else { "stops" },
                 share * 100.0
             )),
             cx = num(x0 + step / 2.0),
