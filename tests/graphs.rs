@@ -162,6 +162,17 @@ async fn the_trend_pareto_and_waterfall_agree_with_the_oee_api() {
     assert!(svg.contains(">Tue 09/01<") && svg.contains(">Thu 11/01<"), "a tick per day");
     assert!(svg.contains("class=\"line-availability\"") || svg.matches("<circle").count() >= 3);
 
+    // By shift (the seeded pattern is 09:00–17:00 every day): a point per shift, the 10th's with the API's
+    // figures of that shift.
+    let (status, html, svg) = graph(&b, &format!("/graphs?graph=oee&machine={m}&{window}&by=shift")).await;
+    assert_eq!(status, 200, "{html}");
+    let shift = oee_report(&t, &format!("machine={m}&from=2024-01-10T09:00:00Z&to=2024-01-10T17:00:00Z")).await;
+    let availability =
+        format!("Wed 10/01 09:00 to 17:00: Availability {}", pct(&shift["total"]["figures"]["availability"]));
+    assert!(titles(&svg).contains(&availability), "{availability} in {:?}", titles(&svg));
+    assert!(svg.contains(">09/01 09:00<") && svg.contains(">11/01 09:00<"), "a tick per shift");
+    assert!(html.contains("&by=shift\">Zoom in</a>"), "the links keep the cut");
+
     // Downtime by reason, longest first, with minutes and count.
     let (down, closed) = (code_name(&t, 2).await, code_name(&t, 3).await);
     let (status, html, svg) = graph(&b, &format!("/graphs?graph=pareto&machine={m}&{window}")).await;
@@ -266,6 +277,7 @@ async fn a_month_of_fifty_machines_stays_under_200_kb() {
         well_formed(svg);
         if graph_name == "timeline" {
             assert_eq!(svg.matches("text-anchor=\"end\">Machine ").count(), 50, "a row per machine");
+            assert!(svg.contains("stretches (zoom in for each activity)</title>"), "folded into a path per code");
         }
     }
 }

@@ -515,6 +515,24 @@ mod tests {
     }
 
     #[test]
+    fn many_stretches_become_a_path_per_row_and_code_in_bounded_markup() {
+        // Forty rows of ten thousand stretches each, the code changing every seven (0.7 of a column at the
+        // finest): far too many runs for titles, drawn as paths in fewer columns.
+        let rows: Vec<Row> = (0..40)
+            .map(|r| Row {
+                label: format!("M{r}"),
+                stretches: (0..10_000).map(|i| stretch(i as f64 / 1e4, (i + 1) as f64 / 1e4, (i / 7) % 2)).collect(),
+            })
+            .collect();
+        assert!(runs(&rows[0].stretches, 1000).len() > DETAIL_SHAPES / 40, "the code changes often");
+        let svg = timeline(&rows, &[], |_| String::new());
+        assert!(svg.contains("<title>M0 · c1: ") && svg.contains("stretches (zoom in"), "a path's title sums it up");
+        assert!(!svg.contains("<rect x=\"170\" y=\"0\" width=\"0.7\""), "no shape per activity");
+        assert!(svg.matches("<path").count() <= 80, "one path per row and code");
+        assert!(svg.len() < 150_000, "{} bytes", svg.len());
+    }
+
+    #[test]
     fn a_single_activity_keeps_its_own_title() {
         let rows = [Row { label: "Press".into(), stretches: vec![stretch(0.1, 0.5, 1)] }];
         let svg = timeline(&rows, &[(0.0, "00:00".into())], |_| String::new());
