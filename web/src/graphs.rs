@@ -538,6 +538,23 @@ mod tests {
         assert!((4.0 - lost - 1.5).abs() < 1e-9);
     }
 
+    #[tokio::test]
+    async fn the_page_renders_in_strict_mode_with_a_graph_or_a_refusal() {
+        let body = GraphsBody {
+            heading: "OEE trend – Hall".into(),
+            svg: Some(chart::pareto(&[])),
+            zoom: vec![Choice { value: "/graphs?from=a&to=b".into(), label: "Zoom in".into(), selected: false }],
+            groups: vec![Choice { value: "g_1".into(), label: "Hall <1>".into(), selected: true }],
+            ..GraphsBody::default()
+        };
+        let html = crate::page::render_for_test("graphs", body).await;
+        assert!(html.contains("<svg class=\"chart pareto-chart\""), "the SVG is not escaped");
+        assert!(html.contains("Hall &lt;1&gt;"), "names are");
+        let refused = GraphsBody { error: Some("Pick a machine or group".into()), ..GraphsBody::default() };
+        let html = crate::page::render_for_test("graphs", refused).await;
+        assert!(html.contains("Pick a machine or group") && !html.contains("<svg"));
+    }
+
     #[test]
     fn subjects_come_from_links_or_the_form() {
         let q = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
