@@ -18,32 +18,6 @@ async fn sql(t: &TestApp, q: &str) {
     sqlx::query(sqlx::AssertSqlSafe(q.to_string())).execute(&t.pool).await.unwrap();
 }
 
-/// Machine `name` on 2024-01-10: job J1 08:00–12:00 (ideal cycle 30 s, 90 good, 10 rejects); Up 08–10,
-/// Down 10–11, Up 11–12, Closed 12–13 (the reference's worked example).
-async fn worked_example(t: &TestApp, name: &str) -> i32 {
-    let m = t.add_machine(name).await;
-    sql(
-        t,
-        &format!(
-            "WITH j AS (INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
-             VALUES ({m}, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id) \
-             INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
-             SELECT {m}, id, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10 FROM j"
-        ),
-    )
-    .await;
-    sql(
-        t,
-        &format!(
-            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) VALUES \
-             ({m}, 1, '2024-01-10 08:00Z', '2024-01-10 10:00Z'), ({m}, 2, '2024-01-10 10:00Z', '2024-01-10 11:00Z'), \
-             ({m}, 1, '2024-01-10 11:00Z', '2024-01-10 12:00Z'), ({m}, 3, '2024-01-10 12:00Z', '2024-01-10 13:00Z')"
-        ),
-    )
-    .await;
-    m
-}
-
 async fn get(t: &TestApp, path: &str) -> (u16, Value) {
     let r = t.api.get(format!("{}{path}", t.http)).send().await.unwrap();
     let status = r.status().as_u16();
@@ -63,7 +37,7 @@ async fn cached_days(t: &TestApp, m: i32) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_machine_report_gives_figures_losses_durations_and_targets() {
     let t = spawn_app().await;
-    let m = worked_example(&t, "M1").await;
+    let m = t.worked_example("M1").await;
     let body = report(&t, &format!("machine={m}&from=2024-01-10T00:00:00Z&to=2024-01-11T00:00:00Z")).await;
     let total = &body["total"];
     // planned 4 h (08–12), run 3 h, 100 parts × 30 s = 50 min of ideal time, 90 good
@@ -100,7 +74,7 @@ async fn a_machine_report_gives_figures_losses_durations_and_targets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_reports_add_sums_instead_of_averaging_percentages() {
     let t = spawn_app().await;
-    let a = worked_example(&t, "M1").await;
+    let a = t.worked_example("M1").await;
     let b = t.add_machine("M2").await;
     sql(
         &t,
@@ -132,7 +106,7 @@ async fn group_reports_add_sums_instead_of_averaging_percentages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shift_and_job_buckets_follow_the_pattern_and_the_jobs() {
     let t = spawn_app().await;
-    let m = worked_example(&t, "M1").await;
+    let m = t.worked_example("M1").await;
     // the seeded pattern is 09:00–17:00 every day
     let body = report(&t, &format!("machine={m}&from=2024-01-10&to=2024-01-11T00:00:00Z&by=shift")).await;
     let b = body["buckets"].as_array().unwrap();
@@ -233,7 +207,7 @@ async fn a_date_at_the_end_of_the_calendar_is_refused_with_a_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_cache_fills_is_used_and_is_recomputed_after_backdated_sql_changes() {
     let t = spawn_app().await;
-    let m = worked_example(&t, "M1").await;
+    let m = t.worked_example("M1").await;
     let q = format!("machine={m}&from=2024-01-09&to=2024-01-12&by=day");
     let first = report(&t, &q).await;
     assert_eq!(first["cache"], json!({"days_read": 0, "days_computed": 3}));
@@ -388,7 +362,7 @@ async fn telemetry_readings_come_in_time_order_and_bounded() {
 async fn a_day_changed_while_it_is_computed_is_not_stored() {
     use oee_core::store::cache::{self, DayClaim, DaySums, HistorySnapshot};
     let t = spawn_app().await;
-    let m = worked_example(&t, "M1").await;
+    let m = t.worked_example("M1").await;
     let cfg = oee_core::oee::EngineConfig::default();
     let day = |d: &str| DayClaim {
         machine_id: m,

@@ -4,44 +4,6 @@ mod common;
 
 use common::*;
 
-/// Machine M1 on 2024-01-10: job J1 08:00–12:00 (ideal cycle 30 s, 90 good, 10 rejects); Up 08–10,
-/// Down 10–11, Up 11–12, Closed 12–13.
-async fn worked_example(t: &TestApp) -> i32 {
-    let m = t.add_machine("M1").await;
-    let job: i64 = sqlx::query_scalar(
-        "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
-         VALUES ($1, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id",
-    )
-    .bind(m)
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
-         VALUES ($1, $2, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10)",
-    )
-    .bind(m)
-    .bind(job)
-    .execute(&t.pool)
-    .await
-    .unwrap();
-    for (code, from, to) in [(1, "08:00", "10:00"), (2, "10:00", "11:00"), (1, "11:00", "12:00"), (3, "12:00", "13:00")]
-    {
-        sqlx::query(
-            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
-             VALUES ($1, $2, ('2024-01-10 ' || $3 || 'Z')::timestamptz, ('2024-01-10 ' || $4 || 'Z')::timestamptz)",
-        )
-        .bind(m)
-        .bind(code)
-        .bind(from)
-        .bind(to)
-        .execute(&t.pool)
-        .await
-        .unwrap();
-    }
-    m
-}
-
 async fn get(t: &TestApp, path: &str) -> (u16, String, String) {
     let r = t.api.get(format!("{}{path}", t.http)).send().await.unwrap();
     let status = r.status().as_u16();
@@ -52,7 +14,7 @@ async fn get(t: &TestApp, path: &str) -> (u16, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worked_example_gives_the_reference_numbers() {
     let t = spawn_app().await;
-    let m = worked_example(&t).await;
+    let m = t.worked_example("M1").await;
     let (status, ctype, body) = get(&t, &format!("/api/oee?machine_id={m}&date=2024-01-10")).await;
     assert_eq!((status, ctype.as_str(), body.as_str()), (200, "application/json", "0.1875\n"));
     let (status, _, body) = get(&t, &format!("/api/activity-durations?machine_id={m}&date=2024-01-10")).await;
@@ -98,7 +60,7 @@ fn near(v: &serde_json::Value, want: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_v1_api_gives_figures_sums_and_buckets() {
     let t = spawn_app().await;
-    let m = worked_example(&t).await;
+    let m = t.worked_example("M1").await;
     let day = "from=2024-01-10T00:00:00Z&to=2024-01-11T00:00:00Z";
     let (status, v) = v1(&t, &format!("machine={m}&{day}")).await;
     assert_eq!(status, 200, "{v}");

@@ -9,44 +9,6 @@ use calamine::{Data, Reader, Xlsx, open_workbook_from_rs};
 use common::*;
 use oee_core::access::Role;
 
-/// Machine M1 on 2024-01-10 (reference §6.9): job J1 08:00–12:00 (ideal cycle 30 s, 90 good, 10 rejects);
-/// Up 08–10, Down 10–11, Up 11–12, Closed 12–13.
-async fn worked_example(t: &TestApp) -> i32 {
-    let m = t.add_machine("M1").await;
-    let job: i64 = sqlx::query_scalar(
-        "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
-         VALUES ($1, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id",
-    )
-    .bind(m)
-    .fetch_one(&t.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
-         VALUES ($1, $2, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10)",
-    )
-    .bind(m)
-    .bind(job)
-    .execute(&t.pool)
-    .await
-    .unwrap();
-    for (code, from, to) in [(1, "08:00", "10:00"), (2, "10:00", "11:00"), (1, "11:00", "12:00"), (3, "12:00", "13:00")]
-    {
-        sqlx::query(
-            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
-             VALUES ($1, $2, ('2024-01-10 ' || $3 || 'Z')::timestamptz, ('2024-01-10 ' || $4 || 'Z')::timestamptz)",
-        )
-        .bind(m)
-        .bind(code)
-        .bind(from)
-        .bind(to)
-        .execute(&t.pool)
-        .await
-        .unwrap();
-    }
-    m
-}
-
 const C49: [&str; 12] = ["M1", "300", "60", "60", "180", "360", "100", "10", "75.0", "27.8", "90.0", "18.8"];
 
 /// The cells of the first body row of the first table of a page.
@@ -83,7 +45,7 @@ fn csv_header(text: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_oee_report_form_answers_contract_c49() {
     let t = spawn_app().await;
-    worked_example(&t).await;
+    t.worked_example("M1").await;
     let (b, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
     let r = b.post_form("/tables", &[("formType", "OeeTableForm"), ("date", "2024-01-10")]).await;
     assert_eq!(r.status(), 200);
@@ -138,7 +100,7 @@ async fn the_reference_oee_report_form_answers_contract_c49() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_oee_exports_match_the_v1_oee_report() {
     let t = spawn_app().await;
-    let m = worked_example(&t).await;
+    let m = t.worked_example("M1").await;
     let r = api_get(&t, &format!("/api/v1/oee?machine={m}&from=2024-01-10&to=2024-01-11"), None).await;
     assert_eq!(r.status(), 200);
     let v1: serde_json::Value = r.json().await.unwrap();
@@ -269,7 +231,7 @@ async fn anonymous_callers_and_bad_queries_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_has_its_export_buttons_and_pages_sort_on_the_server() {
     let t = spawn_app().await;
-    worked_example(&t).await;
+    t.worked_example("M1").await;
     t.add_machine("A2").await;
     let (b, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
     for table in ["oee", "daily_oee", "production", "jobs", "activity"] {

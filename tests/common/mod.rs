@@ -211,6 +211,39 @@ pub async fn api_client(pool: &PgPool, scope: oee_core::store::account::TokenSco
 }
 
 impl TestApp {
+    /// The reference's worked example (its §6.9) on machine `name` on 2024-01-10: job J1 08:00–12:00 (ideal
+    /// cycle 30 s, 90 good, 10 rejects); Up 08–10, Down 10–11, Up 11–12, Closed 12–13. Returns the machine.
+    pub async fn worked_example(&self, name: &str) -> i32 {
+        let m = self.add_machine(name).await;
+        let job: i64 = sqlx::query_scalar(
+            "INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
+             VALUES ($1, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id",
+        )
+        .bind(m)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, \
+             quantity_rejects) VALUES ($1, $2, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10)",
+        )
+        .bind(m)
+        .bind(job)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) VALUES \
+             ($1, 1, '2024-01-10 08:00Z', '2024-01-10 10:00Z'), ($1, 2, '2024-01-10 10:00Z', '2024-01-10 11:00Z'), \
+             ($1, 1, '2024-01-10 11:00Z', '2024-01-10 12:00Z'), ($1, 3, '2024-01-10 12:00Z', '2024-01-10 13:00Z')",
+        )
+        .bind(m)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        m
+    }
+
     /// Adds a machine the way `oee-server machine add` does; returns its id.
     pub async fn add_machine(&self, name: &str) -> i32 {
         oee_core::store::machine::add_machine(&self.pool, name, chrono_tz::Tz::UTC, chrono::Utc::now())

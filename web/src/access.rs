@@ -94,7 +94,6 @@ pub(crate) fn table() -> Vec<Route> {
         Route::post("/account/password", R(Viewer), crate::account::change_password),
         Route::get("/static/app.css", Public, crate::page::stylesheet),
         // The next issue's pages: the navigation leads somewhere already.
-        Route::get("/graphs", R(Viewer), crate::page::graphs_placeholder),
         Route::get("/tables", R(Viewer), crate::tables::page),
         Route::post("/tables", R(Viewer), crate::tables::reference_form).reference_form(),
         // The reference's read-only OEE endpoints and our read APIs.
@@ -122,6 +121,7 @@ pub(crate) fn table() -> Vec<Route> {
     routes.extend(crate::board::routes());
     routes.extend(crate::help::routes());
     routes.extend(crate::machine::routes());
+    routes.extend(crate::graphs::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
     let _ = Admin;

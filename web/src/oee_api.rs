@@ -116,10 +116,10 @@ impl By {
 
 /// One bucket of a report: for one machine, or for all the machines of the request when `machine` is
 /// `None`; `label` says what else identifies it (its job).
-struct Bucket {
-    machine: Option<i32>,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+pub(crate) struct Bucket {
+    pub(crate) machine: Option<i32>,
+    pub(crate) start: DateTime<Utc>,
+    pub(crate) end: DateTime<Utc>,
     label: Option<Value>,
 }
 
@@ -317,7 +317,11 @@ fn report_json(s: &Sums) -> Value {
 
 /// Buckets shared by all machines, cutting the window at the instants `next` gives (each strictly after
 /// its argument); `None` when there would be more than `max`.
-fn shared_buckets(window: Window, max: usize, next: impl Fn(DateTime<Utc>) -> DateTime<Utc>) -> Option<Vec<Bucket>> {
+pub(crate) fn shared_buckets(
+    window: Window,
+    max: usize,
+    next: impl Fn(DateTime<Utc>) -> DateTime<Utc>,
+) -> Option<Vec<Bucket>> {
     let mut out = Vec::new();
     let mut at = window.start;
     while at < window.end {
@@ -334,7 +338,7 @@ fn shared_buckets(window: Window, max: usize, next: impl Fn(DateTime<Utc>) -> Da
 /// One bucket per in-shift interval of a machine's pattern inside the window, each instant by the version of
 /// the pattern the machine followed then: every period start begins a new interval (two shifts back to back
 /// are two buckets), an edit that keeps a shift running does not; intervals are clipped to the window.
-fn shift_buckets(machine: i32, versions: &[Version], tz: Tz, window: Window) -> Vec<Bucket> {
+pub(crate) fn shift_buckets(machine: i32, versions: &[Version], tz: Tz, window: Window) -> Vec<Bucket> {
     let mut out = Vec::new();
     let mut open = (schedule_over(versions, tz, window.start) == ScheduleState::InShift).then_some(window.start);
     let mut close = |start: DateTime<Utc>, end: DateTime<Utc>| {
@@ -357,7 +361,7 @@ fn shift_buckets(machine: i32, versions: &[Version], tz: Tz, window: Window) -> 
 }
 
 /// The start of the next plant-local hour after `t`.
-fn next_local_hour(tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn next_local_hour(tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
     let local = t.with_timezone(&tz);
     let floored =
         local.date_naive().and_hms_opt(local.hour(), 0, 0).and_then(|n| tz.from_local_datetime(&n).earliest());

@@ -2,8 +2,6 @@
 //! navigation, who is signed in, CSRF token, flash message), and the generic pieces the admin pages are
 //! made of: a list ([`ListPage`]) and a form whose fields carry their own error ([`FormPage`], [`Field`]).
 
-use axum::Extension;
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use handlebars::Handlebars;
@@ -33,6 +31,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("create_dashboard", include_str!("../templates/create_dashboard.hbs")),
     ("timeline", include_str!("../templates/timeline.hbs")),
     ("help", include_str!("../templates/help.hbs")),
+    ("graphs", include_str!("../templates/graphs.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");
@@ -296,21 +295,6 @@ pub(crate) fn refused(mut r: Response, e: &oee_core::Error) -> Response {
 
 pub(crate) async fn stylesheet(headers: HeaderMap) -> Response {
     STYLESHEET.respond(&headers)
-}
-
-async fn placeholder(state: WebState, caller: Caller, title: &str, nav: &'static str) -> Response {
-    let body = Message {
-        heading: title.to_string(),
-        text: "This page is part of the reports and dashboards that come with the next version. Today the same \
-               figures are served as JSON by GET /api/v1/oee."
-            .into(),
-    };
-    let page = Page::new(&state, Some(&caller), title, nav, body).await;
-    state.pages.render("message", &page)
-}
-
-pub(crate) async fn graphs_placeholder(State(state): State<WebState>, Extension(c): Extension<Caller>) -> Response {
-    placeholder(state, c, "Graphs", "graphs").await
 }
 
 /// Renders page template `name` with `body` as a signed-out page whose CSRF token is `tok`, in the strict

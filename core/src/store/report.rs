@@ -388,6 +388,45 @@ pub async fn activities_in_window(
     .await?)
 }
 
+/// One activity as the graphs draw it: its machine and code, its span, who worked the machine and the job
+/// running when it began.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct GraphActivity {
+    pub machine_id: i32,
+    pub code_id: i32,
+    pub start_time: DateTime<Utc>,
+    /// `None` while it runs.
+    pub end_time: Option<DateTime<Utc>>,
+    pub user_name: Option<String>,
+    pub job_number: Option<String>,
+}
+
+/// The activities of `machines` that overlap [start, end), the open ones included, by machine and then
+/// oldest first, each with its operator's name and the number of the job it began in.
+pub async fn graph_activities(
+    pool: &PgPool,
+    machines: &[i32],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<GraphActivity>, Error> {
+    Ok(sqlx::query_as(
+        "SELECT a.machine_id, a.activity_code_id AS code_id, a.start_time, a.end_time, u.username AS user_name, \
+                j.job_number \
+         FROM activity a LEFT JOIN app_user u ON u.id = a.user_id \
+              LEFT JOIN LATERAL (SELECT job_number FROM job \
+                                 WHERE job.machine_id = a.machine_id AND job.start_time <= a.start_time \
+                                   AND (job.end_time IS NULL OR job.end_time > a.start_time) \
+                                 ORDER BY job.start_time DESC LIMIT 1) j ON true \
+         WHERE a.machine_id = ANY($1) AND a.start_time < $3 AND (a.end_time IS NULL OR a.end_time > $2) \
+         ORDER BY a.machine_id, a.start_time, a.id",
+    )
+    .bind(machines)
+    .bind(start)
+    .bind(end)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// One production record as the machine report lists it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReportProduction {
