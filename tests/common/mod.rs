@@ -141,9 +141,27 @@ pub async fn empty_db() -> TestDb {
     create_database(None).await
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, for a server a test starts (which binds it a moment later).
+///
+/// The ports come from below Linux's ephemeral range (32768–60999), so no outgoing connection, which takes
+/// its local port from that range, can take one between this choice and the server's bind; each process
+/// starts at its own place (by its id) and never hands out a port twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(997) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % COUNT) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT)
 }
 
 /// A config for a server on free loopback ports against `db`.
