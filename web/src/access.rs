@@ -122,6 +122,7 @@ pub(crate) fn table() -> Vec<Route> {
     routes.extend(crate::help::routes());
     routes.extend(crate::machine::routes());
     routes.extend(crate::graphs::routes());
+    routes.extend(crate::explain::routes());
     routes.extend(crate::operator::routes());
     routes.extend(crate::admin::routes());
     let _ = Admin;

@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod board;
 mod chart;
+mod explain;
 mod export;
 mod form;
 mod graphs;

@@ -59,6 +59,8 @@ struct Report {
     date: String,
     day: String,
     timezone: String,
+    /// The breakdown of the day's figures.
+    explain: String,
     oee: String,
     availability: String,
     performance: String,
@@ -502,6 +504,7 @@ async fn build(
         date: day,
         day: date.format("%a %d %b %Y").to_string(),
         timezone: tz.to_string(),
+        explain: crate::explain::day_link(machine, date),
         oee: percent(figures.oee),
         availability: percent(figures.availability),
         performance: percent(figures.performance),

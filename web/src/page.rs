@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("timeline", include_str!("../templates/timeline.hbs")),
     ("help", include_str!("../templates/help.hbs")),
     ("graphs", include_str!("../templates/graphs.hbs")),
+    ("explain", include_str!("../templates/explain.hbs")),
 ];
 
 const STYLESHEET: Asset = Asset::new(include_str!("../assets/app.css"), "text/css; charset=utf-8");

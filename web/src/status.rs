@@ -89,6 +89,8 @@ pub(crate) struct Card {
     user: Option<String>,
     /// The tablet whose operator a supervisor may log out (a tablet is paired and someone is logged in).
     logout_tablet: Option<i32>,
+    /// The breakdown of the card's figures over the day shown.
+    explain: String,
     oee: String,
     availability: String,
     performance: String,
@@ -258,6 +260,7 @@ pub(crate) async fn build(
             job_number: s.job_number.clone(),
             user: m.user_name.clone(),
             logout_tablet: s.input_device_id.filter(|_| s.session_id.is_some()),
+            explain: crate::explain::day_link(m.machine_id, date),
             oee: percent(figures.oee),
             availability: percent(figures.availability),
             performance: percent(figures.performance),

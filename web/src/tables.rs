@@ -522,7 +522,8 @@ struct TablePage {
     to: String,
     error: Option<String>,
     columns: Vec<(String, String, &'static str)>,
-    rows: Vec<Vec<String>>,
+    /// Each cell's text and, for a figure that has one, the address of its breakdown.
+    rows: Vec<Vec<(String, String)>>,
     empty: bool,
     pages: Vec<(usize, String, bool)>,
     csv: String,
@@ -573,14 +574,38 @@ async fn render_page(state: &WebState, caller: &Caller, q: &HashMap<String, Stri
             let base = ask.query();
             let page_count = rows.len().div_ceil(PAGE_ROWS).max(1);
             let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, page_count);
-            let shown: Vec<Vec<String>> = if whole {
-                rows.iter().map(|r| r.iter().map(Cell::text).collect()).collect()
-            } else {
-                rows.iter()
-                    .skip((page - 1) * PAGE_ROWS)
-                    .take(PAGE_ROWS)
-                    .map(|r| r.iter().map(Cell::text).collect())
+            // Each day's OEE of the daily table links to its breakdown.
+            let explain: HashMap<String, i32> = if ask.which == Which::DailyOee {
+                machine::list_machines(&state.pool)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| (m.name, m.id))
                     .collect()
+            } else {
+                HashMap::new()
+            };
+            let days: Vec<NaiveDate> = ask.days().collect();
+            let cells = |r: &Vec<Cell>| -> Vec<(String, String)> {
+                let id = match r.first() {
+                    Some(Cell::Text(name)) => explain.get(name).copied(),
+                    _ => None,
+                };
+                r.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let href = match (id, i.checked_sub(1).and_then(|d| days.get(d)), c) {
+                            (Some(m), Some(d), Cell::Pct(_)) => crate::explain::day_link(m, *d),
+                            _ => String::new(),
+                        };
+                        (c.text(), href)
+                    })
+                    .collect()
+            };
+            let shown: Vec<Vec<(String, String)>> = if whole {
+                rows.iter().map(cells).collect()
+            } else {
+                rows.iter().skip((page - 1) * PAGE_ROWS).take(PAGE_ROWS).map(cells).collect()
             };
             let mut sorted = base.clone();
             if let Some(col) = sort {
