@@ -438,3 +438,16 @@ async fn behind_https_the_cookie_is_secure_and_one_address_is_limited_across_nam
     }
     assert_eq!(guesser.sign_in("admin", "digitme2").await.status(), 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_address_gets_404_with_a_message() {
+    let t = spawn_app().await;
+    let r = reqwest::get(format!("{}/api/v1/no-such-thing", t.http)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("openapi.json"), "{body}");
+    let r = reqwest::get(format!("{}/no-such-page", t.http)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors"));
+    assert!(r.text().await.unwrap().contains("There is no page at /no-such-page"));
+}

@@ -112,8 +112,26 @@ pub fn start(
         let handler = route.handler.route_layer(axum::middleware::from_fn_with_state(guarded, access::guard));
         router = router.route(route.path, handler);
     }
-    let router = router.with_state(state).layer(axum::middleware::from_fn(access::security_headers));
+    let router =
+        router.fallback(not_found).with_state(state).layer(axum::middleware::from_fn(access::security_headers));
     Web { router, tasks }
+}
+
+/// Any path no route serves: 404 with a message, JSON under `/api/`, a page elsewhere.
+async fn not_found(State(state): State<WebState>, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        let message = format!("there is no API route {path}: /api/v1/openapi.json lists them");
+        return (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "message": message }))).into_response();
+    }
+    let body = page::Message {
+        heading: "Page not found".into(),
+        text: format!("There is no page at {path}. The navigation above leads to every page; /help explains them."),
+    };
+    let page = page::Page::new(&state, None, "Page not found", "", body).await;
+    let mut r = state.pages.render("message", &page);
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r
 }
 
 /// Every web route's method, path and access, for tests that try each route as each kind of caller.
