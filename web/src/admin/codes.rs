@@ -382,7 +382,7 @@ struct CodeChanges {
     tag = "codes",
     operation_id = "list_codes",
     summary = "Every activity code",
-    description = "Codes 1 to 4 (no data, up, down, closed) always exist; the rest are the plant's own.",
+    description = "Codes 1 to 4 (Up, Down, Closed, Overtime) always exist; the rest are the plant's own.",
     responses(
         (status = 200, description = "The codes, by id", body = Vec<CodeView>),
         (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
