@@ -44,35 +44,19 @@ async fn group_of(t: &TestApp, name: &str, machines: &[i32]) -> i32 {
     g
 }
 
-/// Reads the event stream until an event whose data satisfies `wanted` (10 s at most); returns it and the
-/// machines of every status event read on the way.
+/// Reads the event stream until an event whose data satisfies `wanted` (see `next_status_event`); also
+/// records the machines of every status event read on the way.
 async fn next_event(
     r: &mut reqwest::Response,
     buffer: &mut String,
     seen: &mut Vec<i64>,
     wanted: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
-            if block.lines().any(|l| l.trim() == "event: status")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
-            {
-                seen.push(v["machine_id"].as_i64().unwrap_or(-1));
-                if wanted(&v) {
-                    return v;
-                }
-            }
-        }
-        let chunk = tokio::time::timeout_at(deadline, r.chunk())
-            .await
-            .expect("the event arrives within 10 s")
-            .expect("the stream is readable")
-            .expect("the stream stays open");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    next_status_event(r, buffer, |v| {
+        seen.push(v["machine_id"].as_i64().unwrap_or(-1));
+        wanted(v)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use oee_core::access::Role;
 use rumqttc::QoS;
@@ -247,33 +245,6 @@ async fn silent_machines_say_no_signal_and_long_activities_are_highlighted() {
     assert!(card(&html, silent).contains("No signal"));
 }
 
-/// Reads the event stream until an event whose data satisfies `wanted` (10 s at most); returns its data.
-async fn next_event(
-    r: &mut reqwest::Response,
-    buffer: &mut String,
-    wanted: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
-            if block.lines().any(|l| l.trim() == "event: status")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
-                && wanted(&v)
-            {
-                return v;
-            }
-        }
-        let chunk = tokio::time::timeout_at(deadline, r.chunk())
-            .await
-            .expect("the event arrives within 10 s")
-            .expect("the stream is readable")
-            .expect("the stream stays open");
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_delivers_a_state_change_made_over_mqtt() {
     let t = spawn_app().await;
@@ -285,7 +256,7 @@ async fn the_event_stream_delivers_a_state_change_made_over_mqtt() {
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let mut buffer = String::new();
     // first, the current status of every machine
-    let first = next_event(&mut r, &mut buffer, |v| v["machine_id"] == m).await;
+    let first = next_status_event(&mut r, &mut buffer, |v| v["machine_id"] == m).await;
     let current = first["code_id"].as_i64().unwrap();
     let target = if current == 3 { 2 } else { 3 };
 
@@ -293,7 +264,7 @@ async fn the_event_stream_delivers_a_state_change_made_over_mqtt() {
     client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
     let v = command(&client, &mut rx, format!("oee/v1/machines/{m}/state"), json!({"activity_code_id": target})).await;
     assert_eq!(v["status"], 200, "{v}");
-    let changed = next_event(&mut r, &mut buffer, |v| v["machine_id"] == m && v["code_id"] == target).await;
+    let changed = next_status_event(&mut r, &mut buffer, |v| v["machine_id"] == m && v["code_id"] == target).await;
     assert_eq!(changed["job_id"], serde_json::Value::Null);
     assert_eq!(changed["no_signal"], false);
     assert!(changed["since_local"].as_str().unwrap().contains(':'), "{changed}");

@@ -622,3 +622,32 @@ impl Browser {
         self.client.post(format!("{}{path}", self.http)).form(&all).send().await.unwrap()
     }
 }
+
+/// Reads a server-sent event stream (`/status/events`, a board's) until a `status` event whose data
+/// satisfies `wanted`, which sees every status event on the way (10 s at most); returns that event's data.
+/// `buffer` keeps what was read past it for the next call.
+pub async fn next_status_event(
+    r: &mut reqwest::Response,
+    buffer: &mut String,
+    mut wanted: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let data: String = block.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect();
+            if block.lines().any(|l| l.trim() == "event: status")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&data)
+                && wanted(&v)
+            {
+                return v;
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .expect("the event arrives within 10 s")
+            .expect("the stream is readable")
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
