@@ -336,7 +336,8 @@ async fn mqtt_scenario(
     // One accepted state command inserts one activity row; one telemetry message inserts one row.
     let count_sql = match kind {
         Flood::State => "SELECT count(*) FROM activity WHERE start_time >= $1",
-        Flood::Telemetry => "SELECT count(*) FROM telemetry WHERE ts >= $1",
+        // One reading per message is counted: each message carries a temperature.
+        Flood::Telemetry => "SELECT count(*) FROM telemetry WHERE ts >= $1 AND key = 'temperature'",
     };
     let (rows, drained) = wait_for_rows(pool, count_sql, since, flood.acked).await;
     let after = ingest_counts(app);
@@ -625,7 +626,7 @@ async fn commit_metrics(pool: &PgPool, kind: Flood, since: DateTime<Utc>) -> Res
                     max(ms), max(committed) \
              FROM (SELECT pg_xact_commit_timestamp(xmin) AS committed, \
                           extract(epoch FROM pg_xact_commit_timestamp(xmin) - ts)::float8 * 1000 AS ms \
-                   FROM telemetry WHERE ts >= $1) c"
+                   FROM telemetry WHERE ts >= $1 AND key = 'temperature') c"
         }
     };
     let (p50_ms, p99_ms, max_ms, last_commit): (Option<f64>, Option<f64>, Option<f64>, Option<DateTime<Utc>>) =

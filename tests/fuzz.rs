@@ -700,13 +700,11 @@ async fn fuzzed_mqtt_commands_are_all_answered_below_500_and_ingest_keeps_applyi
     }
 
     // Each applied reading is stored once; no refused one is.
-    let stored: Vec<String> = sqlx::query_scalar("SELECT data->>'fuzz_case' FROM telemetry WHERE data ? 'fuzz_case'")
-        .fetch_all(&t.pool)
-        .await
-        .unwrap();
+    let stored: Vec<f64> =
+        sqlx::query_scalar("SELECT value FROM telemetry WHERE key = 'fuzz_case'").fetch_all(&t.pool).await.unwrap();
     let mut stored_tags: HashMap<u64, usize> = HashMap::new();
     for tag in stored {
-        *stored_tags.entry(tag.parse().unwrap()).or_default() += 1;
+        *stored_tags.entry(tag as u64).or_default() += 1;
     }
     for (id, case) in &cases {
         if let Some(tag) = case.telemetry_tag {

@@ -208,7 +208,7 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     send(&client, "oee/v1/machines/404/telemetry", json!({"temperature": 1, "reply_to": reply})).await;
     assert_eq!(next_on(&mut rx, reply).await["status"], 404);
     eventually("both readings are stored", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry WHERE machine_id = $1")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM telemetry WHERE machine_id = $1 AND key = 'temperature'")
             .bind(m)
             .fetch_one(&t.pool)
             .await
@@ -217,7 +217,7 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     })
     .await;
     let (ts, temp): (chrono::DateTime<chrono::Utc>, f64) = sqlx::query_as(
-        "SELECT ts, (data->>'temperature')::float8 FROM telemetry WHERE machine_id = $1 ORDER BY ts LIMIT 1",
+        "SELECT ts, value FROM telemetry WHERE machine_id = $1 AND key = 'temperature' ORDER BY ts LIMIT 1",
     )
     .bind(m)
     .fetch_one(&t.pool)
@@ -225,5 +225,11 @@ async fn telemetry_is_stored_per_machine_and_bad_readings_are_refused() {
     .unwrap();
     assert_eq!(ts.to_rfc3339(), "2026-01-05T09:00:00+00:00");
     assert_eq!(temp, 180.5);
+    let fan: Vec<f64> = sqlx::query_scalar("SELECT value FROM telemetry WHERE machine_id = $1 AND key = 'fan_rpm'")
+        .bind(m)
+        .fetch_all(&t.pool)
+        .await
+        .unwrap();
+    assert_eq!(fan, [900.0], "each reading of a message is a row of its own");
     assert_eq!(t.activities(m).await.0.len(), 1, "telemetry never changes the activity");
 }

@@ -320,15 +320,15 @@ async fn telemetry_readings_come_in_time_order_and_bounded() {
     sql(
         &t,
         &format!(
-            "INSERT INTO telemetry (machine_id, ts, data) SELECT {m}, '2024-01-10 08:00Z'::timestamptz + i * interval '1 minute', \
-             jsonb_build_object('temp', i) FROM generate_series(9, 0, -1) i"
+            "INSERT INTO telemetry (machine_id, key, ts, value) \
+             SELECT {m}, 'temp', '2024-01-10 08:00Z'::timestamptz + i * interval '1 minute', i FROM generate_series(9, 0, -1) i"
         ),
     )
     .await;
     sql(
         &t,
         &format!(
-            "INSERT INTO telemetry (machine_id, ts, data) VALUES ({other}, '2024-01-10 08:05Z', '{{\"temp\": 99}}')"
+            "INSERT INTO telemetry (machine_id, key, ts, value) VALUES ({other}, 'temp', '2024-01-10 08:05Z', 99)"
         ),
     )
     .await;

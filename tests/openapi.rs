@@ -312,9 +312,7 @@ async fn answers_match_the_documented_schemas() {
     .await;
     sql(
         &t,
-        &format!(
-            "INSERT INTO telemetry (machine_id, ts, data) VALUES ({m}, '2024-01-10 08:05Z', '{{\"temp\": 71.5}}')"
-        ),
+        &format!("INSERT INTO telemetry (machine_id, key, ts, value) VALUES ({m}, 'temp', '2024-01-10 08:05Z', 71.5)"),
     )
     .await;
     let group: i32 =

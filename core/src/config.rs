@@ -22,8 +22,9 @@ const ENV_TOP_LEVEL_KEYS: [&str; 1] = ["data_dir"];
 
 /// `OEE_…` variables that are not configuration: the config file's path (read by the command line), and
 /// what the embedded cluster, tests, benchmarks and the example device scripts read.
-const ENV_NOT_CONFIG: [&str; 9] = [
+const ENV_NOT_CONFIG: [&str; 10] = [
     "OEE_CONFIG",
+    "OEE_TEST_TIMESCALEDB",
     "OEE_EMBEDDED_CLUSTER_OWNER",
     "OEE_BENCH_QUICK",
     "OEE_REPORT_BENCH_DIR",
@@ -54,6 +55,12 @@ pub struct Config {
     pub oee: OeeConfig,
     /// The browser side: sessions and sign-in.
     pub web: WebConfig,
+    /// How long time series are kept.
+    pub retention: RetentionConfig,
+    /// TimescaleDB compression of old time-series chunks.
+    pub compression: CompressionConfig,
+    /// Telemetry rollups.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -71,6 +78,9 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             oee: OeeConfig::default(),
             web: WebConfig::default(),
+            retention: RetentionConfig::default(),
+            compression: CompressionConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -247,6 +257,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// `auto`: use TimescaleDB hypertables when the extension can be created; `off`: never.
     pub timescaledb: TimescaleMode,
+    /// Time span of one `telemetry` chunk (TimescaleDB), in hours.
+    pub telemetry_chunk_hours: u32,
+    /// Time span of one `raw_event` chunk (TimescaleDB), in hours.
+    pub raw_event_chunk_hours: u32,
     pub embedded: EmbeddedDatabaseConfig,
 }
 
@@ -256,6 +270,8 @@ impl Default for DatabaseConfig {
             url: String::new(),
             max_connections: 16,
             timescaledb: TimescaleMode::Auto,
+            telemetry_chunk_hours: 24,
+            raw_event_chunk_hours: 168,
             embedded: EmbeddedDatabaseConfig::default(),
         }
     }
@@ -438,6 +454,65 @@ impl SchedulerConfig {
     }
 }
 
+/// How long time series are kept; 0 keeps them for ever. A daily job (at `schedule`, a cron expression in
+/// the plant's zone) drops what is older: whole chunks on TimescaleDB, batched deletes on plain tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days of telemetry readings kept.
+    pub telemetry_days: u32,
+    /// Days of raw events (messages ingest could not apply) kept.
+    pub raw_event_days: u32,
+    /// Days of answered request ids kept, so a redelivered command is applied once. At least 1.
+    pub request_id_days: u32,
+    /// When the retention job runs: a cron expression with seconds (`sec min hour day month weekday`).
+    pub schedule: String,
+    /// Rows one delete statement removes on plain tables, so no statement holds locks for long.
+    pub batch_rows: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            telemetry_days: 365,
+            raw_event_days: 90,
+            request_id_days: 30,
+            schedule: "0 30 2 * * *".into(),
+            batch_rows: 10_000,
+        }
+    }
+}
+
+/// Compression of time-series chunks older than `after_days` (TimescaleDB with its Timescale-licensed part
+/// only; 0: never), segmented by machine and key, ordered by time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionConfig {
+    pub after_days: u32,
+    /// When the compression job runs: a cron expression with seconds.
+    pub schedule: String,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig { after_days: 7, schedule: "0 45 2 * * *".into() }
+    }
+}
+
+/// Telemetry rollups: per machine, key and hour, so long ranges are answered without reading every reading.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Seconds between refreshes of the rollups (the hours since the last refresh are read live).
+    pub rollup_every_s: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { rollup_every_s: 60 }
+    }
+}
+
 /// OEE reports (`GET /api/v1/oee`, `GET /api/v1/telemetry`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -554,6 +629,24 @@ impl Config {
         }
         if self.oee.max_buckets == 0 || self.oee.telemetry_max_rows < 1 {
             return Err(Error::ConfigParse("oee.max_buckets and oee.telemetry_max_rows must be at least 1".into()));
+        }
+        if self.database.telemetry_chunk_hours == 0 || self.database.raw_event_chunk_hours == 0 {
+            return Err(Error::ConfigParse(
+                "database.telemetry_chunk_hours and database.raw_event_chunk_hours must be at least 1 hour".into(),
+            ));
+        }
+        if self.retention.request_id_days == 0 {
+            return Err(Error::ConfigParse(
+                "retention.request_id_days must be at least 1: answered request ids are how a redelivered command \
+                 is applied once"
+                    .into(),
+            ));
+        }
+        if self.retention.batch_rows == 0 {
+            return Err(Error::ConfigParse("retention.batch_rows must be at least 1".into()));
+        }
+        if self.telemetry.rollup_every_s == 0 {
+            return Err(Error::ConfigParse("telemetry.rollup_every_s must be at least 1 second".into()));
         }
         Ok(())
     }

@@ -54,11 +54,20 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
+        let mode = timescale_mode();
+        let settings = if mode == oee_core::config::TimescaleMode::Auto {
+            vec![
+                ("shared_preload_libraries".to_string(), "timescaledb".to_string()),
+                ("timescaledb.telemetry_level".to_string(), "off".to_string()),
+            ]
+        } else {
+            vec![]
+        };
         let opts = ClusterOptions {
             dir: scratch_dir("cluster").join("pg"),
             bin_dir: PathBuf::new(),
             run_as: "postgres".into(),
-            settings: vec![],
+            settings,
             disposable: true,
         };
         let cluster = EmbeddedCluster::start(&opts).expect("start the test PostgreSQL cluster");
@@ -75,7 +84,7 @@ fn shared() -> &'static Shared {
                     .expect("create template");
                 admin.close().await.ok();
                 let pool = oee_core::store::connect(base2.clone().database(TEMPLATE), 2).await.unwrap();
-                oee_core::store::prepare(&pool, oee_core::config::TimescaleMode::Auto).await.expect("migrate");
+                oee_core::store::prepare(&pool, mode).await.expect("migrate");
                 oee_core::store::seed::seed_first_run(&pool, chrono::Utc::now()).await.expect("seed");
                 pool.close().await;
             })
@@ -84,6 +93,18 @@ fn shared() -> &'static Shared {
         .expect("template thread");
         Shared { _cluster: Mutex::new(cluster), socket_dir, base }
     })
+}
+
+/// Which mode the tests' databases run in: TimescaleDB hypertables when its library is installed, unless
+/// `OEE_TEST_TIMESCALEDB=off` asks for plain tables (CI runs the time-series tests both ways).
+pub fn timescale_mode() -> oee_core::config::TimescaleMode {
+    use oee_core::config::TimescaleMode;
+    let off = std::env::var("OEE_TEST_TIMESCALEDB").is_ok_and(|v| v == "off");
+    if off || !oee_core::store::cluster::timescale_library_installed(Path::new("")) {
+        TimescaleMode::Off
+    } else {
+        TimescaleMode::Auto
+    }
 }
 
 /// A database of its own for one test.
@@ -174,6 +195,7 @@ pub fn test_config(db: &TestDb) -> Config {
     c.mqtt.port = mqtt_port;
     c.database.url = db.url();
     c.database.max_connections = 8;
+    c.database.timescaledb = timescale_mode();
     c.bridge.reply_timeout_ms = 10_000;
     c.tablets.discovery_listen = "127.0.0.1:0".into();
     // The tests' own MQTT clients connect without credentials; the access tests turn this off.

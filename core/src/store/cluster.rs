@@ -776,6 +776,22 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// Whether TimescaleDB's library is installed for the PostgreSQL whose server binaries are in `bin_dir`
+/// (empty: found as for the embedded cluster): `timescaledb.so` in its package library directory.
+pub fn timescale_library_installed(bin_dir: &Path) -> bool {
+    let Ok(bin) = find_bin_dir(bin_dir) else { return false };
+    let beside = bin.parent().map(|p| p.join("lib").join("timescaledb.so"));
+    if beside.as_ref().is_some_and(|p| p.is_file()) {
+        return true;
+    }
+    std::process::Command::new(bin.join("pg_config"))
+        .arg("--pkglibdir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("timescaledb.so").is_file())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

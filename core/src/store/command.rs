@@ -223,17 +223,31 @@ pub struct TelemetryRow {
     pub data: serde_json::Value,
 }
 
-/// Stores telemetry rows.
+/// Stores telemetry rows: one `telemetry` row per reading (key and number) of each message.
 pub async fn insert_telemetry(tx: &mut Transaction<'_, Postgres>, rows: &[TelemetryRow]) -> Result<(), Error> {
-    if rows.is_empty() {
+    let (mut machines, mut keys, mut times, mut values) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        let Some(readings) = r.data.as_object() else { continue };
+        for (key, value) in readings {
+            if let Some(v) = value.as_f64() {
+                machines.push(r.machine_id);
+                keys.push(key.as_str());
+                times.push(r.ts);
+                values.push(v);
+            }
+        }
+    }
+    if machines.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO telemetry (machine_id, ts, data) SELECT * FROM UNNEST($1::int4[], $2::timestamptz[], $3::jsonb[])",
+        "INSERT INTO telemetry (machine_id, key, ts, value) \
+         SELECT * FROM UNNEST($1::int4[], $2::text[], $3::timestamptz[], $4::float8[])",
     )
-    .bind(rows.iter().map(|r| r.machine_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| sqlx::types::Json(&r.data)).collect::<Vec<_>>())
+    .bind(machines)
+    .bind(keys)
+    .bind(times)
+    .bind(values)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -18,6 +18,8 @@ pub mod schedule;
 pub mod seed;
 pub mod setting;
 pub mod tablet;
+pub mod telemetry;
+pub mod timescale;
 pub mod user;
 
 use std::str::FromStr;

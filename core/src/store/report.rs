@@ -342,8 +342,12 @@ pub async fn telemetry_in_window(
     to: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<(DateTime<Utc>, serde_json::Value)>, Error> {
+    // The readings of one message share its time: they come back together as one object.
     Ok(sqlx::query_as(
-        "SELECT ts, data FROM telemetry WHERE machine_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
+        "SELECT ts, jsonb_object_agg(key, value) FROM telemetry \
+         WHERE machine_id = $1 AND ts >= $2 AND ts < $3 AND ts IN (\
+             SELECT DISTINCT ts FROM telemetry WHERE machine_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4) \
+         GROUP BY ts ORDER BY ts",
     )
     .bind(machine)
     .bind(from)
