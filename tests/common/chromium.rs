@@ -30,6 +30,8 @@ pub struct Chromium {
     session: Option<String>,
     http: reqwest::Client,
     log: PathBuf,
+    /// Where Chromium saves what it downloads.
+    downloads: PathBuf,
 }
 
 impl Chromium {
@@ -54,8 +56,17 @@ impl Chromium {
             .spawn()
             .expect("start chromedriver");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut browser =
-            Chromium { describe: DESCRIBE, driver, addr, session: None, http: reqwest::Client::new(), log };
+        let downloads = dir.join("downloads");
+        std::fs::create_dir_all(&downloads).expect("create the downloads directory");
+        let mut browser = Chromium {
+            describe: DESCRIBE,
+            driver,
+            addr,
+            session: None,
+            http: reqwest::Client::new(),
+            log,
+            downloads: downloads.clone(),
+        };
 
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
@@ -89,6 +100,12 @@ impl Chromium {
                 "--window-size=800,1280",
                 format!("--user-data-dir={}", profile.display()),
             ],
+            // A download is saved without asking, into a directory of this session's own.
+            "prefs": {
+                "download.default_directory": downloads,
+                "download.prompt_for_download": false,
+                "download.directory_upgrade": true,
+            },
         });
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}});
         let v = browser.call(reqwest::Method::POST, "/session", Some(caps)).await;
@@ -197,6 +214,38 @@ impl Chromium {
     pub async fn screenshot_png(&self) -> Vec<u8> {
         let v = self.call(reqwest::Method::GET, &self.path("/screenshot"), None).await;
         base64_decode(v.as_str().expect("a base64 screenshot"))
+    }
+
+    /// Where this session's downloads are saved.
+    pub fn downloads(&self) -> &Path {
+        &self.downloads
+    }
+
+    /// Waits (up to [`PATIENCE`]) until a download whose file name ends with `suffix` is complete; its path.
+    /// Chromium writes a download as `….crdownload` and renames it when done, and may hold the final name
+    /// meanwhile with an empty file: complete is a file of that name with content and nothing in progress.
+    pub async fn downloaded(&self, suffix: &str) -> PathBuf {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let files: Vec<(String, u64)> = std::fs::read_dir(&self.downloads)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| (e.file_name().to_string_lossy().to_string(), e.metadata().map_or(0, |m| m.len())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let busy = files.iter().any(|(n, _)| n.ends_with(".crdownload"));
+            if !busy && let Some((name, _)) = files.iter().find(|(n, len)| n.ends_with(suffix) && *len > 0) {
+                return self.downloads.join(name);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no complete download ending with {suffix} arrived in {} (there are {files:?}); see {}",
+                self.downloads.display(),
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ends the session (Chromium quits) while the test can still wait for it.
