@@ -351,7 +351,7 @@ async fn live_event(state: &WebState, s: &MachineStatus) -> Event {
         logout_tablet: s.input_device_id.filter(|_| s.session_id.is_some()),
         no_signal: s.signal == Signal::NoSignal,
     };
-    Event::default().event("status").json_data(&live).unwrap_or_else(|_| Event::default().event("reload").data(""))
+    Event::default().event("status").json_data(&live).unwrap_or_else(|_| reload_event())
 }
 
 /// `GET /status/events`: a `text/event-stream` of machine statuses: first every machine's current one, then
@@ -393,7 +393,7 @@ pub(crate) async fn stream(
                     Ok(s) if only.as_ref().is_none_or(|ids| ids.contains(&s.machine_id)) => break s,
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
-                        return Some((Ok(Event::default().event("reload").data("")), (state, rx, current, only)));
+                        return Some((Ok(reload_event()), (state, rx, current, only)));
                     }
                     Err(RecvError::Closed) => return None,
                 }
@@ -496,6 +496,12 @@ async fn end_job(
     card_form(state, caller, id, fields, "job ended", forms::end_job).await
 }
 
+/// Tells a live page to load itself again. The data must not be empty: a browser drops an event without a
+/// `data:` line, and axum writes none for empty data.
+pub(crate) fn reload_event() -> Event {
+    Event::default().event("reload").data("reload")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,3 +545,4 @@ mod tests {
         assert_eq!(back(&f(&[("group", "//evil"), ("date", "x")]), 3), "/status#machine-3");
     }
 }
+
