@@ -368,3 +368,40 @@ fn properties(doc: &serde_json::Value, schema: &serde_json::Value, out: &mut Vec
         properties(doc, part, out);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiles_oee_links_to_its_breakdown_on_the_signed_in_board_only() {
+    let t = spawn_app().await;
+    let press = t.add_machine("Press").await;
+    let g = group_of(&t, "Hall 2", &[press]).await;
+
+    // Signed in, the OEE of a tile leads to the breakdown of that machine's day, which opens.
+    let (viewer, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    for board in [format!("/dashboard?group={g}"), "/dashboard?group=all".to_string()] {
+        let (status, html) = page(&viewer, &board).await;
+        assert_eq!(status, 200);
+        let tile = tile(&html, press).replace("&#x3D;", "=").replace("&amp;", "&");
+        let at = tile.find("<a class=\"explain-link\" href=\"").unwrap_or_else(|| panic!("a link: {tile}"));
+        let href: String = tile[at..].split('"').nth(3).unwrap().to_string();
+        assert!(href.starts_with(&format!("/explain?machine={press}&from=")), "{href}");
+        assert!(tile[at..].contains("</a></dd>"), "the link is the OEE figure: {tile}");
+        let (status, breakdown) = page(&viewer, &href).await;
+        assert_eq!(status, 200, "{breakdown}");
+        assert!(breakdown.contains("Press"), "{breakdown}");
+        // The breakdown needs sign-in: which is why a screen without it gets no link.
+        let r = anonymous().get(format!("{}{href}", t.http)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+    }
+
+    // Through a link, signed out, the figure is plain text and nothing leads to the breakdown.
+    let (_, secret) =
+        oee_core::store::board::create_board_link(&t.pool, "Hall 2 screen", Some(g), None, chrono::Utc::now())
+            .await
+            .unwrap();
+    let r = anonymous().get(format!("{}/board/{secret}", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let tile = tile(&html, press);
+    assert!(tile.contains("<dd class=\"oee\">") && tile.contains("OEE today"), "{tile}");
+    assert!(!html.contains("explain"), "no link to the breakdown, nor its address: {html}");
+}

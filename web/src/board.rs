@@ -2,10 +2,12 @@
 //! activity in the code's colour, how long it has been in it, the job, the operator and today's OEE), for
 //! one machine group or every machine.
 //!
-//! Signed-in people open it at `/dashboard?group=N` (or `group=all`). A screen nobody signs in on opens
-//! `/board/{secret}`, a link an administrator made for it (`/admin/boards`); the secret decides what it
-//! shows, and a revoked or unknown one is answered 404 (an open stream of a link that is revoked ends). The board is drawn from the status page's cards
-//! ([`crate::status::build`]) and follows the same stream of statuses ([`crate::status::stream`]) with
+//! Signed-in people open it at `/dashboard?group=N` (or `group=all`), where each tile's OEE links to its
+//! breakdown (`/explain`). A screen nobody signs in on opens `/board/{secret}`, a link an administrator made
+//! for it (`/admin/boards`); the secret decides what it shows, and a revoked or unknown one is answered 404
+//! (an open stream of a link that is revoked ends). Its OEE figures are plain text: the breakdown needs
+//! sign-in, and the board leads nobody to a page they may not open. The board is drawn from the status
+//! page's cards ([`crate::status::build`]) and follows the same stream of statuses ([`crate::status::stream`]) with
 //! `/static/board.js`; without the script it shows the state as loaded, and the script also reloads it
 //! every few minutes so that today's OEE moves on.
 //!
@@ -61,6 +63,9 @@ struct Board {
     events: String,
     codes_css: String,
     highlight_after_minutes: u32,
+    /// Whether each tile's OEE links to its breakdown (`/explain`): only on the signed-in board, since the
+    /// breakdown needs sign-in and a screen shown through a link has nobody signed in.
+    explain_links: bool,
     tiles: Vec<Card>,
 }
 
@@ -92,6 +97,7 @@ async fn board(
     };
     let day = Utc::now().with_timezone(&state.tz).format("%a %d %b %Y").to_string();
     Ok(Ok(Board {
+        explain_links: base.signed_in,
         heading,
         day,
         reload: base.reload,
@@ -102,11 +108,13 @@ async fn board(
     }))
 }
 
-/// The addresses a board page uses.
+/// The addresses a board page uses, and whether its viewer is signed in (and so may follow links to the
+/// pages behind sign-in).
 struct Paths {
     reload: String,
     events: String,
     codes_css: String,
+    signed_in: bool,
 }
 
 /// A page that only says what went wrong, with its status.
@@ -166,6 +174,7 @@ async fn dashboard(
             reload: format!("/dashboard?group={query}"),
             events: "/status/events".into(),
             codes_css: "/status/codes.css".into(),
+            signed_in: true,
         };
         return render_board(&state, Some(&caller), group, paths).await;
     }
@@ -203,6 +212,7 @@ async fn link_board(State(state): State<WebState>, Path(secret): Path<String>) -
         reload: format!("/board/{secret}"),
         events: format!("/board/{secret}/events"),
         codes_css: format!("/board/{secret}/codes.css"),
+        signed_in: false,
     };
     render_board(&state, None, link.group_id, paths).await
 }
