@@ -88,7 +88,10 @@ async fn the_timeline_needs_sign_in_and_refuses_as_the_reference_did() {
         let (status, html) = page(&viewer, &format!("/dashboard?machine_group={group}&start=00:00&end=00:00")).await;
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("Hall 2: 00:00 to 00:00") && html.contains("<h2>Press</h2>"), "{html}");
-        assert!(html.contains("activity-bar code-"), "today's activity is drawn: {html}");
+        // Drawn as the graphs draw a timeline: a row per machine (what a row shows is tested there and on
+        // the machine report).
+        assert!(html.contains("<svg class=\"chart timeline-chart\""), "{html}");
+        assert!(html.contains("text-anchor=\"end\">Press</text>"), "the machine's row: {html}");
     }
     let (status, html) = page(&viewer, "/create-dashboard").await;
     assert_eq!(status, 200);
