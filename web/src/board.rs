@@ -7,9 +7,9 @@
 //! for it (`/admin/boards`); the secret decides what it shows, and a revoked or unknown one is answered 404
 //! (an open stream of a link that is revoked ends). Its OEE figures are plain text: the breakdown needs
 //! sign-in, and the board leads nobody to a page they may not open. The board is drawn from the status
-//! page's cards ([`crate::status::build`]) and follows the same stream of statuses ([`crate::status::stream`]) with
-//! `/static/board.js`; without the script it shows the state as loaded, and the script also reloads it
-//! every few minutes so that today's OEE moves on.
+//! page's cards ([`crate::status::build`]) and follows the same stream of statuses
+//! ([`crate::status::stream`]) with `/static/board.js`; without the script it shows the state as loaded, and
+//! the script also reloads it every few minutes so that today's OEE moves on.
 //!
 //! The reference's group timeline stays too: `/create-dashboard` builds the address of
 //! `/dashboard?machine_group=…&start=HH:MM&end=HH:MM`, which draws today's activities of the group's
