@@ -448,10 +448,12 @@ async fn the_tables_by_machine_sort_and_page_by_name_by_day_and_by_code() {
     .unwrap();
     sqlx::query(
         "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
-         SELECT m, 1, timestamptz '2024-03-04 06:00Z', timestamptz '2024-03-04 06:00Z' + (m % 17) * interval '1 minute' \
+         SELECT m, 1, timestamptz '2024-03-04 06:00Z', \
+                timestamptz '2024-03-04 06:00Z' + (m % 17) * interval '1 minute' \
          FROM unnest($1::int[]) AS m \
          UNION ALL \
-         SELECT m, 2, timestamptz '2024-03-04 07:00Z', timestamptz '2024-03-04 07:00Z' + (m % 13) * interval '1 minute' \
+         SELECT m, 2, timestamptz '2024-03-04 07:00Z', \
+                timestamptz '2024-03-04 07:00Z' + (m % 13) * interval '1 minute' \
          FROM unnest($1::int[]) AS m",
     )
     .bind(&machines)
