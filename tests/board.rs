@@ -1,6 +1,6 @@
 //! The andon board (`/dashboard?group=…` signed in, `/board/{secret}` through a link an administrator makes
-//! and revokes), the reference's group timeline behind sign-in (contract C55), and the help pages, open to
-//! everyone (C56).
+//! and revokes, on the admin pages or through `/api/v1/board-links`), the reference's group timeline behind
+//! sign-in (contract C55), and the help pages, open to everyone (C56).
 
 mod common;
 
@@ -88,7 +88,10 @@ async fn the_timeline_needs_sign_in_and_refuses_as_the_reference_did() {
         let (status, html) = page(&viewer, &format!("/dashboard?machine_group={group}&start=00:00&end=00:00")).await;
         assert_eq!(status, 200, "{html}");
         assert!(html.contains("Hall 2: 00:00 to 00:00") && html.contains("<h2>Press</h2>"), "{html}");
-        assert!(html.contains("activity-bar code-"), "today's activity is drawn: {html}");
+        // Drawn as the graphs draw a timeline: a row per machine (what a row shows is tested there and on
+        // the machine report).
+        assert!(html.contains("<svg class=\"chart timeline-chart\""), "{html}");
+        assert!(html.contains("text-anchor=\"end\">Press</text>"), "the machine's row: {html}");
     }
     let (status, html) = page(&viewer, "/create-dashboard").await;
     assert_eq!(status, 200);
@@ -236,4 +239,172 @@ async fn signed_in_people_see_the_board_and_only_administrators_make_links() {
     assert_eq!(r.status(), 403);
     let js = anonymous().get(format!("{}/static/board.js", t.http)).send().await.unwrap();
     assert_eq!(js.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_make_list_and_revoke_board_links_through_the_json_api() {
+    let t = spawn_app().await;
+    let press = t.add_machine("Press").await;
+    let g = group_of(&t, "Hall 2", &[press]).await;
+    let api = format!("{}/api/v1/board-links", t.http);
+
+    // An admin token makes a link: its secret and full address come back this once.
+    let r = t.api.get(&api).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap(), json!([]));
+    let r = t.api.post(&api).json(&json!({ "name": "Hall 2 screen", "group": g })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let made: serde_json::Value = r.json().await.unwrap();
+    let secret = made["secret"].as_str().expect("the secret").to_string();
+    assert!(secret.len() >= 32, "{made}");
+    assert_eq!(made["url"], format!("{}/board/{secret}", t.http), "{made}");
+    assert_eq!((made["name"].as_str(), made["group_id"].as_i64()), (Some("Hall 2 screen"), Some(i64::from(g))));
+    assert_eq!((made["group_name"].as_str(), &made["revoked_at"]), (Some("Hall 2"), &json!(null)));
+    let id = made["id"].as_i64().unwrap();
+    let r = anonymous().get(made["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the address shows the board signed out");
+    assert!(r.text().await.unwrap().contains("<h1>Hall 2</h1>"));
+
+    // A link to every machine; the list shows both, newest first, never a secret.
+    let r = t.api.post(&api).json(&json!({ "name": "Canteen" })).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let all: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(all["group_id"], json!(null));
+    let r = t.api.get(&api).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(&secret) && !text.contains("secret") && !text.contains("digest"), "{text}");
+    let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["Canteen", "Hall 2 screen"]);
+
+    // Refusals say what was wrong, and name the input when one was.
+    for (body, status, field, says) in [
+        (json!({ "name": "" }), 400, Some("name"), "1 to 100 characters"),
+        (json!({ "name": "x".repeat(101) }), 400, Some("name"), "1 to 100 characters"),
+        (json!({ "name": "Gate", "group": 999_999 }), 400, Some("group"), "does not exist"),
+        (json!({ "name": "Gate", "group_id": g }), 400, None, "unknown field `group_id`"),
+        (json!({ "group": g }), 400, None, "missing field `name`"),
+    ] {
+        let r = t.api.post(&api).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().is_some_and(|m| m.contains(says)), "{body}: {v}");
+        assert_eq!(v["field"].as_str(), field, "{body}: {v}");
+    }
+    let r = t.api.post(&api).body("name=Gate").send().await.unwrap();
+    assert_eq!(r.status(), 400, "a body that is not JSON");
+    assert!(r.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().contains("JSON"));
+
+    // Revoked, the board stops working and the list says when.
+    let r = t.api.delete(format!("{api}/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = anonymous().get(format!("{}/board/{secret}", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "a revoked link shows no board");
+    let r = anonymous().get(format!("{}/board/{secret}/events", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let list: serde_json::Value = t.api.get(&api).send().await.unwrap().json().await.unwrap();
+    let revoked = list.as_array().unwrap().iter().find(|l| l["id"] == id).expect("still listed");
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(t.api.delete(format!("{api}/{id}")).send().await.unwrap().status(), 204, "revoking again is no error");
+    let r = t.api.delete(format!("{api}/999999")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().contains("no board link 999999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_links_api_takes_an_admin_session_with_its_csrf_token_or_an_admin_token() {
+    let t = spawn_app().await;
+    let api = format!("{}/api/v1/board-links", t.http);
+    let body = json!({ "name": "Gate" });
+
+    let r = anonymous().get(&api).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let read = api_client(&t.pool, oee_core::store::account::TokenScope::Read).await;
+    assert_eq!(read.get(&api).send().await.unwrap().status(), 403, "a read token");
+    assert_eq!(read.post(&api).json(&body).send().await.unwrap().status(), 403);
+    let (viewer, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    assert_eq!(viewer.client.get(&api).send().await.unwrap().status(), 403, "a viewer");
+
+    let (admin, _) = Browser::signed_in_as(&t, "ann", Role::Admin).await;
+    assert_eq!(admin.client.get(&api).send().await.unwrap().status(), 200);
+    let r = admin.client.post(&api).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a session write without its CSRF token");
+    assert!(r.json::<serde_json::Value>().await.unwrap()["message"].as_str().unwrap().contains("security token"));
+    let csrf = admin.csrf().await;
+    let r = admin.client.post(&api).header("X-CSRF-Token", &csrf).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let made: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(made["created_by"], "ann", "{made}");
+    let id = made["id"].as_i64().unwrap();
+    let r = admin.client.delete(format!("{api}/{id}")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a session revoke needs the token too");
+    let r = admin.client.delete(format!("{api}/{id}")).header("X-CSRF-Token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+
+    // The routes are in the API document, for administrators only.
+    let doc: serde_json::Value =
+        t.client.get(format!("{}/api/v1/openapi.json", t.http)).send().await.unwrap().json().await.unwrap();
+    for (path, method) in
+        [("/api/v1/board-links", "get"), ("/api/v1/board-links", "post"), ("/api/v1/board-links/{id}", "delete")]
+    {
+        let op = &doc["paths"][path][method];
+        assert_eq!(op["tags"], json!(["boards"]), "{method} {path}");
+        let security = op["security"].to_string();
+        assert!(security.contains("\"admin\"") && !security.contains("viewer"), "{method} {path}: {security}");
+    }
+    let created = &doc["paths"]["/api/v1/board-links"]["post"]["responses"]["201"];
+    assert!(created.to_string().contains("CreatedBoardLink"), "{created}");
+    let mut documented = Vec::new();
+    properties(&doc, &doc["components"]["schemas"]["CreatedBoardLink"], &mut documented);
+    for key in made.as_object().unwrap().keys() {
+        assert!(documented.contains(key), "`{key}` of the answer is documented: {documented:?}");
+    }
+}
+
+/// The property names of a schema of the API document, through references and `allOf`.
+fn properties(doc: &serde_json::Value, schema: &serde_json::Value, out: &mut Vec<String>) {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")) {
+        return properties(doc, &doc["components"]["schemas"][name], out);
+    }
+    out.extend(schema["properties"].as_object().into_iter().flat_map(|p| p.keys().cloned()));
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        properties(doc, part, out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiles_oee_links_to_its_breakdown_on_the_signed_in_board_only() {
+    let t = spawn_app().await;
+    let press = t.add_machine("Press").await;
+    let g = group_of(&t, "Hall 2", &[press]).await;
+
+    // Signed in, the OEE of a tile leads to the breakdown of that machine's day, which opens.
+    let (viewer, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    for board in [format!("/dashboard?group={g}"), "/dashboard?group=all".to_string()] {
+        let (status, html) = page(&viewer, &board).await;
+        assert_eq!(status, 200);
+        let tile = tile(&html, press).replace("&#x3D;", "=").replace("&amp;", "&");
+        let at = tile.find("<a class=\"explain-link\" href=\"").unwrap_or_else(|| panic!("a link: {tile}"));
+        let href: String = tile[at..].split('"').nth(3).unwrap().to_string();
+        assert!(href.starts_with(&format!("/explain?machine={press}&from=")), "{href}");
+        assert!(tile[at..].contains("</a></dd>"), "the link is the OEE figure: {tile}");
+        let (status, breakdown) = page(&viewer, &href).await;
+        assert_eq!(status, 200, "{breakdown}");
+        assert!(breakdown.contains("Press"), "{breakdown}");
+        // The breakdown needs sign-in: which is why a screen without it gets no link.
+        let r = anonymous().get(format!("{}{href}", t.http)).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+    }
+
+    // Through a link, signed out, the figure is plain text and nothing leads to the breakdown.
+    let (_, secret) =
+        oee_core::store::board::create_board_link(&t.pool, "Hall 2 screen", Some(g), None, chrono::Utc::now())
+            .await
+            .unwrap();
+    let r = anonymous().get(format!("{}/board/{secret}", t.http)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let tile = tile(&html, press);
+    assert!(tile.contains("<dd class=\"oee\">") && tile.contains("OEE today"), "{tile}");
+    assert!(!html.contains("explain"), "no link to the breakdown, nor its address: {html}");
 }

@@ -28,6 +28,17 @@ fn with<'a>(fields: &[(&'static str, &'a str)], more: &[(&'static str, &'a str)]
     fields.iter().chain(more).copied().collect()
 }
 
+/// The day's timeline of a report: its chart, from `<svg` to `</svg>`.
+fn timeline(html: &str) -> String {
+    let at = html.find("<svg class=\"chart timeline-chart\"").unwrap_or_else(|| panic!("a timeline: {html}"));
+    html[at..at + html[at..].find("</svg>").unwrap() + "</svg>".len()].to_string()
+}
+
+/// The hover titles of an SVG's shapes, in order.
+fn titles(svg: &str) -> Vec<String> {
+    svg.split("<title>").skip(1).map(|s| s[..s.find("</title>").unwrap()].to_string()).collect()
+}
+
 fn location(r: &reqwest::Response) -> String {
     r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
@@ -203,8 +214,9 @@ async fn a_supervisor_adds_and_edits_the_days_history_through_the_report_and_eac
     assert_eq!(r.status().as_u16(), 200);
     let html = r.text().await.unwrap();
     assert!(html.contains("<link rel=\"stylesheet\" href=\"/status/codes.css\">"));
-    assert!(html.contains("class=\"activity-bar code-2\" x=\"510.00\" y=\"0\" width=\"75.00\""), "{html}");
-    assert!(html.contains("<title>Down: 08:30 to 09:45, job W-501b, sam</title>"), "{html}");
+    let svg = timeline(&html);
+    assert_eq!(titles(&svg), ["Press 1 · Down: 08:30 to 09:45, job W-501b, sam"], "{svg}");
+    assert!(svg.to_lowercase().contains(r##"fill="#b22222"><title>"##), "in Down's colour: {svg}");
     for cell in ["<td>W-501b</td><td>08:00</td><td>10:30</td><td>12</td>", "<td>10:30</td><td>10:45</td><td>9</td>"] {
         assert!(html.contains(cell), "{cell}: {html}");
     }
@@ -261,4 +273,48 @@ async fn a_viewer_sees_the_report_without_forms_and_may_not_post() {
     let number: String =
         sqlx::query_scalar("SELECT job_number FROM job WHERE id = $1").bind(job).fetch_one(&t.pool).await.unwrap();
     assert_eq!(number, "W-7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_titles_each_activity_with_its_code_times_job_and_operator() {
+    let t = spawn_app().await;
+    let m = t.worked_example("M1").await;
+    let (b, vera) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    sqlx::query("UPDATE activity SET user_id = $2 WHERE machine_id = $1 AND start_time = $3")
+        .bind(m)
+        .bind(vera)
+        .bind(at(10, 0))
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    let r = b.get(&format!("/machine?machine_id={m}&date={DAY}")).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    let svg = timeline(&html);
+    assert_eq!(
+        titles(&svg),
+        [
+            "M1 · Up: 08:00 to 10:00, job J1, no operator",
+            "M1 · Down: 10:00 to 11:00, job J1, vera",
+            "M1 · Up: 11:00 to 12:00, job J1, no operator",
+            "M1 · Closed: 12:00 to 13:00, job none, no operator",
+        ],
+        "{svg}"
+    );
+    // Each activity is one shape in its code's colour, where the day's hours put it.
+    let svg = svg.to_lowercase();
+    assert_eq!(svg.matches("<title>").count(), 4);
+    assert_eq!(svg.matches(r##"fill="#00ff80"><title>m1 · up"##).count(), 2, "{svg}");
+    assert!(svg.contains(r##"fill="#c6c6c6"><title>m1 · closed"##), "{svg}");
+    assert!(svg.contains(">06:00</text>") && svg.contains(">12:00</text>"), "hours under the day: {svg}");
+    assert!(!html.contains("activity-bar"), "one way of drawing a timeline");
+
+    // A running activity is drawn up to now: on yesterday's report, which it covers whole whatever the time.
+    let now = Utc::now();
+    t.backdate_current_activity(m, now - chrono::Duration::days(3)).await;
+    let yesterday = (now - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let r = b.get(&format!("/machine?machine_id={m}&date={yesterday}")).await;
+    let titles = titles(&timeline(&r.text().await.unwrap()));
+    assert_eq!(titles.len(), 1, "{titles:?}");
+    assert!(titles[0].starts_with("M1 · ") && titles[0].ends_with(" to now, job none, no operator"), "{titles:?}");
 }

@@ -263,3 +263,245 @@ async fn a_year_of_a_hundred_machines_exports_as_a_workbook() {
     assert_eq!(range.get_size(), (101, 366));
     assert_eq!(range.get_value((100, 0)), Some(&Data::String("P100".into())));
 }
+
+/// The cells of every body row of the first table of a page.
+fn body_rows(html: &str) -> Vec<Vec<String>> {
+    let Some(at) = html.find("<tbody>") else { return Vec::new() };
+    let body = &html[at..html[at..].find("</tbody>").map_or(html.len(), |e| at + e)];
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            let row = row.split("</tr>").next().unwrap();
+            row.split("<td>").skip(1).map(|c| c.split("</td>").next().unwrap().to_string()).collect()
+        })
+        .collect()
+}
+
+/// The rows a sort should give: `rows` (in the table's own order) sorted by column `col` as the page
+/// sorts (numbers as numbers, empty cells first, text by code point), stably, so that rows with the same
+/// value keep the table's order in either direction.
+fn sorted_by(rows: &[Vec<String>], col: usize, desc: bool) -> Vec<Vec<String>> {
+    let key = |r: &Vec<String>| r[col].clone();
+    let mut out = rows.to_vec();
+    out.sort_by(|a, b| {
+        let (a, b) = (key(a), key(b));
+        let o = match (a.is_empty(), b.is_empty(), a.parse::<f64>(), b.parse::<f64>()) {
+            (true, true, _, _) => std::cmp::Ordering::Equal,
+            (true, false, _, _) => std::cmp::Ordering::Less,
+            (false, true, _, _) => std::cmp::Ordering::Greater,
+            (_, _, Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => a.cmp(&b),
+        };
+        if desc { o.reverse() } else { o }
+    });
+    out
+}
+
+/// Every row of a table's pages, sorted by `sort` (`None`: the table's order), read page after page
+/// through the links the page gives; checks that every page but the last is full.
+async fn all_pages(b: &Browser, query: &str, sort: Option<(usize, &str)>) -> Vec<Vec<String>> {
+    let mut path = format!("/tables?{query}");
+    if let Some((col, dir)) = sort {
+        path.push_str(&format!("&sort={col}&dir={dir}"));
+    }
+    let mut rows = Vec::new();
+    let mut page = 1;
+    loop {
+        let r = b.get(&format!("{path}&page={page}")).await;
+        assert_eq!(r.status(), 200, "{path} page {page}");
+        let html = unescape(&r.text().await.unwrap());
+        let these = body_rows(&html);
+        let next = format!("page={}\"", page + 1);
+        let has_next = html.contains("rel=\"next\"");
+        if has_next {
+            assert_eq!(these.len(), 50, "{path}: page {page} is full");
+            assert!(html.contains(&next), "{path}: a link to page {}", page + 1);
+            if let Some((col, dir)) = sort {
+                assert!(html.contains(&format!("sort={col}&dir={dir}&page={}", page + 1)), "the links keep the sort");
+            }
+        }
+        rows.extend(these);
+        if !has_next {
+            return rows;
+        }
+        page += 1;
+    }
+}
+
+/// `n` jobs from 2024-03-04 00:40Z, 40 minutes apart, on three machines, with scrambled numbers, lengths,
+/// cycle times (none for every seventh) and quantities; the last job of two machines still runs.
+async fn many_jobs(t: &TestApp, n: i32) {
+    let machines = [t.add_machine("Press").await, t.add_machine("Lathe").await, t.add_machine("mill").await];
+    sqlx::query(
+        "WITH j AS ( \
+           INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
+           SELECT ($1::int[])[i % 3 + 1], 'J' || lpad(((i * 37) % 101)::text, 3, '0'), \
+                  CASE WHEN i % 7 = 0 THEN NULL ELSE ((i * 13) % 50 + 5)::float8 END, \
+                  timestamptz '2024-03-04 00:00Z' + i * interval '40 minutes', \
+                  CASE WHEN i > $2 - 2 THEN NULL \
+                       ELSE timestamptz '2024-03-04 00:00Z' + i * interval '40 minutes' \
+                            + ((i * 7) % 11 + 1) * interval '3 minutes' END, \
+                  i > $2 - 2 \
+           FROM generate_series(1, $2) AS i RETURNING id, machine_id, start_time) \
+         INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
+         SELECT machine_id, id, start_time, start_time + interval '1 minute', (id * 17) % 100, (id * 5) % 9 FROM j",
+    )
+    .bind(&machines[..])
+    .bind(n)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_sorted_and_paged_by_the_database_and_exported_whole() {
+    let t = spawn_app().await;
+    many_jobs(&t, 64).await;
+    let (b, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    let range = "table=jobs&from=2024-03-04&to=2024-03-06";
+
+    // The export has every job, in the table's own order (by start).
+    let r = b.get(&format!("/tables?{range}&format=csv")).await;
+    assert_eq!(r.status(), 200);
+    let all = csv_rows(&r.text().await.unwrap());
+    assert_eq!(all.len(), 64, "every job is exported");
+    assert!(all.iter().any(|r| r[4].is_empty()) && all.iter().any(|r| r[5].is_empty()), "some cells are empty");
+    let r = b.get(&format!("/tables?{range}&sort=6&dir=desc&format=xlsx")).await;
+    let mut wb: Xlsx<_> = open_workbook_from_rs(Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
+    assert_eq!(wb.worksheet_range("Table").unwrap().get_size(), (65, 8), "the workbook has every job too");
+
+    // The first page: 50 jobs, the count of all of them, and links to the next page.
+    let r = b.get(&format!("/tables?{range}")).await;
+    assert_eq!(r.status(), 200);
+    let html = unescape(&r.text().await.unwrap());
+    assert_eq!(body_rows(&html), all[..50].to_vec());
+    assert!(html.contains("Rows 1–50 of 64"), "{html}");
+    assert!(html.contains(&format!("href=\"/tables?{range}&page=2\" rel=\"next\"")), "{html}");
+    // Page 2 holds the next jobs; a page past the last shows the last.
+    for page in ["2", "9"] {
+        let r = b.get(&format!("/tables?{range}&page={page}")).await;
+        assert_eq!(r.status(), 200);
+        let html = unescape(&r.text().await.unwrap());
+        assert_eq!(body_rows(&html), all[50..].to_vec(), "page {page}");
+        assert!(html.contains("Rows 51–64 of 64") && html.contains("rel=\"prev\""), "{html}");
+    }
+
+    // Every column sorts both ways, across the pages.
+    for col in 0..8 {
+        for dir in ["asc", "desc"] {
+            let got = all_pages(&b, range, Some((col, dir))).await;
+            assert_eq!(got, sorted_by(&all, col, dir == "desc"), "sort={col}&dir={dir}");
+        }
+    }
+    // The second page of one sort holds exactly the next rows of that sort.
+    let r = b.get(&format!("/tables?{range}&sort=1&dir=desc&page=2")).await;
+    let html = r.text().await.unwrap();
+    assert_eq!(body_rows(&html), sorted_by(&all, 1, true)[50..].to_vec());
+    assert!(html.contains("Job Number</a>▼"), "the sorted column is marked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sort_or_page_that_does_not_fit_the_table_is_refused() {
+    let t = spawn_app().await;
+    let (b, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+    let range = "table=jobs&from=2024-03-04&to=2024-03-06";
+    for (query, says) in [
+        ("sort=8", "`sort` must be the number of one of this table's columns, 0 to 7, not `8`"),
+        ("sort=name", "not `name`: click a column's heading"),
+        ("sort=-1", "0 to 7"),
+        ("sort=1&dir=up", "`dir` must be asc or desc, not `up`"),
+        ("page=0", "`page` must be a page number from 1, not `0`"),
+        ("page=two", "not `two`"),
+    ] {
+        let r = b.get(&format!("/tables?{range}&{query}")).await;
+        assert_eq!(r.status(), 400, "{query}");
+        let html = r.text().await.unwrap();
+        let text = unescape(&html).replace("&#x60;", "`").replace("&#x27;", "'");
+        assert!(text.contains(says), "{query}: {html}");
+    }
+    // The OEE report has twelve columns, the activity table one more than there are codes.
+    let r = b.get("/tables?table=oee&date=2024-03-04&sort=12").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("0 to 11"));
+    assert_eq!(b.get("/tables?table=oee&date=2024-03-04&sort=11&dir=desc").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_by_machine_sort_and_page_by_name_by_day_and_by_code() {
+    let t = spawn_app().await;
+    // 55 machines, added in an order that is not their names' order.
+    let mut machines = Vec::new();
+    for k in 1..=55 {
+        let name = format!("M{:02}", (k * 23) % 56);
+        machines.push(t.add_machine(&name).await);
+    }
+    // Parts on each of two days, and minutes up and down on the first, all in whole minutes.
+    sqlx::query(
+        "INSERT INTO production_quantity (machine_id, start_time, end_time, quantity_good, quantity_rejects) \
+         SELECT m, timestamptz '2024-03-04 08:00Z' + d * interval '1 day', \
+                timestamptz '2024-03-04 09:00Z' + d * interval '1 day', (m * 29 + d * 11) % 97, 0 \
+         FROM unnest($1::int[]) AS m, generate_series(0, 1) AS d",
+    )
+    .bind(&machines)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
+         SELECT m, 1, timestamptz '2024-03-04 06:00Z', \
+                timestamptz '2024-03-04 06:00Z' + (m % 17) * interval '1 minute' \
+         FROM unnest($1::int[]) AS m \
+         UNION ALL \
+         SELECT m, 2, timestamptz '2024-03-04 07:00Z', \
+                timestamptz '2024-03-04 07:00Z' + (m % 13) * interval '1 minute' \
+         FROM unnest($1::int[]) AS m",
+    )
+    .bind(&machines)
+    .execute(&t.pool)
+    .await
+    .unwrap();
+    let (b, _) = Browser::signed_in_as(&t, "vera", Role::Viewer).await;
+
+    // Daily production: by id without a sort, by name, and by each day, both ways.
+    let range = "table=production&from=2024-03-04&to=2024-03-05";
+    let r = b.get(&format!("/tables?{range}&format=csv")).await;
+    let all = csv_rows(&r.text().await.unwrap());
+    assert_eq!(all.len(), 55, "the export has every machine");
+    assert_eq!(all_pages(&b, range, None).await, all, "the table's own order");
+    let r = b.get(&format!("/tables?{range}&page=2")).await;
+    assert!(r.text().await.unwrap().contains("Rows 51–55 of 55"));
+    for col in 0..3 {
+        for dir in ["asc", "desc"] {
+            let got = all_pages(&b, range, Some((col, dir))).await;
+            assert_eq!(got, sorted_by(&all, col, dir == "desc"), "production sort={col}&dir={dir}");
+        }
+    }
+
+    // Daily OEE by a day: every machine's figure of that day, its link to the breakdown kept.
+    let range = "table=daily_oee&from=2024-03-04&to=2024-03-05";
+    let r = b.get(&format!("/tables?{range}&format=csv")).await;
+    let all = csv_rows(&r.text().await.unwrap());
+    let texts = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter()
+            .map(|r| r.into_iter().map(|c| c.split('>').nth(1).map_or(c.clone(), |t| t.replace("</a", ""))).collect())
+            .collect()
+    };
+    assert_eq!(texts(all_pages(&b, range, Some((2, "desc"))).await), sorted_by(&all, 2, true));
+
+    // Activity durations by machine, by the minutes of a code, across pages.
+    let down: String = sqlx::query_scalar("SELECT short_description FROM activity_code WHERE id = 2")
+        .fetch_one(&t.pool)
+        .await
+        .unwrap();
+    let range = "table=activity&from=2024-03-04&to=2024-03-04";
+    let r = b.get(&format!("/tables?{range}&format=csv")).await;
+    let text = r.text().await.unwrap();
+    let col = csv_header(&text).iter().position(|h| *h == down).expect("a column per code");
+    let all = csv_rows(&text);
+    assert_eq!(all.len(), 55);
+    assert_eq!(all_pages(&b, range, None).await, all, "by name, as the export");
+    for (col, dir) in [(col, "desc"), (col, "asc"), (0, "desc"), (1, "asc")] {
+        let got = all_pages(&b, range, Some((col, dir))).await;
+        assert_eq!(got, sorted_by(&all, col, dir == "desc"), "activity sort={col}&dir={dir}");
+    }
+}

@@ -2,18 +2,20 @@
 //! activity in the code's colour, how long it has been in it, the job, the operator and today's OEE), for
 //! one machine group or every machine.
 //!
-//! Signed-in people open it at `/dashboard?group=N` (or `group=all`). A screen nobody signs in on opens
-//! `/board/{secret}`, a link an administrator made for it (`/admin/boards`); the secret decides what it
-//! shows, and a revoked or unknown one is answered 404 (an open stream of a link that is revoked ends). The board is drawn from the status page's cards
-//! ([`crate::status::build`]) and follows the same stream of statuses ([`crate::status::stream`]) with
-//! `/static/board.js`; without the script it shows the state as loaded, and the script also reloads it
-//! every few minutes so that today's OEE moves on.
+//! Signed-in people open it at `/dashboard?group=N` (or `group=all`), where each tile's OEE links to its
+//! breakdown (`/explain`). A screen nobody signs in on opens `/board/{secret}`, a link an administrator made
+//! for it (`/admin/boards`); the secret decides what it shows, and a revoked or unknown one is answered 404
+//! (an open stream of a link that is revoked ends). Its OEE figures are plain text: the breakdown needs
+//! sign-in, and the board leads nobody to a page they may not open. The board is drawn from the status
+//! page's cards ([`crate::status::build`]) and follows the same stream of statuses
+//! ([`crate::status::stream`]) with `/static/board.js`; without the script it shows the state as loaded, and
+//! the script also reloads it every few minutes so that today's OEE moves on.
 //!
 //! The reference's group timeline stays too: `/create-dashboard` builds the address of
 //! `/dashboard?machine_group=…&start=HH:MM&end=HH:MM`, which draws today's activities of the group's
-//! machines between the two times (as the machine report draws one machine's day).
+//! machines between the two times as the graphs draw a timeline ([`crate::graphs::timeline`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 
 use axum::Extension;
@@ -24,9 +26,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use futures_util::{Stream, StreamExt};
 use oee_core::store::board::{BoardLink, board_link};
+use oee_core::store::code::{ActivityCode, list_codes};
 use oee_core::store::group::list_groups;
 use oee_core::store::machine::{board_machines, machine_statuses};
-use oee_core::store::report::activities_in_window;
+use oee_core::store::report::graph_activities;
 use serde::Serialize;
 
 use crate::WebState;
@@ -61,6 +64,9 @@ struct Board {
     events: String,
     codes_css: String,
     highlight_after_minutes: u32,
+    /// Whether each tile's OEE links to its breakdown (`/explain`): only on the signed-in board, since the
+    /// breakdown needs sign-in and a screen shown through a link has nobody signed in.
+    explain_links: bool,
     tiles: Vec<Card>,
 }
 
@@ -92,6 +98,7 @@ async fn board(
     };
     let day = Utc::now().with_timezone(&state.tz).format("%a %d %b %Y").to_string();
     Ok(Ok(Board {
+        explain_links: base.signed_in,
         heading,
         day,
         reload: base.reload,
@@ -102,11 +109,13 @@ async fn board(
     }))
 }
 
-/// The addresses a board page uses.
+/// The addresses a board page uses, and whether its viewer is signed in (and so may follow links to the
+/// pages behind sign-in).
 struct Paths {
     reload: String,
     events: String,
     codes_css: String,
+    signed_in: bool,
 }
 
 /// A page that only says what went wrong, with its status.
@@ -166,6 +175,7 @@ async fn dashboard(
             reload: format!("/dashboard?group={query}"),
             events: "/status/events".into(),
             codes_css: "/status/codes.css".into(),
+            signed_in: true,
         };
         return render_board(&state, Some(&caller), group, paths).await;
     }
@@ -203,6 +213,7 @@ async fn link_board(State(state): State<WebState>, Path(secret): Path<String>) -
         reload: format!("/board/{secret}"),
         events: format!("/board/{secret}/events"),
         codes_css: format!("/board/{secret}/codes.css"),
+        signed_in: false,
     };
     render_board(&state, None, link.group_id, paths).await
 }
@@ -273,24 +284,25 @@ async fn create_dashboard(State(state): State<WebState>, Extension(caller): Exte
     state.pages.render("create_dashboard", &page)
 }
 
-/// The timeline's context: one row per machine of the group.
+/// The timeline's context: the group's machines between the two times, and what each is doing now.
 #[derive(Debug, Serialize)]
 struct Timeline {
     group: String,
     start: String,
     end: String,
     reload: String,
+    /// The state timeline, one row per machine, SVG markup (as the graphs draw it).
+    svg: String,
     rows: Vec<TimelineRow>,
 }
 
-/// One machine's row: who and what it is doing now, and its bars between the two times.
+/// One machine: who and what it is doing now.
 #[derive(Debug, Serialize)]
 struct TimelineRow {
     name: String,
     user: String,
     job: String,
     code: String,
-    bars: Vec<crate::machine::Bar>,
 }
 
 /// `HH:MM` of today, or `None`.
@@ -346,7 +358,7 @@ async fn timeline(state: &WebState, caller: &Caller, q: &HashMap<String, String>
     let start = local(today, start_t);
     let end = if end_t <= start_t { local(today + Duration::days(1), end_t) } else { local(today, end_t) };
     match timeline_rows(state, group.id, start, end, now).await {
-        Ok(rows) => {
+        Ok((rows, svg)) => {
             let body = Timeline {
                 group: group.name.clone(),
                 start: start_t.format("%H:%M").to_string(),
@@ -357,6 +369,7 @@ async fn timeline(state: &WebState, caller: &Caller, q: &HashMap<String, String>
                     start_t.format("%H:%M"),
                     end_t.format("%H:%M")
                 ),
+                svg,
                 rows,
             };
             let page = Page::new(state, Some(caller), format!("Dashboard {}", group.name), "dashboard", body).await;
@@ -370,47 +383,36 @@ async fn timeline(state: &WebState, caller: &Caller, q: &HashMap<String, String>
     }
 }
 
+/// The group's machines now, and the timeline of their activities in [start, end).
 async fn timeline_rows(
     state: &WebState,
     group: i32,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Vec<TimelineRow>, oee_core::Error> {
+) -> Result<(Vec<TimelineRow>, String), oee_core::Error> {
     let machines = board_machines(&state.pool, Some(group)).await?;
     let ids: Vec<i32> = machines.iter().map(|m| m.machine_id).collect();
     let statuses = machine_statuses(&state.pool, Some(&ids)).await?;
     let mut rows = Vec::new();
+    let mut shown = Vec::new();
+    let mut names = BTreeMap::new();
     for m in &machines {
         let Some(s) = statuses.iter().find(|s| s.machine_id == m.machine_id) else { continue };
-        let bars = activities_in_window(&state.pool, m.machine_id, start, end)
-            .await?
-            .iter()
-            .filter_map(|a| {
-                let (x, width) = crate::machine::bar_position(start, end, a.start_time, a.end_time.unwrap_or(now))?;
-                let title = format!(
-                    "{}: {} to {}",
-                    a.code,
-                    a.start_time.with_timezone(&state.tz).format("%H:%M"),
-                    a.end_time.map_or_else(|| "now".into(), |e| e.with_timezone(&state.tz).format("%H:%M").to_string())
-                );
-                Some(crate::machine::Bar {
-                    code_id: a.code_id,
-                    x: format!("{x:.2}"),
-                    width: format!("{width:.2}"),
-                    title,
-                })
-            })
-            .collect();
+        shown.push(m.machine_id);
+        names.insert(m.machine_id, s.machine_name.clone());
         rows.push(TimelineRow {
             name: s.machine_name.clone(),
             user: m.user_name.clone().unwrap_or_else(|| "No user".into()),
             job: s.job_number.clone().unwrap_or_else(|| "No job".into()),
             code: s.activity_code.clone(),
-            bars,
         });
     }
-    Ok(rows)
+    let codes = list_codes(&state.pool).await?;
+    let code_of: HashMap<i32, &ActivityCode> = codes.iter().map(|c| (c.id, c)).collect();
+    let acts = graph_activities(&state.pool, &shown, start, end).await?;
+    let svg = crate::graphs::timeline(state, &shown, &names, &code_of, &acts, start, end, now);
+    Ok((rows, svg))
 }
 
 #[cfg(test)]

@@ -459,7 +459,7 @@ fn ticks(tz: chrono_tz::Tz, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(f64,
 /// The timeline: a row per machine, each activity cropped to the window and titled with its code, times,
 /// job and operator.
 #[allow(clippy::too_many_arguments)]
-fn timeline(
+pub(crate) fn timeline(
     state: &WebState,
     machines: &[i32],
     names: &BTreeMap<i32, String>,

@@ -1,12 +1,13 @@
 //! `GET /machine?machine_id=&date=`: the machine report (reference §7.2). For one machine and one day of
-//! the plant's calendar: the day's state timeline (an SVG drawn here, coloured by the codes' stylesheet
-//! `/status/codes.css`), the day's OEE, and its jobs, activities and production records. Supervisors add
-//! and change them with plain form posts that run the reference's form handlers
-//! ([`crate::reference_forms`]): each becomes a history command that ingest judges (overlaps are resolved
-//! as reference §4.7 says), and each applied change is kept in the audit trail shown at the foot of the
-//! page. A refused form is shown again, with its values and ingest's reason beside it.
+//! the plant's calendar: the day's state timeline (drawn as the graphs draw it, [`crate::graphs::timeline`]:
+//! each activity in its code's colour, titled with its code, times, job and operator), the day's OEE, and
+//! its jobs, activities and production records. Supervisors add and change them with plain form posts that
+//! run the reference's form handlers ([`crate::reference_forms`]): each becomes a history command that
+//! ingest judges (overlaps are resolved as reference §4.7 says), and each applied change is kept in the
+//! audit trail shown at the foot of the page. A refused form is shown again, with its values and ingest's
+//! reason beside it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -16,10 +17,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use oee_core::shift::local_date_bounds;
 use oee_core::store::audit::{AuditEntry, machine_changes};
-use oee_core::store::code::list_codes;
+use oee_core::store::code::{ActivityCode, list_codes};
 use oee_core::store::job::jobs_in_range;
 use oee_core::store::machine::machine_statuses;
-use oee_core::store::report::{activities_in_window, production_in_window};
+use oee_core::store::report::{activities_in_window, graph_activities, production_in_window};
 use oee_core::verdict::echo;
 use serde::Serialize;
 use serde_json::Value;
@@ -33,8 +34,6 @@ use crate::reference_forms::{self as forms, FormError};
 
 /// How many of a machine's latest audited changes the page shows.
 const AUDIT_ROWS: i64 = 50;
-/// The timeline's width in SVG units: a minute of a 24-hour day each.
-const TIMELINE_WIDTH: f64 = 1440.0;
 
 /// The machine report's routes: the page and its forms.
 pub(crate) fn routes() -> Vec<Route> {
@@ -65,7 +64,8 @@ struct Report {
     availability: String,
     performance: String,
     quality: String,
-    timeline: Vec<Bar>,
+    /// The day's state timeline, SVG markup.
+    timeline: String,
     jobs: Vec<JobRow>,
     activities: Vec<ActivityRow>,
     production: Vec<ProductionRow>,
@@ -75,15 +75,6 @@ struct Report {
     audit: Vec<AuditRow>,
     /// A refusal of a form that is no longer on the page (its record is gone).
     error: Option<String>,
-}
-
-/// One activity on the timeline.
-#[derive(Debug, Serialize)]
-pub(crate) struct Bar {
-    pub(crate) code_id: i32,
-    pub(crate) x: String,
-    pub(crate) width: String,
-    pub(crate) title: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -239,23 +230,6 @@ fn percent(x: Option<f64>) -> String {
     x.map_or_else(|| "–".to_string(), |x| format!("{:.0}%", x * 100.0))
 }
 
-/// Where `[from, to)` lies on a timeline of `[start, end)`, in SVG units (`None` when outside it).
-pub(crate) fn bar_position(
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Option<(f64, f64)> {
-    let length = (end - start).num_milliseconds() as f64;
-    let (from, to) = (from.max(start), to.min(end));
-    if length <= 0.0 || to <= from {
-        return None;
-    }
-    let x = (from - start).num_milliseconds() as f64 / length * TIMELINE_WIDTH;
-    let width = (to - from).num_milliseconds() as f64 / length * TIMELINE_WIDTH;
-    Some((x, width))
-}
-
 /// A JSON value of the audit trail as people read it: times in the plant's zone, text without quotes.
 fn shown(tz: Tz, v: &Value) -> String {
     match v {
@@ -407,25 +381,10 @@ async fn build(
             .map(|c| Choice { value: c.id.to_string(), label: c.short_description.clone(), selected: c.id == selected })
             .collect()
     };
-    let job_of = |t: DateTime<Utc>| {
-        jobs.iter().find(|j| j.start_time <= t && j.end_time.is_none_or(|e| t < e)).map(|j| j.job_number.as_str())
-    };
-
-    let timeline = activities
-        .iter()
-        .filter_map(|a| {
-            let (x, width) = bar_position(start, end, a.start_time, a.end_time.unwrap_or(now))?;
-            let title = format!(
-                "{}: {} to {}{}{}",
-                a.code,
-                clock(tz, date, Some(a.start_time)),
-                a.end_time.map_or_else(|| "now".to_string(), |e| clock(tz, date, Some(e))),
-                job_of(a.start_time).map(|j| format!(", job {j}")).unwrap_or_default(),
-                a.user_name.as_ref().map(|u| format!(", {u}")).unwrap_or_default(),
-            );
-            Some(Bar { code_id: a.code_id, x: format!("{x:.2}"), width: format!("{width:.2}"), title })
-        })
-        .collect();
+    let code_of: HashMap<i32, &ActivityCode> = codes.iter().map(|c| (c.id, c)).collect();
+    let drawn = graph_activities(&state.pool, &[machine], start, end).await?;
+    let names = BTreeMap::from([(machine, name.clone())]);
+    let timeline = crate::graphs::timeline(state, &[machine], &names, &code_of, &drawn, start, end, now);
 
     let base = format!("/machine/{machine}");
     let job_rows = jobs
@@ -684,15 +643,6 @@ mod tests {
         assert_eq!(clock(tz, day, Some(utc("2024-05-14T12:00:00Z"))), "13:00");
         assert_eq!(clock(tz, day, Some(utc("2024-05-15T09:30:00Z"))), "10:30 (15/05/2024)");
         assert_eq!(clock(tz, day, None), "");
-    }
-
-    #[test]
-    fn bars_are_clipped_to_the_day() {
-        let (s, e) = (utc("2024-05-14T00:00:00Z"), utc("2024-05-15T00:00:00Z"));
-        assert_eq!(bar_position(s, e, utc("2024-05-14T06:00:00Z"), utc("2024-05-14T12:00:00Z")), Some((360.0, 360.0)));
-        assert_eq!(bar_position(s, e, utc("2024-05-13T22:00:00Z"), utc("2024-05-14T01:00:00Z")), Some((0.0, 60.0)));
-        assert_eq!(bar_position(s, e, utc("2024-05-14T23:00:00Z"), utc("2024-05-15T03:00:00Z")), Some((1380.0, 60.0)));
-        assert_eq!(bar_position(s, e, utc("2024-05-15T01:00:00Z"), utc("2024-05-15T03:00:00Z")), None);
     }
 
     #[test]

@@ -35,8 +35,8 @@ const API_TOKEN: &str = "api_token";
         title = "OEE server",
         version = env!("CARGO_PKG_VERSION"),
         description = "The v1 API of the OEE server: OEE reports, telemetry and jobs, administration (users, API \
-                       tokens, machines, groups, activity codes, shift patterns, tablets, plant settings), the device \
-                       command API and the tablets' v1 routes.\n\n\
+                       tokens, andon board links, machines, groups, activity codes, shift patterns, tablets, plant \
+                       settings), the device command API and the tablets' v1 routes.\n\n\
                        Web routes take a browser session (the `oee_session` cookie set by signing in at `/login`; \
                        writes also need the session's `X-CSRF-Token`) or an API token (`Authorization: Bearer \
                        <token>`, made by an administrator; scope `read` acts as a viewer, `admin` as an \
@@ -60,6 +60,7 @@ const API_TOKEN: &str = "api_token";
         (name = "jobs", description = "Jobs with their production"),
         (name = "users", description = "Administration: users"),
         (name = "tokens", description = "Administration: API tokens for scripts"),
+        (name = "boards", description = "Administration: links that show an andon board on a wall screen without sign-in"),
         (name = "machines", description = "Administration: machines and their settings"),
         (name = "groups", description = "Administration: machine groups"),
         (name = "codes", description = "Administration: activity codes"),

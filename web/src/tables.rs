@@ -1,11 +1,16 @@
 //! Tables (`/tables`, reference §7.4) and their exports: the OEE report of a day with the reference's
 //! columns, daily OEE and daily production by machine, jobs in a range, and activity durations by machine
-//! or by user. Each table is a header ([`Spec`]) and rows produced one at a time into a bounded channel,
-//! so the page, the CSV and the XLSX export and the v1 API (`GET /api/v1/tables/{table}`) all read the same
-//! rows; the exports write each row as it arrives (see [`crate::export`]).
+//! or by user. Each table is a header ([`Spec`]) and rows built by one function per table (`job_cells`,
+//! `activity_cells`, `daily_cells`), so the page, the CSV and XLSX exports and the v1 API
+//! (`GET /api/v1/tables/{table}`) show the same rows.
 //!
-//! Pages sort and page on the server (query parameters `sort`, `dir`, `page`), so they work without
-//! JavaScript.
+//! The exports produce every row one at a time into a bounded channel and write each as it arrives (see
+//! [`crate::export`]), in the table's own order, so memory stays bounded whatever the range.
+//!
+//! Pages sort and page on the server (query parameters `sort`: a column's number from 0; `dir`: asc or
+//! desc; `page`: from 1), so they work without JavaScript, and show how many rows the table has. The long
+//! tables are sorted and paged by the database and read one page at a time ([`read_page`] says how each
+//! table is read). A `sort`, `dir` or `page` that does not fit the table is refused with 400 and says why.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -19,8 +24,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use oee_core::oee::reference::{self, RefWindow};
 use oee_core::shift::local_date_bounds;
-use oee_core::store::report::{self, DurationsBy};
+use oee_core::store::job::{JobSort, JobSummary};
+use oee_core::store::report::{self, DurationsBy, DurationsSort};
 use oee_core::store::{code, job, machine};
+use oee_core::verdict::echo;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -28,16 +35,17 @@ use tokio::sync::mpsc;
 use crate::WebState;
 use crate::access::Caller;
 use crate::export::Format;
-use crate::oee_api::{ApiError, bad, plain_date};
+use crate::oee_api::{ApiError, Calculator, bad, plain_date};
 use crate::page::Page;
 
 /// Most days a table's range may cover: a year and a bit.
 const MAX_DAYS: i64 = 400;
 /// Rows on one page of a table.
 const PAGE_ROWS: usize = 50;
-/// Rows a page (not an export) reads before it asks for a narrower range.
+/// Rows the tables read whole (the OEE report's page, the JSON answer) read before they ask for a narrower
+/// range.
 const PAGE_READ_LIMIT: usize = 100_000;
-/// Jobs read from the database at a time.
+/// Jobs an export reads from the database at a time.
 const JOB_BATCH: i64 = 1000;
 
 /// The tables there are.
@@ -178,6 +186,8 @@ pub(crate) struct Spec {
     pub columns: Vec<Column>,
     /// Rows are machines and columns after the first are days of OEE: the workbook draws them as a line chart.
     pub chart: bool,
+    /// The activity table's codes, one per column after the first (the ids the columns stand for).
+    pub codes: Vec<i32>,
 }
 
 /// What a table is asked for.
@@ -269,6 +279,7 @@ async fn spec(state: &WebState, ask: &Ask) -> Result<Spec, ApiError> {
         c
     };
     let range = format!("{}_{}", ask.from, ask.to);
+    let mut codes = Vec::new();
     let (heading, file_stem, columns) = match ask.which {
         Which::Oee => (
             "OEE Report".to_string(),
@@ -298,19 +309,7 @@ async fn spec(state: &WebState, ask: &Ask) -> Result<Spec, ApiError> {
         Which::Jobs => (
             format!("Jobs {} to {}", ask.from.format("%d-%b-%y"), ask.to.format("%d-%b-%y")),
             format!("jobs_{range}"),
-            [
-                ("Job ID", Kind::Integer),
-                ("Job Number", Kind::Text),
-                ("Machine", Kind::Text),
-                ("Start", Kind::Time),
-                ("End", Kind::Time),
-                ("Ideal Cycle Time (s)", Kind::Decimal),
-                ("Good Qty", Kind::Integer),
-                ("Rejects Qty", Kind::Integer),
-            ]
-            .into_iter()
-            .map(|(n, k)| Column::new(n, k))
-            .collect(),
+            JOB_COLUMNS.iter().map(|(n, k, _)| Column::new(*n, *k)).collect(),
         ),
         Which::Activity => {
             let (first, who) = match ask.by {
@@ -319,6 +318,7 @@ async fn spec(state: &WebState, ask: &Ask) -> Result<Spec, ApiError> {
             };
             let mut columns = vec![Column::new(first, Kind::Text)];
             for c in code::list_codes(&state.pool).await? {
+                codes.push(c.id);
                 columns.push(Column::new(c.short_description, Kind::Integer));
             }
             (
@@ -328,7 +328,68 @@ async fn spec(state: &WebState, ask: &Ask) -> Result<Spec, ApiError> {
             )
         }
     };
-    Ok(Spec { which: ask.which, heading, file_stem, columns, chart: ask.which == Which::DailyOee })
+    Ok(Spec { which: ask.which, heading, file_stem, columns, chart: ask.which == Which::DailyOee, codes })
+}
+
+/// The jobs table's columns, each with the column of the database it is sorted by.
+const JOB_COLUMNS: [(&str, Kind, JobSort); 8] = [
+    ("Job ID", Kind::Integer, JobSort::Id),
+    ("Job Number", Kind::Text, JobSort::Number),
+    ("Machine", Kind::Text, JobSort::Machine),
+    ("Start", Kind::Time, JobSort::Start),
+    ("End", Kind::Time, JobSort::End),
+    ("Ideal Cycle Time (s)", Kind::Decimal, JobSort::IdealCycleTime),
+    ("Good Qty", Kind::Integer, JobSort::Good),
+    ("Rejects Qty", Kind::Integer, JobSort::Rejects),
+];
+
+/// A job as a row of the jobs table, times in the plant's zone.
+fn job_cells(j: JobSummary, tz: chrono_tz::Tz) -> Vec<Cell> {
+    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+    vec![
+        Cell::Int(j.id),
+        Cell::Text(j.job_number),
+        Cell::Text(j.machine_name),
+        Cell::Time(local(j.start_time)),
+        j.end_time.map_or(Cell::Empty, |t| Cell::Time(local(t))),
+        j.ideal_cycle_time_s.map_or(Cell::Empty, Cell::Num),
+        Cell::Int(j.quantity_good),
+        Cell::Int(j.quantity_rejects),
+    ]
+}
+
+/// A machine's or user's row of the activity table: its name, then whole minutes per code of `codes`.
+fn activity_cells(holder: String, secs: &HashMap<i32, f64>, codes: &[i32]) -> Vec<Cell> {
+    let mut row = vec![Cell::Text(if holder.is_empty() { "(nobody)".into() } else { holder })];
+    row.extend(codes.iter().map(|c| Cell::Int(round_even(secs.get(c).copied().unwrap_or(0.0) / 60.0) as i64)));
+    row
+}
+
+/// A machine's row of a table by day: its name, then each day's OEE or parts made.
+fn daily_cells(calc: &Calculator, which: Which, machine: i32, name: String, days: &[DayBounds]) -> Vec<Cell> {
+    let mut row = vec![Cell::Text(name)];
+    row.extend(days.iter().map(|(s, e)| day_cell(calc, which, machine, *s, *e)));
+    row
+}
+
+/// One machine's OEE or parts made over one day.
+fn day_cell(calc: &Calculator, which: Which, machine: i32, start: DateTime<Utc>, end: DateTime<Utc>) -> Cell {
+    let sums = calc.sums(machine, start, end);
+    match which {
+        Which::DailyOee => sums.figures().oee.map_or(Cell::Empty, Cell::Pct),
+        _ => Cell::Num(sums.good),
+    }
+}
+
+/// A plant day as its bounds.
+type DayBounds = (DateTime<Utc>, DateTime<Utc>);
+
+/// What `ask`'s range covers for the activity table: from the first day's start to the last day's end or
+/// now, whichever is first (`None`: nothing yet).
+fn activity_window(tz: chrono_tz::Tz, ask: &Ask, now: DateTime<Utc>) -> Option<DayBounds> {
+    let from = local_date_bounds(tz, ask.from).0;
+    let to = local_date_bounds(tz, ask.to).1.min(now);
+    (to > from).then_some((from, to))
 }
 
 /// Rows go to the reader through this; `Err` ends the rows with a refusal.
@@ -346,7 +407,6 @@ fn round_even(x: f64) -> f64 {
 async fn produce(state: WebState, spec: Spec, ask: Ask, tx: RowSender) -> Result<(), ApiError> {
     let now = Utc::now();
     let tz = state.tz;
-    let local = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
     match ask.which {
         Which::Oee => {
             let (start, next) = local_date_bounds(tz, ask.date);
@@ -384,19 +444,12 @@ async fn produce(state: WebState, spec: Spec, ask: Ask, tx: RowSender) -> Result
             }
         }
         Which::DailyOee | Which::Production => {
-            let days: Vec<(DateTime<Utc>, DateTime<Utc>)> = ask.days().map(|d| local_date_bounds(tz, d)).collect();
+            let days: Vec<DayBounds> = ask.days().map(|d| local_date_bounds(tz, d)).collect();
             for m in machine::list_machines(&state.pool).await? {
                 let intervals: Vec<(i32, DateTime<Utc>, DateTime<Utc>)> =
                     days.iter().map(|(s, e)| (m.id, *s, *e)).collect();
-                let calc = crate::oee_api::Calculator::ready(&state, &intervals, now).await?;
-                let mut row = vec![Cell::Text(m.name)];
-                for (s, e) in &days {
-                    let sums = calc.sums(m.id, *s, *e);
-                    row.push(match spec.which {
-                        Which::DailyOee => sums.figures().oee.map_or(Cell::Empty, Cell::Pct),
-                        _ => Cell::Num(sums.good),
-                    });
-                }
+                let calc = Calculator::ready(&state, &intervals, now).await?;
+                let row = daily_cells(&calc, spec.which, m.id, m.name, &days);
                 if tx.send(Ok(row)).await.is_err() {
                     return Ok(());
                 }
@@ -412,17 +465,7 @@ async fn produce(state: WebState, spec: Spec, ask: Ask, tx: RowSender) -> Result
                 after = Some((last.start_time, last.id));
                 let full = batch.len() as i64 == JOB_BATCH;
                 for j in batch {
-                    let row = vec![
-                        Cell::Int(j.id),
-                        Cell::Text(j.job_number),
-                        Cell::Text(j.machine_name),
-                        Cell::Time(local(j.start_time)),
-                        j.end_time.map_or(Cell::Empty, |t| Cell::Time(local(t))),
-                        j.ideal_cycle_time_s.map_or(Cell::Empty, Cell::Num),
-                        Cell::Int(j.quantity_good),
-                        Cell::Int(j.quantity_rejects),
-                    ];
-                    if tx.send(Ok(row)).await.is_err() {
+                    if tx.send(Ok(job_cells(j, tz))).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -432,21 +475,14 @@ async fn produce(state: WebState, spec: Spec, ask: Ask, tx: RowSender) -> Result
             }
         }
         Which::Activity => {
-            let from = local_date_bounds(tz, ask.from).0;
-            let to = local_date_bounds(tz, ask.to).1.min(now);
-            let codes: Vec<i32> = code::list_codes(&state.pool).await?.into_iter().map(|c| c.id).collect();
             let mut by_holder: BTreeMap<String, HashMap<i32, f64>> = BTreeMap::new();
-            if to > from {
+            if let Some((from, to)) = activity_window(tz, &ask, now) {
                 for (holder, code_id, secs) in report::durations_by(&state.pool, ask.by, from, to, now).await? {
                     *by_holder.entry(holder).or_default().entry(code_id).or_default() += secs;
                 }
             }
             for (holder, secs) in by_holder {
-                let mut row = vec![Cell::Text(if holder.is_empty() { "(nobody)".into() } else { holder })];
-                row.extend(
-                    codes.iter().map(|c| Cell::Int(round_even(secs.get(c).copied().unwrap_or(0.0) / 60.0) as i64)),
-                );
-                if tx.send(Ok(row)).await.is_err() {
+                if tx.send(Ok(activity_cells(holder, &secs, &spec.codes))).await.is_err() {
                     return Ok(());
                 }
             }
@@ -508,6 +544,215 @@ async fn exported(
     }
 }
 
+/// How a page is sorted: by one of the table's columns, one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Order {
+    column: usize,
+    desc: bool,
+}
+
+/// The sort and the page asked for (`sort`, `dir`, `page`). A column the table lacks, a direction other
+/// than asc or desc, or a page that is not a whole number from 1 is refused rather than ignored, so a
+/// stale or hand-made link says what is wrong instead of showing something else; a page past the last
+/// shows the last.
+fn sort_and_page(q: &HashMap<String, String>, columns: usize) -> Result<(Option<Order>, usize), ApiError> {
+    let given = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let desc = match given("dir") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(bad(format!("`dir` must be asc or desc, not `{}`", echo(other)))),
+    };
+    let order = match given("sort") {
+        None => None,
+        Some(s) => match s.parse::<usize>().ok().filter(|c| *c < columns) {
+            Some(column) => Some(Order { column, desc }),
+            None => {
+                return Err(bad(format!(
+                    "`sort` must be the number of one of this table's columns, 0 to {}, not `{}`: click a \
+                     column's heading to sort by it",
+                    columns.saturating_sub(1),
+                    echo(s)
+                )));
+            }
+        },
+    };
+    let page = match given("page") {
+        None => 1,
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| bad(format!("`page` must be a page number from 1, not `{}`", echo(p))))?,
+    };
+    Ok((order, page))
+}
+
+/// One page of a table.
+struct PageOf {
+    /// The rows of the whole table.
+    total: usize,
+    /// The page shown (a page past the last is the last).
+    page: usize,
+    /// The rows before it.
+    skipped: usize,
+    rows: Vec<Vec<Cell>>,
+    /// Each row's machine, where a row is one (the daily OEE table links its figures to their breakdown).
+    machines: Vec<Option<i32>>,
+}
+
+impl PageOf {
+    fn new(total: usize, page: usize, skipped: usize, rows: Vec<Vec<Cell>>) -> PageOf {
+        PageOf { total, page, skipped, machines: vec![None; rows.len()], rows }
+    }
+}
+
+/// Where page `page` (from 1) of a table of `total` rows lies: the page, clamped to the pages there are,
+/// and the rows before it.
+fn place(page: usize, total: usize) -> (usize, usize) {
+    let page = page.clamp(1, total.div_ceil(PAGE_ROWS).max(1));
+    (page, (page - 1) * PAGE_ROWS)
+}
+
+/// A count from the database as a number of rows.
+fn rows_of(count: i64) -> usize {
+    usize::try_from(count).unwrap_or(0)
+}
+
+/// Reads page `page` of a table sorted by `order` (the table's own order without one).
+///
+/// The long tables are counted, sorted and paged by the database, and only the page's rows are read: jobs
+/// (by any column), activity durations (by name or by any code's time), and the tables by day (machines
+/// by id or by name). Sorting a table by day by one day's figure needs that figure for every machine,
+/// and it comes from the OEE engine, not from SQL: that day is computed for every machine (one number
+/// each, from the daily cache when it has it), the machines are ordered by it, and the page's machines
+/// are computed for the whole range. The OEE report has one row per machine and is computed whole and
+/// sorted in memory; `whole` (the reference's form) shows it on one page.
+async fn read_page(
+    state: &WebState,
+    spec: &Spec,
+    ask: &Ask,
+    order: Option<Order>,
+    page: usize,
+    whole: bool,
+) -> Result<PageOf, ApiError> {
+    let (now, tz, pool) = (Utc::now(), state.tz, &state.pool);
+    let desc = order.is_some_and(|o| o.desc);
+    let limit = PAGE_ROWS as i64;
+    match ask.which {
+        Which::Oee => {
+            let mut rows = collect(start(state, spec, ask), PAGE_READ_LIMIT).await?;
+            if let Some(o) = order {
+                rows.sort_by(|a, b| {
+                    let c = a[o.column].order(&b[o.column]);
+                    if o.desc { c.reverse() } else { c }
+                });
+            }
+            let total = rows.len();
+            if whole {
+                return Ok(PageOf::new(total, 1, 0, rows));
+            }
+            let (page, skipped) = place(page, total);
+            Ok(PageOf::new(total, page, skipped, rows.into_iter().skip(skipped).take(PAGE_ROWS).collect()))
+        }
+        Which::Jobs => {
+            let (from, to) = (local_date_bounds(tz, ask.from).0, local_date_bounds(tz, ask.to).1);
+            let total = rows_of(job::jobs_in_range_count(pool, from, to).await?);
+            let (page, skipped) = place(page, total);
+            let sort = order.and_then(|o| JOB_COLUMNS.get(o.column)).map_or(JobSort::Start, |c| c.2);
+            let jobs = job::jobs_page(pool, from, to, sort, desc, limit, skipped as i64).await?;
+            Ok(PageOf::new(total, page, skipped, jobs.into_iter().map(|j| job_cells(j, tz)).collect()))
+        }
+        Which::Activity => {
+            let Some((from, to)) = activity_window(tz, ask, now) else {
+                return Ok(PageOf::new(0, 1, 0, Vec::new()));
+            };
+            let total = rows_of(report::durations_count(pool, ask.by, from, to, now).await?);
+            let (page, skipped) = place(page, total);
+            let sort = order
+                .and_then(|o| o.column.checked_sub(1))
+                .and_then(|c| spec.codes.get(c))
+                .map_or(DurationsSort::Holder, |c| DurationsSort::Code(*c));
+            let read = report::durations_page(pool, ask.by, from, to, now, sort, desc, limit, skipped as i64).await?;
+            // The rows come by holder, in the page's order.
+            let mut holders: Vec<(String, HashMap<i32, f64>)> = Vec::new();
+            for (holder, code_id, secs) in read {
+                if holders.last().is_none_or(|(h, _)| *h != holder) {
+                    holders.push((holder, HashMap::new()));
+                }
+                if let Some((_, by_code)) = holders.last_mut() {
+                    *by_code.entry(code_id).or_default() += secs;
+                }
+            }
+            let rows = holders.into_iter().map(|(h, secs)| activity_cells(h, &secs, &spec.codes)).collect();
+            Ok(PageOf::new(total, page, skipped, rows))
+        }
+        Which::DailyOee | Which::Production => {
+            let days: Vec<DayBounds> = ask.days().map(|d| local_date_bounds(tz, d)).collect();
+            let total = rows_of(report::machine_count(pool).await?);
+            let (page, skipped) = place(page, total);
+            let by_day = order.and_then(|o| o.column.checked_sub(1)).and_then(|d| days.get(d)).copied();
+            let machines: Vec<(i32, String)> = match by_day {
+                Some((start, end)) => {
+                    let all = machine::list_machines(pool).await?;
+                    let intervals: Vec<(i32, DateTime<Utc>, DateTime<Utc>)> =
+                        all.iter().map(|m| (m.id, start, end)).collect();
+                    let calc = Calculator::ready(state, &intervals, now).await?;
+                    let mut keyed: Vec<(Cell, i32, String)> =
+                        all.into_iter().map(|m| (day_cell(&calc, ask.which, m.id, start, end), m.id, m.name)).collect();
+                    // Stable: machines with the same figure stay in the order of their ids.
+                    keyed.sort_by(|a, b| {
+                        let c = a.0.order(&b.0);
+                        if desc { c.reverse() } else { c }
+                    });
+                    keyed.into_iter().skip(skipped).take(PAGE_ROWS).map(|(_, id, name)| (id, name)).collect()
+                }
+                None => report::machines_page(pool, order.is_some(), desc, limit, skipped as i64).await?,
+            };
+            if machines.is_empty() {
+                return Ok(PageOf::new(total, page, skipped, Vec::new()));
+            }
+            let intervals: Vec<(i32, DateTime<Utc>, DateTime<Utc>)> =
+                machines.iter().flat_map(|(m, _)| days.iter().map(move |(s, e)| (*m, *s, *e))).collect();
+            let calc = Calculator::ready(state, &intervals, now).await?;
+            let ids = machines.iter().map(|(id, _)| Some(*id)).collect();
+            let rows = machines.into_iter().map(|(id, name)| daily_cells(&calc, ask.which, id, name, &days)).collect();
+            Ok(PageOf { total, page, skipped, rows, machines: ids })
+        }
+    }
+}
+
+/// A link to another page of a table; a gap (no address) stands for the pages left out.
+#[derive(Debug, Serialize)]
+struct PageLink {
+    label: String,
+    href: String,
+    here: bool,
+}
+
+/// The pages a page links to: the first, the last, and three either side of the current one; `None`
+/// stands for the pages left out between them.
+fn page_numbers(page: usize, last: usize) -> Vec<Option<usize>> {
+    let mut out = Vec::new();
+    for p in 1..=last {
+        if p == 1 || p == last || p.abs_diff(page) <= 3 {
+            out.push(Some(p));
+        } else if out.last() != Some(&None) {
+            out.push(None);
+        }
+    }
+    out
+}
+
+/// What the page says about its rows: "60 rows", or "Rows 51–60 of 60" when there are several pages.
+fn row_count(total: usize, skipped: usize, shown: usize) -> String {
+    match total {
+        0 => String::new(),
+        1 => "1 row".into(),
+        t if shown >= t => format!("{t} rows"),
+        t => format!("Rows {}–{} of {t}", skipped + 1, skipped + shown),
+    }
+}
+
 /// The page's view of a table: its controls, its sorted page of rows, and its export links.
 #[derive(Debug, Serialize)]
 struct TablePage {
@@ -525,7 +770,11 @@ struct TablePage {
     /// Each cell's text and, for a figure that has one, the address of its breakdown.
     rows: Vec<Vec<(String, String)>>,
     empty: bool,
-    pages: Vec<(usize, String, bool)>,
+    /// How many rows the table has, and which of them the page shows.
+    row_count: String,
+    pages: Vec<PageLink>,
+    previous: Option<String>,
+    next: Option<String>,
     csv: String,
     xlsx: String,
     /// The reference's table class, kept so its scrapers find the table.
@@ -537,108 +786,84 @@ fn link(query: &[(&str, String)]) -> String {
 }
 
 async fn render_page(state: &WebState, caller: &Caller, q: &HashMap<String, String>, whole: bool) -> Response {
-    let which = q.get("table").map(|t| Which::parse(t));
-    let which = match which {
-        None => Ok(Which::Oee),
-        Some(w) => w,
-    };
+    let which = q.get("table").map_or(Ok(Which::Oee), |t| Which::parse(t));
     let t = today(state);
     let chosen = which.as_ref().copied().unwrap_or(Which::Oee);
-    let result = match which {
-        Ok(w) => match Ask::parse(w, q, t) {
-            Ok(ask) => match spec(state, &ask).await {
-                Ok(spec) => {
-                    let rx = start(state, &spec, &ask);
-                    collect(rx, PAGE_READ_LIMIT).await.map(|rows| (ask, spec, rows))
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let ask = Ask::parse(which?, q, t)?;
+        let spec = spec(state, &ask).await?;
+        let (order, page) = sort_and_page(q, spec.columns.len())?;
+        let read = read_page(state, &spec, &ask, order, page, whole).await?;
+        Ok::<_, ApiError>((ask, spec, order, read))
+    }
+    .await;
     let tables = Which::ALL
         .iter()
         .map(|w| (link(&[("table", w.name().to_string())]), w.label().to_string(), *w == chosen))
         .collect();
     let (status, body) = match result {
-        Ok((ask, spec, mut rows)) => {
-            let sort = q.get("sort").and_then(|s| s.parse::<usize>().ok()).filter(|s| *s < spec.columns.len());
-            let desc = q.get("dir").is_some_and(|d| d == "desc");
-            if let Some(col) = sort {
-                rows.sort_by(|a, b| {
-                    let o = a[col].order(&b[col]);
-                    if desc { o.reverse() } else { o }
-                });
-            }
+        Ok((ask, spec, order, read)) => {
             let base = ask.query();
-            let page_count = rows.len().div_ceil(PAGE_ROWS).max(1);
-            let page = q.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, page_count);
-            // Each day's OEE of the daily table links to its breakdown.
-            let explain: HashMap<String, i32> = if ask.which == Which::DailyOee {
-                machine::list_machines(&state.pool)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|m| (m.name, m.id))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
             let days: Vec<NaiveDate> = ask.days().collect();
-            let cells = |r: &Vec<Cell>| -> Vec<(String, String)> {
-                let id = match r.first() {
-                    Some(Cell::Text(name)) => explain.get(name).copied(),
-                    _ => None,
-                };
-                r.iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let href = match (id, i.checked_sub(1).and_then(|d| days.get(d)), c) {
-                            (Some(m), Some(d), Cell::Pct(_)) => crate::explain::day_link(m, *d),
-                            _ => String::new(),
-                        };
-                        (c.text(), href)
-                    })
-                    .collect()
-            };
-            let shown: Vec<Vec<(String, String)>> = if whole {
-                rows.iter().map(cells).collect()
-            } else {
-                rows.iter().skip((page - 1) * PAGE_ROWS).take(PAGE_ROWS).map(cells).collect()
-            };
+            // Each day's OEE of the daily table links to its breakdown.
+            let explains = ask.which == Which::DailyOee;
+            let shown: Vec<Vec<(String, String)>> = read
+                .rows
+                .iter()
+                .zip(&read.machines)
+                .map(|(r, machine)| {
+                    r.iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let day = i.checked_sub(1).and_then(|d| days.get(d));
+                            let href = match (explains, machine, day, c) {
+                                (true, Some(m), Some(d), Cell::Pct(_)) => crate::explain::day_link(*m, *d),
+                                _ => String::new(),
+                            };
+                            (c.text(), href)
+                        })
+                        .collect()
+                })
+                .collect();
             let mut sorted = base.clone();
-            if let Some(col) = sort {
-                sorted.push(("sort", col.to_string()));
-                sorted.push(("dir", if desc { "desc" } else { "asc" }.to_string()));
+            if let Some(o) = order {
+                sorted.push(("sort", o.column.to_string()));
+                sorted.push(("dir", if o.desc { "desc" } else { "asc" }.to_string()));
             }
             let columns = spec
                 .columns
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let now_asc = sort == Some(i) && !desc;
+                    let here = order.filter(|o| o.column == i);
                     let mut l = base.clone();
                     l.push(("sort", i.to_string()));
-                    l.push(("dir", if now_asc { "desc" } else { "asc" }.to_string()));
-                    let mark = match (sort == Some(i), desc) {
-                        (true, false) => "▲",
-                        (true, true) => "▼",
-                        _ => "",
+                    l.push(("dir", if here.is_some_and(|o| !o.desc) { "desc" } else { "asc" }.to_string()));
+                    let mark = match here {
+                        Some(Order { desc: false, .. }) => "▲",
+                        Some(Order { desc: true, .. }) => "▼",
+                        None => "",
                     };
                     (c.name.clone(), link(&l), mark)
                 })
                 .collect();
-            let pages = if whole || page_count == 1 {
-                Vec::new()
-            } else {
-                (1..=page_count)
-                    .map(|p| {
-                        let mut l = sorted.clone();
-                        l.push(("page", p.to_string()));
-                        (p, link(&l), p == page)
+            let page_link = |p: usize| {
+                let mut l = sorted.clone();
+                l.push(("page", p.to_string()));
+                link(&l)
+            };
+            let last = read.total.div_ceil(PAGE_ROWS).max(1);
+            let several = !whole && last > 1;
+            let pages = if several {
+                page_numbers(read.page, last)
+                    .into_iter()
+                    .map(|p| match p {
+                        Some(p) => PageLink { label: p.to_string(), href: page_link(p), here: p == read.page },
+                        None => PageLink { label: "…".into(), href: String::new(), here: false },
                     })
                     .collect()
+            } else {
+                Vec::new()
             };
             let export = |f: &str| {
                 let mut l = base.clone();
@@ -660,8 +885,11 @@ async fn render_page(state: &WebState, caller: &Caller, q: &HashMap<String, Stri
                     error: None,
                     columns,
                     empty: shown.is_empty(),
+                    row_count: row_count(read.total, read.skipped, shown.len()),
                     rows: shown,
                     pages,
+                    previous: (several && read.page > 1).then(|| page_link(read.page - 1)),
+                    next: (several && read.page < last).then(|| page_link(read.page + 1)),
                     csv: export("csv"),
                     xlsx: export("xlsx"),
                     reference_class: whole,
@@ -687,7 +915,10 @@ async fn render_page(state: &WebState, caller: &Caller, q: &HashMap<String, Stri
                 columns: Vec::new(),
                 rows: Vec::new(),
                 empty: true,
+                row_count: String::new(),
                 pages: Vec::new(),
+                previous: None,
+                next: None,
                 csv: String::new(),
                 xlsx: String::new(),
                 reference_class: whole,
@@ -805,6 +1036,36 @@ mod tests {
         assert_eq!(Cell::Pct(0.2777777).text(), "27.8");
         assert_eq!(Cell::Pct(0.1875).text(), "18.8");
         assert_eq!(Cell::Num(90.0).text(), "90");
+    }
+
+    #[test]
+    fn page_links_keep_the_ends_and_the_neighbours() {
+        let some = |v: &[usize]| v.iter().map(|p| Some(*p)).collect::<Vec<_>>();
+        assert_eq!(page_numbers(1, 3), some(&[1, 2, 3]));
+        assert_eq!(
+            page_numbers(10, 40),
+            [some(&[1]), vec![None], some(&[7, 8, 9, 10, 11, 12, 13]), vec![None], some(&[40])].concat()
+        );
+        assert_eq!(page_numbers(2, 9), [some(&[1, 2, 3, 4, 5]), vec![None], some(&[9])].concat());
+        assert_eq!(place(9, 64), (2, 50), "a page past the last is the last");
+        assert_eq!(place(3, 0), (1, 0));
+        assert_eq!(row_count(64, 50, 14), "Rows 51–64 of 64");
+        assert_eq!(row_count(12, 0, 12), "12 rows");
+    }
+
+    #[test]
+    fn sorts_and_pages_are_read_or_refused() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(sort_and_page(&q(&[]), 8).unwrap(), (None, 1));
+        assert_eq!(
+            sort_and_page(&q(&[("sort", "7"), ("dir", "desc"), ("page", "3")]), 8).unwrap(),
+            (Some(Order { column: 7, desc: true }), 3)
+        );
+        for bad in [&[("sort", "8")][..], &[("sort", "x")], &[("dir", "down")], &[("page", "0")], &[("page", "-2")]] {
+            assert!(sort_and_page(&q(bad), 8).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

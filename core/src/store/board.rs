@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::password;
 
 /// A board link as administrators see it (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct BoardLink {
     pub id: i32,
     /// What the screen is ("Hall 2 entrance").
@@ -16,8 +16,10 @@ pub struct BoardLink {
     /// The group shown; `None`: every machine.
     pub group_id: Option<i32>,
     pub group_name: Option<String>,
+    /// Who made it, by user name (`None`: an API token, or a user since deleted).
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When it was revoked; `None`: it is live.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

@@ -107,6 +107,78 @@ pub async fn jobs_in_range_after(
     .await?)
 }
 
+/// A column a page of jobs may be sorted by. Each names a fixed SQL expression, so nothing a caller
+/// sends is ever written into a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSort {
+    Id,
+    Number,
+    Machine,
+    Start,
+    /// A running job has no end: it sorts before every ended one.
+    End,
+    /// A job without an ideal cycle time sorts before every one with it.
+    IdealCycleTime,
+    Good,
+    Rejects,
+}
+
+impl JobSort {
+    /// The expression ordered by. Text compares by code point (`COLLATE "C"`), whatever the database's
+    /// locale, so the order is the same everywhere.
+    fn expression(self) -> &'static str {
+        match self {
+            JobSort::Id => "j.id",
+            JobSort::Number => "j.job_number COLLATE \"C\"",
+            JobSort::Machine => "m.name COLLATE \"C\"",
+            JobSort::Start => "j.start_time",
+            JobSort::End => "(CASE WHEN j.active THEN NULL ELSE j.end_time END)",
+            JobSort::IdealCycleTime => "j.ideal_cycle_time_s",
+            // The totals are output columns of the select list; ORDER BY may name them as they are.
+            JobSort::Good => "quantity_good",
+            JobSort::Rejects => "quantity_rejects",
+        }
+    }
+}
+
+/// How many jobs (of every machine) ran at some time in [from, to): the rows of [`jobs_page`].
+pub async fn jobs_in_range_count(pool: &PgPool, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM job j \
+         WHERE j.start_time < $2 AND (j.active OR coalesce(j.end_time, 'infinity') > $1)",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// One page of the jobs (of every machine) that ran at some time in [from, to): sorted by `sort` (missing
+/// values first when ascending, last when descending), then by start and id, skipping `offset` jobs and
+/// taking at most `limit`.
+pub async fn jobs_page(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    sort: JobSort,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<JobSummary>, Error> {
+    let direction = if descending { "DESC NULLS LAST" } else { "ASC NULLS FIRST" };
+    let sql = format!(
+        concat!(
+            job_select!(),
+            "WHERE j.start_time < $2 AND (j.active OR coalesce(j.end_time, 'infinity') > $1) \
+             ORDER BY {} {}, j.start_time, j.id LIMIT $3 OFFSET $4"
+        ),
+        sort.expression(),
+        direction
+    );
+    // Both pieces written into the query are fixed strings of this module.
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(from).bind(to).bind(limit).bind(offset).fetch_all(pool).await?)
+}
+
 /// One job with its production records, if it exists.
 pub async fn job_detail(pool: &PgPool, id: i64) -> Result<Option<JobDetail>, Error> {
     let job: Option<JobSummary> =

@@ -121,20 +121,118 @@ pub async fn durations_by(
     end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, i32, f64)>, Error> {
-    let holder = match by {
-        DurationsBy::Machine => "(SELECT m.name FROM machine m WHERE m.id = a.machine_id)",
-        DurationsBy::User => "coalesce((SELECT u.username FROM app_user u WHERE u.id = a.user_id), '')",
-    };
     let sql = format!(
-        "SELECT {holder} AS holder, a.activity_code_id, \
+        "SELECT {} AS holder, a.activity_code_id, \
                 sum(extract(epoch FROM least(coalesce(a.end_time, $3), $2) - greatest(a.start_time, $1)))::float8 \
          FROM activity a \
          WHERE a.start_time < $2 AND coalesce(a.end_time, $3) > $1 \
-         GROUP BY 1, 2 ORDER BY 1, 2"
+         GROUP BY 1, 2 ORDER BY 1, 2",
+        holder(by)
     );
     let rows: Vec<(Option<String>, i32, Option<f64>)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(start).bind(end).bind(now).fetch_all(pool).await?;
     Ok(rows.into_iter().map(|(h, c, s)| (h.unwrap_or_default(), c, s.unwrap_or(0.0).max(0.0))).collect())
+}
+
+/// The expression naming who an activity's time is counted for: a machine's name, or the user's (empty
+/// for time nobody set).
+fn holder(by: DurationsBy) -> &'static str {
+    match by {
+        DurationsBy::Machine => "coalesce((SELECT m.name FROM machine m WHERE m.id = a.machine_id), '')",
+        DurationsBy::User => "coalesce((SELECT u.username FROM app_user u WHERE u.id = a.user_id), '')",
+    }
+}
+
+/// How many machines or users (by `by`) have time in [start, end): the rows of [`durations_page`].
+pub async fn durations_count(
+    pool: &PgPool,
+    by: DurationsBy,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<i64, Error> {
+    let sql = format!(
+        "SELECT count(DISTINCT {}) FROM activity a WHERE a.start_time < $2 AND coalesce(a.end_time, $3) > $1",
+        holder(by)
+    );
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(start).bind(end).bind(now).fetch_one(pool).await?)
+}
+
+/// What a page of durations is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationsSort {
+    /// The machine's or user's name (by code point).
+    Holder,
+    /// The seconds in this activity code (none: 0), then the name.
+    Code(i32),
+}
+
+/// One page of [`durations_by`]: the machines or users ranked `offset` to `offset + limit` by `sort`,
+/// each with its seconds per activity code, in that order (and by code within one). The database sums,
+/// sorts and pages, so the page reads only its own rows.
+#[allow(clippy::too_many_arguments)]
+pub async fn durations_page(
+    pool: &PgPool,
+    by: DurationsBy,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+    sort: DurationsSort,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(String, i32, f64)>, Error> {
+    let direction = if descending { "DESC" } else { "ASC" };
+    let (code, order) = match sort {
+        DurationsSort::Holder => (None, format!("holder COLLATE \"C\" {direction}")),
+        DurationsSort::Code(c) => (Some(c), format!("sort_key {direction}, holder COLLATE \"C\"")),
+    };
+    // Only fixed strings of this module are written into the query; the code and the bounds are bound.
+    let sql = format!(
+        "WITH d AS ( \
+             SELECT {holder} AS holder, a.activity_code_id AS code_id, \
+                    sum(extract(epoch FROM least(coalesce(a.end_time, $3), $2) - greatest(a.start_time, $1)))::float8 \
+                        AS secs \
+             FROM activity a WHERE a.start_time < $2 AND coalesce(a.end_time, $3) > $1 GROUP BY 1, 2), \
+         h AS (SELECT holder, coalesce(sum(secs) FILTER (WHERE code_id = $4), 0) AS sort_key FROM d GROUP BY holder), \
+         p AS (SELECT holder, sort_key, row_number() OVER (ORDER BY {order}) AS rank FROM h \
+               ORDER BY {order} LIMIT $5 OFFSET $6) \
+         SELECT p.holder, d.code_id, d.secs FROM p JOIN d ON d.holder = p.holder ORDER BY p.rank, d.code_id",
+        holder = holder(by),
+    );
+    let rows: Vec<(String, i32, Option<f64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(start)
+        .bind(end)
+        .bind(now)
+        .bind(code)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|(h, c, s)| (h, c, s.unwrap_or(0.0).max(0.0))).collect())
+}
+
+/// How many machines there are, active or not: the rows of the tables by machine and day.
+pub async fn machine_count(pool: &PgPool) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM machine").fetch_one(pool).await?)
+}
+
+/// One page of machines (id and name), by id, or by name (by code point) when `by_name`.
+pub async fn machines_page(
+    pool: &PgPool,
+    by_name: bool,
+    descending: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(i32, String)>, Error> {
+    let order = match (by_name, descending) {
+        (false, false) => "id ASC",
+        (false, true) => "id DESC",
+        (true, false) => "name COLLATE \"C\" ASC, id",
+        (true, true) => "name COLLATE \"C\" DESC, id",
+    };
+    let sql = format!("SELECT id, name FROM machine ORDER BY {order} LIMIT $1 OFFSET $2");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(pool).await?)
 }
 
 /// What the OEE engine needs about one machine for a window, each list in time order.

@@ -1,9 +1,10 @@
 //! Andon board links: an administrator makes one per wall screen (the full link is shown once), lists them
-//! and revokes one when its screen goes. Whoever has a live link sees its board without signing in.
+//! and revokes one when its screen goes. Whoever has a live link sees its board without signing in. The
+//! same in the admin JSON API: `GET`/`POST /api/v1/board-links`, `DELETE /api/v1/board-links/{id}`.
 
 use axum::Extension;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chrono::Utc;
 use oee_core::access::Role;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::WebState;
 use crate::access::{Access, Caller, Route};
-use crate::api::ApiError;
+use crate::api::{ApiError, ApiJson};
 use crate::page::{Field, FormPage, ListPage, ListRow, Page, SubForm, flash, place_error, refused};
 
 pub(super) fn routes() -> Vec<Route> {
@@ -23,6 +24,9 @@ pub(super) fn routes() -> Vec<Route> {
         Route::get("/admin/boards/new", admin, new_page),
         Route::post("/admin/boards/new", admin, create),
         Route::post("/admin/boards/{id}/revoke", admin, revoke),
+        Route::get("/api/v1/board-links", admin, api_list),
+        Route::post("/api/v1/board-links", admin, api_create),
+        Route::delete("/api/v1/board-links/{id}", admin, api_revoke),
     ]
 }
 
@@ -184,4 +188,88 @@ async fn revoke(
     board::revoke_board_link(&state.pool, id, Utc::now()).await?;
     flash(&state, &c, "Board link revoked").await;
     Ok(crate::page::found("/admin/boards"))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/board-links",
+    tag = "boards",
+    operation_id = "list_board_links",
+    summary = "Every andon board link, revoked ones too (never their secrets), newest first",
+    responses(
+        (status = 200, description = "The board links", body = Vec<BoardLink>),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
+async fn api_list(State(state): State<WebState>) -> Result<axum::Json<Vec<BoardLink>>, ApiError> {
+    Ok(axum::Json(board::list_board_links(&state.pool).await?))
+}
+
+/// The body of `POST /api/v1/board-links`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewBoardLink {
+    /// What the screen is, 1 to 100 characters ("Hall 2 entrance").
+    name: String,
+    /// The id of the machine group the board shows; absent or `null`: every machine.
+    #[serde(default)]
+    group: Option<i32>,
+}
+
+/// A board link just made, with its secret and its address (given this once only).
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedBoardLink {
+    #[serde(flatten)]
+    link: BoardLink,
+    /// The link's secret.
+    secret: String,
+    /// The board's address on this server, as the request reached it: open it on the wall screen.
+    url: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/board-links",
+    tag = "boards",
+    operation_id = "create_board_link",
+    summary = "Make a link to the andon board of a group or of every machine",
+    description = "Whoever opens the link sees the board without signing in, until the link is revoked. The \
+                   answer carries the link's secret and its address (`url`, `/board/{secret}` on this server \
+                   as the request reached it), given only this once: only a digest of the secret is kept.",
+    request_body = NewBoardLink,
+    responses(
+        (status = 201, description = "Made, with its secret and address", body = CreatedBoardLink),
+        (status = 400, description = "An input is refused: `field` names it", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
+async fn api_create(
+    State(state): State<WebState>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<NewBoardLink>,
+) -> Result<(StatusCode, axum::Json<CreatedBoardLink>), ApiError> {
+    let (link, secret) = board::create_board_link(&state.pool, &body.name, body.group, c.user_id, Utc::now()).await?;
+    let url = format!("{}/board/{secret}", server_address(&headers));
+    Ok((StatusCode::CREATED, axum::Json(CreatedBoardLink { link, secret, url })))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/board-links/{id}",
+    tag = "boards",
+    operation_id = "revoke_board_link",
+    summary = "Revoke an andon board link",
+    description = "The screen showing it is refused from its next request on (an open stream of its board \
+                   ends); the link stays listed as revoked. Revoking a revoked link changes nothing.",
+    params(("id" = i32, Path, description = "The board link's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such board link", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is not available", body = crate::api::ErrorBody),
+    )
+)]
+async fn api_revoke(State(state): State<WebState>, Path(id): Path<i32>) -> Result<StatusCode, ApiError> {
+    board::revoke_board_link(&state.pool, id, Utc::now()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
