@@ -244,7 +244,7 @@ async fn link_events(
             }
         }
     };
-    let last = futures_util::stream::once(async { Ok(Event::default().event("reload").data("")) });
+    let last = futures_util::stream::once(async { Ok(crate::status::reload_event()) });
     Ok(Sse::new(statuses.take_until(revoked).chain(last)).keep_alive(KeepAlive::default()))
 }
 

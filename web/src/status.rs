@@ -545,4 +545,3 @@ mod tests {
         assert_eq!(back(&f(&[("group", "//evil"), ("date", "x")]), 3), "/status#machine-3");
     }
 }
-
