@@ -101,6 +101,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::get("/api/activity-durations", R(Viewer), crate::reference_api::activity_durations),
         Route::get("/api/v1/oee", R(Viewer), crate::oee_api::oee),
         Route::get("/api/v1/telemetry", R(Viewer), crate::telemetry_api::telemetry),
+        Route::get("/api/v1/telemetry/keys", R(Viewer), crate::telemetry_api::keys),
         Route::get("/api/v1/tables/{table}", R(Viewer), crate::tables::api),
         Route::get("/api/v1/jobs", R(Viewer), crate::jobs_api::list),
         Route::get("/api/v1/jobs/{id}", R(Viewer), crate::jobs_api::one),

@@ -22,7 +22,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use crate::WebState;
 use crate::access::{Access, SESSION_COOKIE};
 
-pub(crate) use shapes::{OeeReport, ReportCut, ReportError, TelemetryReport};
+pub(crate) use shapes::{OeeReport, ReportCut, ReportError, TelemetryAgg, TelemetryAnswer, TelemetryKeys};
 
 /// The names of the web side's security schemes in the document.
 const SESSION: &str = "session";
@@ -49,6 +49,7 @@ const API_TOKEN: &str = "api_token";
         crate::oee_api::oee,
         crate::tables::api,
         crate::telemetry_api::telemetry,
+        crate::telemetry_api::keys,
         crate::jobs_api::list,
         crate::jobs_api::one,
         serve
@@ -332,6 +333,86 @@ mod shapes {
         ts: DateTime<Utc>,
         /// The readings, by name.
         data: BTreeMap<String, f64>,
+    }
+
+    /// `GET /api/v1/telemetry`'s answer: the readings without `bucket`, one value per bucket with it.
+    #[derive(ToSchema)]
+    #[serde(untagged)]
+    pub(crate) enum TelemetryAnswer {
+        Readings(TelemetryReport),
+        Series(TelemetrySeries),
+    }
+
+    /// How the readings of one bucket become one value.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub(crate) enum TelemetryAgg {
+        /// The mean of the readings.
+        Avg,
+        Min,
+        Max,
+        /// The value of the latest reading.
+        Last,
+        /// How many readings there are.
+        Count,
+        Sum,
+    }
+
+    /// Where a bucketed answer was read from.
+    #[derive(ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub(crate) enum TelemetrySource {
+        /// Every reading (buckets that are not whole hours).
+        Raw,
+        /// The hourly rollups, completed with the readings of the hours not rolled up yet (buckets of whole
+        /// hours).
+        Rollup,
+    }
+
+    /// `GET /api/v1/telemetry`'s answer with `bucket`: one key of one machine, one value per bucket.
+    #[derive(ToSchema)]
+    pub(crate) struct TelemetrySeries {
+        machine: i32,
+        key: String,
+        /// The start of the first bucket: `from` moved back to a bucket start.
+        from: DateTime<Utc>,
+        /// The end of the last bucket: `to` moved forward to a bucket start.
+        to: DateTime<Utc>,
+        /// The bucket as given, like `15m`.
+        bucket: String,
+        agg: TelemetryAgg,
+        source: TelemetrySource,
+        /// One point per bucket that has readings (a bucket without readings is left out), oldest first.
+        points: Vec<TelemetryPoint>,
+    }
+
+    /// One bucket's value.
+    #[derive(ToSchema)]
+    pub(crate) struct TelemetryPoint {
+        /// The bucket's start.
+        t: DateTime<Utc>,
+        /// The aggregate of the bucket's readings (a whole number for `count`).
+        v: f64,
+    }
+
+    /// `GET /api/v1/telemetry/keys`'s answer.
+    #[derive(ToSchema)]
+    pub(crate) struct TelemetryKeys {
+        machine: i32,
+        /// By name.
+        keys: Vec<TelemetryKey>,
+    }
+
+    /// One key a machine sends.
+    #[derive(ToSchema)]
+    pub(crate) struct TelemetryKey {
+        key: String,
+        /// The time of its first reading.
+        first: DateTime<Utc>,
+        /// The time of its last reading.
+        last: DateTime<Utc>,
+        /// How many readings it has.
+        count: i64,
     }
 
     /// A refusal of the report API.
