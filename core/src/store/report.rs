@@ -432,29 +432,6 @@ pub async fn group_machines(pool: &PgPool, group: i32) -> Result<Option<Vec<i32>
     ))
 }
 
-/// Up to `limit` of a machine's telemetry readings (time, data) in [from, to), oldest first.
-pub async fn telemetry_in_window(
-    pool: &PgPool,
-    machine: i32,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<(DateTime<Utc>, serde_json::Value)>, Error> {
-    // The readings of one message share its time: they come back together as one object.
-    Ok(sqlx::query_as(
-        "SELECT ts, jsonb_object_agg(key, value) FROM telemetry \
-         WHERE machine_id = $1 AND ts >= $2 AND ts < $3 AND ts IN (\
-             SELECT DISTINCT ts FROM telemetry WHERE machine_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4) \
-         GROUP BY ts ORDER BY ts",
-    )
-    .bind(machine)
-    .bind(from)
-    .bind(to)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
 /// One of a machine's activities as the machine report lists it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReportActivity {
