@@ -140,7 +140,7 @@ async fn run(pool: PgPool, settings: Settings, tz: Tz) {
     let mut zone = tokio::time::interval(Duration::from_secs(60));
     zone.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let job = tokio::select! {
+        let first = tokio::select! {
             Some(job) = woken.recv() => job,
             _ = rollup.tick() => Job::TelemetryRollup,
             _ = zone.tick() => {
@@ -150,8 +150,17 @@ async fn run(pool: PgPool, settings: Settings, tz: Tz) {
                 continue;
             }
         };
-        if leader.holds().await {
-            run_job(&pool, &settings, job, Utc::now()).await;
+        // Triggers that came while a long run went on are one run each, however many fired meanwhile.
+        let mut due = vec![first];
+        while let Ok(job) = woken.try_recv() {
+            if !due.contains(&job) {
+                due.push(job);
+            }
+        }
+        for job in due {
+            if leader.holds().await {
+                run_job(&pool, &settings, job, Utc::now()).await;
+            }
         }
     }
 }
