@@ -127,9 +127,10 @@ impl App {
             None
         };
         let seal = std::sync::Arc::new(oee_core::access::ServerSeal::new(&server_secret));
-        let ingest = services
-            .ingest
-            .then(|| oee_ingest::start(db.pool.clone(), &mqtt, &config.ingest, &config.scheduler, tz, seal.clone()));
+        let ingest = services.ingest.then(|| {
+            let maintenance = oee_ingest::maintenance::Settings::of(config);
+            oee_ingest::start(db.pool.clone(), &mqtt, &config.ingest, &config.scheduler, &maintenance, tz, seal.clone())
+        });
         // Until ingest's subscriptions exist, a broker keeps nothing for it: wait for them (bounded).
         if let Some(i) = &ingest
             && !i.ready(std::time::Duration::from_secs(10)).await

@@ -453,7 +453,16 @@ async fn two_workers_in_one_shared_group_lose_nothing() {
     mqtt.username = oee_core::access::SERVER_USER.into();
     mqtt.password = secret.clone();
     let seal = std::sync::Arc::new(oee_core::access::ServerSeal::new(&secret));
-    let second = oee_ingest::start(t.pool.clone(), &mqtt, &second_cfg, &config.scheduler, chrono_tz::Tz::UTC, seal);
+    let maintenance = oee_ingest::maintenance::Settings::of(&config);
+    let second = oee_ingest::start(
+        t.pool.clone(),
+        &mqtt,
+        &second_cfg,
+        &config.scheduler,
+        &maintenance,
+        chrono_tz::Tz::UTC,
+        seal,
+    );
     assert!(second.ready(Duration::from_secs(10)).await, "the second worker subscribed");
 
     let n = 40;

@@ -542,6 +542,18 @@ impl OeeConfig {
     }
 }
 
+/// Checks a maintenance job's schedule as the scheduler reads it: a cron expression with seconds (`sec min
+/// hour day month weekday`), where a day of the month and a weekday both given must both match.
+pub fn check_schedule(expr: &str) -> Result<(), String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 impl Config {
     /// Defaults, then the TOML file at `path` (if given), then `OEE_…` environment variables.
     pub fn load(path: Option<&Path>) -> Result<Config, Error> {
@@ -647,6 +659,16 @@ impl Config {
         }
         if self.telemetry.rollup_every_s == 0 {
             return Err(Error::ConfigParse("telemetry.rollup_every_s must be at least 1 second".into()));
+        }
+        for (key, expr) in
+            [("retention.schedule", &self.retention.schedule), ("compression.schedule", &self.compression.schedule)]
+        {
+            check_schedule(expr).map_err(|e| {
+                Error::ConfigParse(format!(
+                    "{key} = \"{expr}\" is not a cron expression ({e}): write six fields, sec min hour day month \
+                     weekday, e.g. \"0 30 2 * * *\" for 02:30 every day in the plant's time zone"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -764,6 +786,20 @@ mod tests {
         // a double underscore still means configuration, so a mistyped key is still named
         let err = Config::from_sources(None, env(&[("OEE_BENCH__QUICK", "1")])).unwrap_err();
         assert!(err.to_string().contains("bench"), "{err}");
+    }
+
+    #[test]
+    fn maintenance_schedules_must_be_cron_expressions_with_seconds() {
+        for ok in ["0 30 2 * * *", "* * * * * *", "0 0 3 * * SUN", "0 */15 * * * *"] {
+            assert!(check_schedule(ok).is_ok(), "{ok}");
+        }
+        for (key, bad) in [("retention.schedule", "30 2 * * *"), ("compression.schedule", "at night")] {
+            let err =
+                Config::from_sources(Some(&format!("[{}]\nschedule = \"{bad}\"\n", &key[..key.len() - 9])), env(&[]))
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains(key) && err.contains(bad) && err.contains("six fields"), "{err}");
+        }
     }
 
     #[test]

@@ -312,7 +312,6 @@ impl Worker {
         subscribed: watch::Sender<bool>,
     ) {
         let max = self.cfg.batch_max.max(1);
-        let mut last_prune = std::time::Instant::now();
         let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
         // The first batch has nothing to wait for.
         let (first_done, _) = watch::channel(Some(true));
@@ -374,12 +373,6 @@ impl Worker {
                 None => (None, first_done.subscribe()),
             };
             in_flight.push_back(InFlight::spawn(self.clone(), items, acks, prev_locked, prev_done));
-            if self.status.is_some() && last_prune.elapsed() > Duration::from_secs(3600) {
-                last_prune = std::time::Instant::now();
-                if let Err(e) = store::prune_command_log(&self.pool, self.cfg.request_id_retention_days).await {
-                    tracing::warn!("cannot prune old request ids: {e}");
-                }
-            }
         }
     }
 

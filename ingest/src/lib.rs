@@ -4,9 +4,11 @@
 //! whatever commands have arrived into one batch, judges each with the state machine against its
 //! machine's locked row, writes the batch in one transaction, and only then acknowledges the messages,
 //! answers on each command's `reply_to` and publishes the machines' retained status. Its shift scheduler
-//! moves machines in and out of shift as their shift patterns say.
+//! moves machines in and out of shift as their shift patterns say; its maintenance jobs drop and compress
+//! old time series and refresh the telemetry rollups.
 
 mod batch;
+pub mod maintenance;
 pub mod scheduler;
 mod status;
 
@@ -96,12 +98,14 @@ impl Drop for Ingest {
 
 /// Starts ingest against the configured broker: the main connection (state commands, and telemetry when
 /// `telemetry_connections` is 0) and the telemetry connections, each with its own batch worker, and the
-/// shift scheduler for the plant's time zone `tz`. `seal` checks the commands only the server may send.
+/// shift scheduler and the maintenance jobs (`maintenance`) for the plant's time zone `tz`. `seal` checks the
+/// commands only the server may send.
 pub fn start(
     pool: PgPool,
     mqtt_cfg: &MqttConfig,
     cfg: &IngestConfig,
     sched: &SchedulerConfig,
+    maintenance: &maintenance::Settings,
     tz: Tz,
     seal: Arc<ServerSeal>,
 ) -> Ingest {
@@ -144,6 +148,8 @@ pub fn start(
     subscribed.push(main.subscribed);
     // Machines the scheduler moves get their retained status republished by the main connection.
     tasks.extend(scheduler::start(pool.clone(), tz, sched.max_catch_up(), main.status));
+    // Each ingest process starts them; one at a time runs them (see `maintenance`).
+    tasks.push(maintenance::start(pool.clone(), maintenance.clone(), tz));
     // A group of its own: rumqttd keys a shared group by its name alone, so telemetry connections in the
     // state commands' group would be handed state commands they never subscribed to, and those are lost.
     let telemetry_group = if cfg.shared_group.is_empty() {

@@ -142,6 +142,9 @@ pub fn route_table() -> Vec<(axum::http::Method, &'static str, access::Access)> 
 /// `GET /health`: each part of the server, `"ok"` or what is wrong with it: `database` (this process's
 /// connection), `broker` (a connection as the server) and `ingest` (a ping answered through the broker
 /// after a query of ingest's own database connection). 200 when every part is ok, 503 otherwise.
+/// `maintenance` shows the last run of each maintenance job (retention, compression, telemetry rollups);
+/// a failed job shows `"ok": false` and its error but leaves the status alone: the server still serves, and
+/// the job tries again at its next time.
 pub(crate) async fn health(State(state): State<WebState>) -> Response {
     let database = oee_core::store::ping(&state.pool).await.map_err(|e| e.to_string());
     let probe = {
@@ -165,7 +168,30 @@ pub(crate) async fn health(State(state): State<WebState>) -> Response {
         "database": word(&database),
         "broker": word(&probe.broker),
         "ingest": word(&probe.ingest),
+        "maintenance": maintenance(&state.pool).await,
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
+}
+
+/// The last run of each maintenance job, by job name; what is wrong when they cannot be read.
+async fn maintenance(pool: &PgPool) -> serde_json::Value {
+    match oee_core::store::retention::maintenance_runs(pool).await {
+        Ok(runs) => runs
+            .into_iter()
+            .map(|r| {
+                let run = serde_json::json!({
+                    "last_run": r.started_at,
+                    "finished_at": r.finished_at,
+                    "ok": r.ok,
+                    "rows": r.rows,
+                    "chunks": r.chunks,
+                    "message": r.message,
+                });
+                (r.job, run)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Err(e) => format!("cannot read the maintenance jobs' runs: {e}").into(),
+    }
 }

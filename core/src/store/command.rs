@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 
 use crate::activity::{Change, Code, MachineSnapshot, MachineState, ScheduleState};
 use crate::error::Error;
@@ -448,15 +448,6 @@ pub async fn record_raw_events(tx: &mut Transaction<'_, Postgres>, events: &[Raw
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// Forgets request ids older than `days`.
-pub async fn prune_command_log(pool: &PgPool, days: u32) -> Result<u64, Error> {
-    Ok(sqlx::query("DELETE FROM command_log WHERE handled_at < now() - make_interval(days => $1)")
-        .bind(days as i32)
-        .execute(pool)
-        .await?
-        .rows_affected())
 }
 
 /// Appends text to jobs' notes, in the order given.

@@ -14,6 +14,7 @@ pub mod history;
 pub mod job;
 pub mod machine;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod seed;
 pub mod setting;
