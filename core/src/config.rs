@@ -329,8 +329,9 @@ pub struct IngestConfig {
     pub shared_group: String,
     /// A command's `timestamp` may be at most this far in the future (clock skew allowance).
     pub max_future_skew_s: u64,
-    /// Days a `request_id` is remembered for idempotent redelivery.
-    pub request_id_retention_days: u32,
+    /// Replaced by `retention.request_id_days`; a config that still sets it is refused with that name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id_retention_days: Option<u32>,
     /// A machine heard from (a state change, a reading, a production count) less recently than this many
     /// seconds ago shows `"signal": "no_signal"` in its status instead of silently keeping its last state.
     /// 0: off (right for devices that only report changes; set it above the heartbeat interval of devices
@@ -346,7 +347,7 @@ impl Default for IngestConfig {
             telemetry_connections: 3,
             shared_group: String::new(),
             max_future_skew_s: 300,
-            request_id_retention_days: 7,
+            request_id_retention_days: None,
             no_signal_after_s: 0,
         }
     }
@@ -647,6 +648,12 @@ impl Config {
                 "database.telemetry_chunk_hours and database.raw_event_chunk_hours must be at least 1 hour".into(),
             ));
         }
+        if let Some(days) = self.ingest.request_id_retention_days {
+            return Err(Error::ConfigParse(format!(
+                "ingest.request_id_retention_days ({days}) was replaced by retention.request_id_days: move the \
+                 value there (the daily retention job now removes old request ids)"
+            )));
+        }
         if self.retention.request_id_days == 0 {
             return Err(Error::ConfigParse(
                 "retention.request_id_days must be at least 1: answered request ids are how a redelivered command \
@@ -753,6 +760,18 @@ mod tests {
         assert_eq!(c.http.listen.port(), 9100);
         assert_eq!(c.ingest.batch_max, 10);
         assert_eq!(c.database.max_connections, 3);
+    }
+
+    #[test]
+    fn the_replaced_request_id_key_is_refused_with_its_new_name() {
+        let e = Config::from_sources(Some("[ingest]\nrequest_id_retention_days = 7\n"), env(&[]))
+            .and_then(|c| c.validate())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention.request_id_days"), "{e}");
+        let c = Config::from_sources(Some("[retention]\nrequest_id_days = 7\n"), env(&[])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.retention.request_id_days, 7);
     }
 
     #[test]
