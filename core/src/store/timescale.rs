@@ -244,6 +244,9 @@ async fn make_hypertables(pool: &PgPool, db: &DatabaseConfig, timescale: &Timesc
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('oee-server timescaledb hypertables'))")
         .execute(&mut *tx)
         .await?;
+    // TimescaleDB warns that telemetry's `key` is varchar rather than text, which changes nothing here; the
+    // warning (and the notice about moving rows) would reach the log of a start and a command's output.
+    sqlx::query("SET LOCAL client_min_messages = error").execute(&mut *tx).await?;
     for (table, column) in HYPERTABLES {
         let hours = if table == "telemetry" { db.telemetry_chunk_hours } else { db.raw_event_chunk_hours };
         let interval = format!("{hours} hours");
