@@ -8,6 +8,8 @@
 #   chromium chromium-driver  headless Chromium driven over WebDriver through the operator page
 #   python3                   runs Eclipse Paho's MQTT interoperability suite against the embedded broker
 # Installs only what is missing; safe to run again.
+# TimescaleDB is optional and not installed here (Debian's and Ubuntu's own repositories do not carry it):
+# the script says whether the server will find it.
 set -euo pipefail
 
 tests=false
@@ -43,3 +45,15 @@ if [ ${#need[@]} -gt 0 ]; then
     done
   fi
 fi
+
+# The server keeps telemetry in TimescaleDB hypertables when TimescaleDB is installed for its PostgreSQL.
+for bin in /usr/lib/postgresql/*/bin; do
+  [ -x "$bin/postgres" ] || continue
+  version=$(basename "$(dirname "$bin")")
+  if [ -f "/usr/lib/postgresql/$version/lib/timescaledb.so" ]; then
+    echo "PostgreSQL $version: TimescaleDB is installed; the server uses hypertables for telemetry"
+  else
+    echo "PostgreSQL $version: TimescaleDB is not installed; the server keeps telemetry in plain tables" \
+      "(optional: timescaledb-2-postgresql-$version from Timescale's apt repository)"
+  fi
+done

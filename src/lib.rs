@@ -90,6 +90,9 @@ impl App {
             None
         };
         let db = Database::open(config).await?;
+        if let Some(storage) = db.storage() {
+            tracing::info!("{storage}");
+        }
         let report = seed::seed_first_run(&db.pool, chrono::Utc::now()).await?;
         if report.first_run {
             tracing::info!(timezone = %tz, "first start: seeded activity codes 1-4, Group 1 and the 9-5 shift");

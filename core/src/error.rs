@@ -26,6 +26,10 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(String),
+    /// The database holds the TimescaleDB extension, but its server cannot load it (not installed, or not
+    /// preloaded). Says what to install or configure.
+    #[error("{0}")]
+    TimescaleUnavailable(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -56,10 +56,7 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         let mode = timescale_mode();
         let settings = if mode == oee_core::config::TimescaleMode::Auto {
-            vec![
-                ("shared_preload_libraries".to_string(), "timescaledb".to_string()),
-                ("timescaledb.telemetry_level".to_string(), "off".to_string()),
-            ]
+            oee_core::store::cluster::with_timescale_preload(vec![])
         } else {
             vec![]
         };
@@ -96,15 +93,24 @@ fn shared() -> &'static Shared {
 }
 
 /// Which mode the tests' databases run in: TimescaleDB hypertables when its library is installed, unless
-/// `OEE_TEST_TIMESCALEDB=off` asks for plain tables (CI runs the time-series tests both ways).
+/// `OEE_TEST_TIMESCALEDB=off` asks for plain tables (CI runs the time-series tests both ways). The first
+/// call says which on standard error, past the test output capture, so a run's log shows its mode.
 pub fn timescale_mode() -> oee_core::config::TimescaleMode {
     use oee_core::config::TimescaleMode;
-    let off = std::env::var("OEE_TEST_TIMESCALEDB").is_ok_and(|v| v == "off");
-    if off || !oee_core::store::cluster::timescale_library_installed(Path::new("")) {
-        TimescaleMode::Off
-    } else {
-        TimescaleMode::Auto
-    }
+    static MODE: OnceLock<TimescaleMode> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        let off = std::env::var("OEE_TEST_TIMESCALEDB").is_ok_and(|v| v == "off");
+        let (mode, line) = if off {
+            (TimescaleMode::Off, "plain PostgreSQL tables (OEE_TEST_TIMESCALEDB=off)")
+        } else if !oee_core::store::cluster::timescale_library_installed(Path::new("")) {
+            (TimescaleMode::Off, "plain PostgreSQL tables (TimescaleDB is not installed for this PostgreSQL)")
+        } else {
+            (TimescaleMode::Auto, "TimescaleDB hypertables (OEE_TEST_TIMESCALEDB=off for plain tables)")
+        };
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "tests run on: {line}");
+        mode
+    })
 }
 
 /// A database of its own for one test.
@@ -578,6 +584,10 @@ pub fn server_binary(args: &[&str], data_dir: &Path, http: u16, mqtt: u16) -> to
         .env("OEE_BROKER__LISTEN", format!("127.0.0.1:{mqtt}"))
         .env("OEE_MQTT__PORT", mqtt.to_string())
         .env("OEE_TABLETS__DISCOVERY_LISTEN", "127.0.0.1:0")
+        .env(
+            "OEE_DATABASE__TIMESCALEDB",
+            if timescale_mode() == oee_core::config::TimescaleMode::Off { "off" } else { "auto" },
+        )
         .kill_on_drop(true);
     c
 }

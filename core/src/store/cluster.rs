@@ -792,9 +792,64 @@ pub fn timescale_library_installed(bin_dir: &Path) -> bool {
         .is_some_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("timescaledb.so").is_file())
 }
 
+/// `settings` with TimescaleDB preloaded: `timescaledb` added to a `shared_preload_libraries` the user set
+/// (once, keeping theirs), and its telemetry reporter turned off unless the user set
+/// `timescaledb.telemetry_level` (it would try to reach Timescale's servers every day).
+pub fn with_timescale_preload(mut settings: Vec<(String, String)>) -> Vec<(String, String)> {
+    let is = |k: &str, name: &str| k.trim().eq_ignore_ascii_case(name);
+    match settings.iter_mut().find(|(k, _)| is(k, "shared_preload_libraries")) {
+        Some((_, v)) => {
+            let mut libs: Vec<String> = v
+                .split(',')
+                .map(|l| l.trim().trim_matches(|c| c == '\'' || c == '"').trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            if !libs.iter().any(|l| l.eq_ignore_ascii_case("timescaledb")) {
+                libs.insert(0, "timescaledb".into());
+            }
+            *v = libs.join(",");
+        }
+        None => settings.push(("shared_preload_libraries".into(), "timescaledb".into())),
+    }
+    if !settings.iter().any(|(k, _)| is(k, "timescaledb.telemetry_level")) {
+        settings.push(("timescaledb.telemetry_level".into(), "off".into()));
+    }
+    settings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timescale_is_preloaded_once_beside_the_users_libraries() {
+        let s = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let cases = [
+            (s(&[]), s(&[("shared_preload_libraries", "timescaledb"), ("timescaledb.telemetry_level", "off")])),
+            (
+                s(&[("shared_buffers", "1GB"), ("shared_preload_libraries", "pg_stat_statements")]),
+                s(&[
+                    ("shared_buffers", "1GB"),
+                    ("shared_preload_libraries", "timescaledb,pg_stat_statements"),
+                    ("timescaledb.telemetry_level", "off"),
+                ]),
+            ),
+            (
+                s(&[("shared_preload_libraries", "'pg_stat_statements', timescaledb")]),
+                s(&[
+                    ("shared_preload_libraries", "pg_stat_statements,timescaledb"),
+                    ("timescaledb.telemetry_level", "off"),
+                ]),
+            ),
+            (
+                s(&[("Shared_Preload_Libraries", "TimescaleDB"), ("timescaledb.telemetry_level", "basic")]),
+                s(&[("Shared_Preload_Libraries", "TimescaleDB"), ("timescaledb.telemetry_level", "basic")]),
+            ),
+        ];
+        for (given, want) in cases {
+            assert_eq!(with_timescale_preload(given.clone()), want, "{given:?}");
+        }
+    }
 
     #[test]
     fn missing_server_binaries_name_the_package_to_install() {

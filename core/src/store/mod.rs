@@ -30,9 +30,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
-use crate::config::{Config, TimescaleMode};
+use crate::config::{Config, DatabaseConfig, TimescaleMode};
 use crate::error::Error;
 use cluster::{ClusterOptions, EmbeddedCluster};
+use timescale::{Host, StorageMode};
 
 /// Name of the database the server uses on the embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "oee";
@@ -45,6 +46,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub struct Database {
     pub pool: PgPool,
     cluster: Option<Arc<Mutex<EmbeddedCluster>>>,
+    /// How the time series are stored, once the TimescaleDB step ran (the server and `init`).
+    storage: Option<StorageMode>,
 }
 
 impl Database {
@@ -58,7 +61,8 @@ impl Database {
     /// Opens the database for an administration command: the embedded cluster of a server running beside it
     /// is used as it is and left running. A database that does not exist yet, or was never initialised, is
     /// refused with [`Error::NoDatabase`] and nothing is created (a mistyped data directory must not become
-    /// a new, empty plant). Migrations run; the TimescaleDB step is left to the server.
+    /// a new, empty plant). Migrations run; the TimescaleDB step is left to the server. A database holding
+    /// the TimescaleDB extension that its server cannot load is refused as by the server.
     pub async fn open_for_command(config: &Config) -> Result<Database, Error> {
         Self::open_as(config, Opening::Command).await
     }
@@ -70,7 +74,9 @@ impl Database {
     }
 
     async fn open_as(config: &Config, opening: Opening) -> Result<Database, Error> {
-        let (options, cluster) = if config.database.url.trim().is_empty() {
+        let mode = config.database.timescaledb;
+        let host = if config.database.url.trim().is_empty() { Host::Embedded } else { Host::External };
+        let (options, cluster) = if host == Host::Embedded {
             let dir = config.embedded_db_dir();
             if opening == Opening::Command && !dir.join("PG_VERSION").exists() {
                 return Err(Error::NoDatabase(format!(
@@ -89,9 +95,16 @@ impl Database {
                 Opening::Server => EmbeddedCluster::start,
                 Opening::Command | Opening::Init => EmbeddedCluster::attach_or_start,
             };
-            let cluster = tokio::task::spawn_blocking(move || start(&opts))
-                .await
-                .map_err(|e| Error::Cluster { dir, reason: e.to_string() })??;
+            let cluster = tokio::task::spawn_blocking(move || {
+                let mut opts = opts;
+                // Commands preload it too: a database holding the extension cannot be changed without it.
+                if mode == TimescaleMode::Auto && cluster::timescale_library_installed(&opts.bin_dir) {
+                    opts.settings = cluster::with_timescale_preload(opts.settings);
+                }
+                start(&opts)
+            })
+            .await
+            .map_err(|e| Error::Cluster { dir, reason: e.to_string() })??;
             let options = cluster.connect_options(EMBEDDED_DATABASE);
             (options, Some(Arc::new(Mutex::new(cluster))))
         } else {
@@ -112,16 +125,38 @@ impl Database {
             create_database_if_missing(&options).await?;
         }
         let pool = connect(options, config.database.max_connections).await?;
-        if opening == Opening::Command {
-            if !initialised(&pool).await? {
+        let storage = match Self::prepare_as(&pool, config, opening, host, place).await {
+            Ok(storage) => storage,
+            Err(e) => {
                 pool.close().await;
-                return Err(Error::NoDatabase(format!("{}: the database is there but was never initialised", place())));
+                return Err(e);
             }
-            MIGRATOR.run(&pool).await.map_err(|e| Error::Migrate(e.to_string()))?;
-        } else {
-            prepare(&pool, config.database.timescaledb).await?;
+        };
+        Ok(Database { pool, cluster, storage })
+    }
+
+    async fn prepare_as(
+        pool: &PgPool,
+        config: &Config,
+        opening: Opening,
+        host: Host,
+        place: impl Fn() -> String,
+    ) -> Result<Option<StorageMode>, Error> {
+        if opening == Opening::Command && !initialised(pool).await? {
+            return Err(Error::NoDatabase(format!("{}: the database is there but was never initialised", place())));
         }
-        Ok(Database { pool, cluster })
+        timescale::check_loadable(pool, host, config.database.timescaledb).await?;
+        if opening == Opening::Command {
+            migrate(pool).await?;
+            return Ok(None);
+        }
+        Ok(Some(prepare_database(pool, &config.database).await?))
+    }
+
+    /// How the time series are stored (hypertables or plain tables, and why): known to the server and to
+    /// `init`, which ran the TimescaleDB step; `None` for commands and [`from_pool`](Self::from_pool).
+    pub fn storage(&self) -> Option<&StorageMode> {
+        self.storage.as_ref()
     }
 
     /// Whether this process started the embedded cluster (and stops it on [`close`](Self::close)); false for
@@ -132,7 +167,7 @@ impl Database {
 
     /// Wraps an existing pool (tests, tools).
     pub fn from_pool(pool: PgPool) -> Database {
-        Database { pool, cluster: None }
+        Database { pool, cluster: None, storage: None }
     }
 
     /// Closes the pool, then stops the embedded cluster if this process started it.
@@ -196,13 +231,33 @@ pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<
         .map_err(Error::Database)
 }
 
-/// Runs migrations and, when wanted and possible, turns time-series tables into hypertables.
-pub async fn prepare(pool: &PgPool, timescale: TimescaleMode) -> Result<(), Error> {
-    MIGRATOR.run(pool).await.map_err(|e| Error::Migrate(e.to_string()))?;
-    if timescale == TimescaleMode::Auto {
-        enable_timescale(pool).await?;
-    }
-    Ok(())
+/// Runs migrations and, when wanted and possible, turns time-series tables into hypertables with the
+/// default chunk intervals (tests and tools; the server uses [`prepare_database`] with its configuration).
+pub async fn prepare(pool: &PgPool, timescale: TimescaleMode) -> Result<StorageMode, Error> {
+    prepare_database(pool, &DatabaseConfig { timescaledb: timescale, ..DatabaseConfig::default() }).await
+}
+
+/// Runs migrations, then the TimescaleDB step of `db` ([`timescale::enable`]): says how the time series
+/// are stored.
+pub async fn prepare_database(pool: &PgPool, db: &DatabaseConfig) -> Result<StorageMode, Error> {
+    migrate(pool).await?;
+    timescale::enable(pool, db).await
+}
+
+/// Runs the migrations. A TimescaleDB that PostgreSQL cannot load shows up here (the first schema change
+/// ends the connection) when the check before missed it: said as such, not as a failed migration.
+async fn migrate(pool: &PgPool) -> Result<(), Error> {
+    MIGRATOR.run(pool).await.map_err(|e| {
+        let message = e.to_string();
+        if timescale::is_load_failure(&message) {
+            Error::TimescaleUnavailable(format!(
+                "the database holds the TimescaleDB extension, which its PostgreSQL server cannot load ({message}): \
+                 install TimescaleDB for that PostgreSQL version and keep shared_preload_libraries = 'timescaledb'"
+            ))
+        } else {
+            Error::Migrate(message)
+        }
+    })
 }
 
 /// Whether the target database exists (connecting to it is how to tell).
@@ -241,32 +296,6 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Er
         }
         Err(e) => Err(Error::Database(e)),
     }
-}
-
-/// Whether TimescaleDB hypertables are in use. When the extension cannot be created (not installed, or
-/// not preloaded), the plain tables with their indexes are used and everything works the same.
-pub async fn enable_timescale(pool: &PgPool) -> Result<bool, Error> {
-    let available: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')")
-            .fetch_one(pool)
-            .await?;
-    if !available {
-        tracing::info!("TimescaleDB is not installed: time-series tables stay plain PostgreSQL tables");
-        return Ok(false);
-    }
-    if let Err(e) = sqlx::query("CREATE EXTENSION IF NOT EXISTS timescaledb").execute(pool).await {
-        tracing::warn!("TimescaleDB is installed but cannot be enabled ({e}): using plain tables");
-        return Ok(false);
-    }
-    for (table, column) in [("telemetry", "ts"), ("raw_event", "received_at")] {
-        sqlx::query("SELECT create_hypertable($1::regclass, $2::name, if_not_exists => true, migrate_data => true)")
-            .bind(table)
-            .bind(column)
-            .execute(pool)
-            .await?;
-    }
-    tracing::info!("TimescaleDB enabled: telemetry and raw_event are hypertables");
-    Ok(true)
 }
 
 /// Whether the database answers.
