@@ -237,11 +237,14 @@ pub async fn prepare(pool: &PgPool, timescale: TimescaleMode) -> Result<StorageM
     prepare_database(pool, &DatabaseConfig { timescaledb: timescale, ..DatabaseConfig::default() }).await
 }
 
-/// Runs migrations, then the TimescaleDB step of `db` ([`timescale::enable`]): says how the time series
-/// are stored.
+/// Runs migrations, then the TimescaleDB step of `db` ([`timescale::enable`]) and the telemetry rollups:
+/// says how the time series are stored.
 pub async fn prepare_database(pool: &PgPool, db: &DatabaseConfig) -> Result<StorageMode, Error> {
     migrate(pool).await?;
-    timescale::enable(pool, db).await
+    let mode = timescale::enable(pool, db).await?;
+    // The rollups follow the tables: a continuous aggregate once telemetry is a hypertable.
+    telemetry::prepare_rollups(pool, &timescale::status(pool).await?).await?;
+    Ok(mode)
 }
 
 /// Runs the migrations. A TimescaleDB that PostgreSQL cannot load shows up here (the first schema change
