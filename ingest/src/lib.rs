@@ -203,10 +203,9 @@ async fn report(stats: Arc<Stats>) {
 /// persistent session that was the last of its group ends with deliveries unacknowledged, so the embedded
 /// broker refuses shared subscriptions to persistent sessions; and rumqttd would keep little for a shared
 /// group anyway (a member resuming a group that had emptied is moved to its newest message once it
-/// subscribes again). What a
-/// clean session loses when it drops is its in-flight window: messages delivered but not yet committed (at
-/// most rumqttd's 100 unacknowledged per connection). A device that asked for a verdict and got none sends
-/// its command again, and its `request_id` keeps it from being applied twice.
+/// subscribes again). What a clean session loses when it drops is its in-flight window: messages delivered
+/// but not yet committed (at most rumqttd's 100 unacknowledged per connection). A device that asked for a
+/// verdict and got none sends its command again, and its `request_id` keeps it from being applied twice.
 #[allow(clippy::too_many_arguments)]
 fn connection(
     pool: &PgPool,
