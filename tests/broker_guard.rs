@@ -365,3 +365,75 @@ async fn a_client_holds_at_most_32_filters() {
         other => panic!("expected SUBACK, got {other:?}"),
     }
 }
+
+/// rumqttd's router panicked, taking every client's routing with it, when a persistent session that was the
+/// last member of a shared group ended with a delivery unacknowledged: it looked up the group it had just
+/// removed. Members in clean sessions are let in and may end so; persistent ones are refused the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_group_member_ending_with_deliveries_unacknowledged_leaves_the_broker_routing() {
+    let t = spawn_app().await;
+    let m = t.add_machine("Press 5").await;
+    let broker = t.app.broker().unwrap();
+    let secret = oee_core::store::device::server_secret(&t.pool).await.unwrap();
+    let server_connect = |id: &str, clean_session: bool| {
+        let mut c = connect_packet(id, 30);
+        c.clean_session = clean_session;
+        c.set_login(oee_core::access::SERVER_USER, secret.clone());
+        c
+    };
+    // Subscribed before: a restart of the core would lose this subscription, and with it what follows.
+    let (observer, mut seen) = t.mqtt_client("shared-observer").await;
+    observer.subscribe("test/routed", QoS::AtLeastOnce).await.unwrap();
+    let (publisher, _) = t.mqtt_client("shared-publisher").await;
+    routed(&publisher, &mut seen, "before").await;
+
+    let mut granted = Vec::new();
+    for clean_session in [false, true] {
+        let id = format!("shared-member-{clean_session}");
+        let mut member = Raw::connect(t.mqtt_port).await;
+        assert_eq!(member.handshake(server_connect(&id, clean_session)).await, ConnectReturnCode::Success);
+        member.send(Packet::Subscribe(Subscribe::new("$share/g/test/shared", QoS::AtLeastOnce))).await;
+        let code = match member.recv().await {
+            Some(Packet::SubAck(a)) => a.return_codes[0],
+            other => panic!("expected SUBACK, got {other:?}"),
+        };
+        granted.push((clean_session, code != SubscribeReasonCode::Failure));
+        publisher.publish("test/shared", QoS::AtLeastOnce, false, "left unacknowledged").await.unwrap();
+        if code != SubscribeReasonCode::Failure {
+            match member.recv().await {
+                Some(Packet::Publish(p)) => assert_eq!((p.topic.as_str(), p.qos), ("test/shared", QoS::AtLeastOnce)),
+                other => panic!("expected the shared message, got {other:?}"),
+            }
+        }
+        // Gone without PUBACK and without DISCONNECT: the last member of its group.
+        let ended = broker.stats.connections_ended.load(std::sync::atomic::Ordering::Relaxed);
+        drop(member);
+        eventually("the guard saw the member go", || async {
+            broker.stats.connections_ended.load(std::sync::atomic::Ordering::Relaxed) > ended
+        })
+        .await;
+        if !clean_session {
+            // rumqttd answers a new connection of the same persistent session only once it has dealt with the
+            // old one's end (it ends a connection whose id is taken first).
+            let mut again = Raw::connect(t.mqtt_port).await;
+            assert_eq!(again.handshake(server_connect(&id, false)).await, ConnectReturnCode::Success);
+        }
+        routed(&publisher, &mut seen, &format!("after the {id}")).await;
+    }
+    // Ingest still applies commands end to end, and the core never had to be restarted.
+    state_change_works(&t, m, 2).await;
+    assert_eq!(broker.health.restarts.load(std::sync::atomic::Ordering::Relaxed), 0, "the core restarted");
+    let health = t.client.get(format!("{}/health", t.http)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(granted, [(false, false), (true, true)], "(clean session, shared subscription granted)");
+}
+
+/// Publishes `what` on `test/routed` and waits until the subscriber of `seen` gets it.
+async fn routed(
+    publisher: &rumqttc::AsyncClient,
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<rumqttc::Publish>,
+    what: &str,
+) {
+    publisher.publish("test/routed", QoS::AtLeastOnce, false, serde_json::to_vec(what).unwrap()).await.unwrap();
+    assert_eq!(next_on(seen, "test/routed").await, serde_json::json!(what), "routed {what}");
+}

@@ -12,6 +12,9 @@
 //! - PUBLISH: [`access::may_publish`]; a refused message is acknowledged and dropped (what Mosquitto does
 //!   with a denied publish), so a device is not stuck retrying it.
 //! - SUBSCRIBE: [`access::may_subscribe`] per filter; a refused filter gets the failure return code 0x80.
+//!   A shared subscription (`$share/…`) is refused to a persistent session: rumqttd's router panics when a
+//!   persistent session that was the last member of a shared group ends with deliveries unacknowledged
+//!   (it looks up the group it has just removed), which would take every client's routing down with it.
 //! - A second CONNECT, a packet only a broker may send, or bytes that are not MQTT close the connection.
 //! - A device's rights follow the database while it is connected (see [`crate::devices`]): revoked, its
 //!   connections close; given other machines, publishes and subscriptions are judged by the new rights, and
@@ -207,6 +210,7 @@ impl Guard {
             membership,
             hold,
             client_id: connect.client_id.clone(),
+            clean_session: connect.clean_session,
             keep_alive: Duration::from_secs(u64::from(connect.keep_alive)),
             will: connect.last_will,
             refused_qos2: HashSet::new(),
@@ -561,6 +565,9 @@ impl Guard {
         if !access::may_subscribe(&s.principal, filter) {
             return Err("not allowed");
         }
+        if !s.clean_session && is_shared(filter) {
+            return Err("a shared subscription needs a clean session: connect with clean session set");
+        }
         if s.principal == Principal::Server || s.filters.contains(filter) {
             s.filters.insert(filter.to_string());
             return Ok(());
@@ -699,6 +706,12 @@ impl Guard {
     }
 }
 
+/// Whether `filter` joins a shared group (MQTT 5's `$share/{group}/{filter}`, which rumqttd also takes on
+/// MQTT 3.1.1 connections).
+fn is_shared(filter: &str) -> bool {
+    filter.starts_with("$share/")
+}
+
 /// Whether a message on `topic` may be delivered to `who`: a device only what it may subscribe to now;
 /// others whatever they subscribed to.
 fn may_read(who: &Principal, topic: &str) -> bool {
@@ -752,6 +765,8 @@ struct Session {
     /// Its hold on its client id (and its name towards rumqttd), kept until the upstream connection is closed.
     hold: Hold,
     client_id: String,
+    /// Whether the session ends with the connection; a persistent one may not join shared groups.
+    clean_session: bool,
     /// Zero: the client asked for no keep-alive.
     keep_alive: Duration,
     /// Published by the guard when the connection ends without DISCONNECT.

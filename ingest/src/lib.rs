@@ -1,6 +1,7 @@
 //! Ingest: the one writer of machine state.
 //!
-//! It subscribes to the command topics with a persistent session and manual acknowledgements, drains
+//! It subscribes to the command topics with manual acknowledgements (and a persistent session, unless the
+//! connection joins a shared group, which the embedded broker allows only to clean sessions), drains
 //! whatever commands have arrived into one batch, judges each with the state machine against its
 //! machine's locked row, writes the batch in one transaction, and only then acknowledges the messages,
 //! answers on each command's `reply_to` and publishes the machines' retained status. Its shift scheduler
@@ -78,8 +79,10 @@ impl Ingest {
         tokio::time::timeout(limit, all).await.unwrap_or(false)
     }
 
-    /// Disconnects cleanly, so the broker keeps ingest's sessions (and queues what arrives meanwhile) right
-    /// away, then stops. Commands not yet committed stay unacknowledged and come back on the next start.
+    /// Disconnects cleanly, so the broker keeps ingest's persistent sessions (and queues what arrives
+    /// meanwhile) right away, then stops. Commands of a persistent session not yet committed stay
+    /// unacknowledged and come back on the next start; those delivered on a shared-group connection (clean
+    /// session) do not (see [`connection`]).
     pub async fn shutdown(self) {
         for c in &self.clients {
             let _ = c.try_disconnect();
@@ -198,8 +201,17 @@ async fn report(stats: Arc<Stats>) {
     }
 }
 
-/// One MQTT connection of ingest (persistent session, manual acknowledgements) and its batch worker; with
-/// `publishes_status`, also its status publisher, whose sender is returned.
+/// One MQTT connection of ingest (manual acknowledgements) and its batch worker; with `publishes_status`,
+/// also its status publisher, whose sender is returned.
+///
+/// The session is persistent, so what arrives while ingest is away is kept for it, unless a filter joins a
+/// shared group (`$share/…`): such a connection has a clean session. rumqttd's router panics when a
+/// persistent session that was the last of its group ends with deliveries unacknowledged, so the embedded
+/// broker refuses shared subscriptions to persistent sessions; and rumqttd would keep little for a shared
+/// group anyway (a member resuming a group that had emptied is moved to its newest message once it
+/// subscribes again). What a clean session loses when it drops is its in-flight window: messages delivered
+/// but not yet committed (at most rumqttd's 100 unacknowledged per connection). A device that asked for a
+/// verdict and got none sends its command again, and its `request_id` keeps it from being applied twice.
 #[allow(clippy::too_many_arguments)]
 fn connection(
     pool: &PgPool,
@@ -211,7 +223,8 @@ fn connection(
     stats: &Arc<Stats>,
     seal: &Arc<ServerSeal>,
 ) -> Connection {
-    let mut options = mqtt::client_options(mqtt_cfg, client_id, false);
+    let shared = filters.iter().any(|(f, _)| f.starts_with("$share/"));
+    let mut options = mqtt::client_options(mqtt_cfg, client_id, shared);
     options.set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(options, 20_000);
     // Unbounded is bounded in practice: the broker sends no more than its in-flight window of
