@@ -472,15 +472,20 @@ async fn two_workers_in_one_shared_group_lose_nothing() {
     }
     let (client, mut rx) = t.mqtt_client("device-workers").await;
     client.subscribe(REPLY, QoS::AtLeastOnce).await.unwrap();
+    // A new machine starts Down in shift and Closed out of it (the seeded 9-5 pattern): each gets the other.
+    let mut changes = Vec::new();
     for &m in &machines {
-        send(&client, &topic::state(&m.to_string()), &json!({"activity_code_id": 3, "reply_to": REPLY})).await;
+        let first = t.activities(m).await.0[0];
+        let to = if first == 3 { 2 } else { 3 };
+        changes.push((m, first, to));
+        send(&client, &topic::state(&m.to_string()), &json!({"activity_code_id": to, "reply_to": REPLY})).await;
         send(&client, &topic::telemetry(&m.to_string()), &json!({"temperature": 20.5, "reply_to": REPLY})).await;
     }
     for _ in 0..2 * n {
         assert_eq!(next_on(&mut rx, REPLY).await["status"], 200);
     }
-    for &m in &machines {
-        assert_eq!(t.activities(m).await.0, [2, 3], "machine {m}: one change, stored once");
+    for &(m, first, to) in &changes {
+        assert_eq!(t.activities(m).await.0, [first, to], "machine {m}: one change, stored once");
         assert_eq!(count(&t, "SELECT count(*) FROM telemetry WHERE machine_id = $1", m).await, 1, "machine {m}");
     }
     let first = stats(&t).applied.load(Ordering::Relaxed);
