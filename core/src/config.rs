@@ -324,8 +324,8 @@ pub struct IngestConfig {
     /// needs no ordering; state commands always use the one main connection, which keeps each machine's
     /// order. 0: the main connection takes telemetry too.
     pub telemetry_connections: usize,
-    /// Non-empty: subscribe through the MQTT shared subscription `$share/<group>/…`, so several ingest
-    /// workers split the load.
+    /// Non-empty: subscribe through MQTT shared subscriptions, one group per kind of command
+    /// (`$share/<group>-state/…`, …), so several ingest workers split the load.
     pub shared_group: String,
     /// A command's `timestamp` may be at most this far in the future (clock skew allowance).
     pub max_future_skew_s: u64,

@@ -124,10 +124,19 @@ pub fn start(
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     let mut subscribed = Vec::new();
+    // One group per kind of command: rumqttd keeps one read position per group name, so filters sharing a
+    // group would have one filter's position applied to another's log (messages skipped or sent twice).
+    let kind_group = |k: CommandKind| {
+        if cfg.shared_group.is_empty() {
+            String::new()
+        } else {
+            format!("{}-{}", cfg.shared_group, k.suffix().replace('/', "-"))
+        }
+    };
     let mut main_filters: Vec<(String, QoS)> = CommandKind::ALL
         .into_iter()
         .filter(|k| k.changes_state())
-        .map(|k| (shared(&cfg.shared_group, k), QoS::AtLeastOnce))
+        .map(|k| (shared(&kind_group(k), k), QoS::AtLeastOnce))
         .collect();
     if cfg.telemetry_connections == 0 {
         main_filters.push((shared(&cfg.shared_group, CommandKind::Telemetry), QoS::AtLeastOnce));
