@@ -270,6 +270,7 @@ async fn the_jobs_run_on_their_schedules_are_recorded_and_shown_by_health() {
     // Every second, so the test need not wait for the night.
     config.retention.schedule = "* * * * * *".into();
     config.compression.schedule = "* * * * * *".into();
+    config.telemetry.rollup_every_s = 1;
     let t = spawn_app_with(config, db, oee_server::Services::ALL).await;
 
     within(Duration::from_secs(30), "retention and compression ran", || async {
@@ -282,7 +283,7 @@ async fn the_jobs_run_on_their_schedules_are_recorded_and_shown_by_health() {
     let run = recorded(&t.pool, "retention").await.unwrap();
     assert!(run.ok, "{run:?}");
     assert!(run.message.contains("telemetry: ") && run.message.contains("command_log: "), "{run:?}");
-    // The rollups are refreshed at start, then every telemetry.rollup_every_s.
+    // The rollups are refreshed every telemetry.rollup_every_s.
     eventually("the telemetry rollups were refreshed", || async {
         recorded(&t.pool, "telemetry_rollup").await.is_some()
     })

@@ -300,3 +300,34 @@ async fn wrong_bucketed_queries_are_refused_with_what_to_do() {
     let (_, got) = points(&t, &format!("machine={m}&key=speed&{DAY}&bucket=1h")).await;
     assert!(got.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollups_keep_the_hours_whose_readings_retention_removed() {
+    let t = spawn_app().await;
+    let (m, _) = readings(&t).await;
+    let daily = format!("machine={m}&key=temp&{DAY}&bucket=1d&agg=sum");
+    let before = expect(&[("2024-01-10T00:00:00Z", 112.0), ("2024-01-11T00:00:00Z", 100.0)]);
+    refresh(&t, "2024-01-12T00:00:00Z").await;
+    assert_eq!(points(&t, &daily).await, ("rollup".to_string(), before.clone()));
+
+    // A reading a year later; then retention at a time when every 2024 reading is past its days.
+    sql(
+        &t,
+        &format!("INSERT INTO telemetry (machine_id, key, ts, value) VALUES ({m}, 'temp', '2025-06-01 10:00Z', 7)"),
+    )
+    .await;
+    let now: DateTime<Utc> = "2025-06-02T00:00:00Z".parse().unwrap();
+    let ts = timescale::status(&t.pool).await.unwrap();
+    let config = oee_core::config::RetentionConfig { telemetry_days: 100, ..Default::default() };
+    oee_core::store::retention::run(&t.pool, &config, &ts, now).await.expect("retention");
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM telemetry WHERE ts < '2025-01-01'").fetch_one(&t.pool).await.unwrap();
+    assert_eq!(left, 0, "retention removed the 2024 readings");
+
+    // Refreshes after the removal, as the runner makes them, leave the old hours in the rollup.
+    refresh(&t, "2025-06-02T00:00:00Z").await;
+    refresh(&t, "2025-06-02T01:00:00Z").await;
+    assert_eq!(points(&t, &daily).await, ("rollup".to_string(), before));
+    let june = format!("machine={m}&key=temp&from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00Z&bucket=1d&agg=sum");
+    assert_eq!(points(&t, &june).await.1, expect(&[("2025-06-01T00:00:00Z", 7.0)]));
+}

@@ -135,7 +135,10 @@ async fn run(pool: PgPool, settings: Settings, tz: Tz) {
     let (wake, mut woken) = mpsc::unbounded_channel();
     let mut schedules = Schedules::new(tz, &settings, wake.clone()).await;
     let mut leader = Leader::new(&pool);
-    let mut rollup = tokio::time::interval(settings.rollup_every);
+    // The first refresh one period after start: until then queries read the newest hours live, and a
+    // refresh at start would race whatever is written just after it.
+    let mut rollup =
+        tokio::time::interval_at(tokio::time::Instant::now() + settings.rollup_every, settings.rollup_every);
     rollup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut zone = tokio::time::interval(Duration::from_secs(60));
     zone.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -122,6 +122,10 @@ pub async fn run(
         if days > 0 {
             let cut = now - TimeDelta::days(i64::from(days));
             pruned.cut = Some(cut);
+            if series.table == TELEMETRY.table {
+                // First, so that a rollup refresh running meanwhile never reaches the removed hours.
+                crate::store::telemetry::note_removed_before(pool, cut).await?;
+            }
             if hypertable {
                 pruned.chunks = drop_chunks(pool, series.table, cut).await?;
             } else {

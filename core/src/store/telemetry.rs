@@ -10,8 +10,9 @@
 //! the sum of the sums over the sum of the counts, never an average of averages.
 //! - On TimescaleDB with the Timescale licence they are a continuous aggregate with real-time aggregation
 //!   (the hours not yet materialised are read from the readings), refreshed by [`refresh_rollups`] through
-//!   `refresh_continuous_aggregate` over all time: TimescaleDB's invalidation log then recomputes just the
-//!   hours that changed, late readings included.
+//!   `refresh_continuous_aggregate`: over all time the first time, then from [`LATE_HOURS`] before the last
+//!   refresh, where TimescaleDB's invalidation log recomputes just the hours that changed. Never over all
+//!   time again, because a refresh over chunks that retention dropped would empty those hours.
 //! - Otherwise they are a table that [`refresh_rollups`] rewrites for the hours from [`LATE_HOURS`] before
 //!   its last watermark up to the current hour, and moves the watermark (`telemetry_rollup`) to the current
 //!   hour. Queries read the table before the watermark and the readings from it on, so they are real-time
@@ -245,18 +246,64 @@ async fn ready_rollups(pool: &PgPool, timescale: &Timescale) -> Result<Rollups, 
     Ok(wanted)
 }
 
+/// Where a refresh up to `until` starts: [`LATE_HOURS`] before the last one (`watermark`), or the beginning
+/// of time the first time (`Some(None)`), but never before retention's last cut, since the readings before
+/// it are gone and a refresh over them would empty their hours. `None`: nothing to refresh.
+async fn refresh_start<'c>(
+    conn: impl sqlx::PgExecutor<'c>,
+    watermark: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> Result<Option<Option<DateTime<Utc>>>, Error> {
+    let kept: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT kept_from FROM telemetry_kept").fetch_optional(conn).await?;
+    let late = watermark.map(|w| w.min(until) - Duration::hours(LATE_HOURS));
+    let from = match (late, kept) {
+        (Some(l), Some(k)) => Some(l.max(k)),
+        (l, k) => l.or(k),
+    };
+    Ok(match from {
+        Some(f) if f >= until => None,
+        f => Some(f),
+    })
+}
+
+/// Notes that retention removed the readings before `cut`, so that no rollup refresh reaches back past it.
+pub async fn note_removed_before(pool: &PgPool, cut: DateTime<Utc>) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO telemetry_kept (kept_from) VALUES ($1) \
+         ON CONFLICT (only_row) DO UPDATE SET kept_from = greatest(telemetry_kept.kept_from, EXCLUDED.kept_from)",
+    )
+    .bind(cut)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Brings the hourly rollups up to the start of `now`'s hour; returns the rollup rows written (0 for the
 /// continuous aggregate, whose refresh does not say).
 pub async fn refresh_rollups(pool: &PgPool, timescale: &Timescale, now: DateTime<Utc>) -> Result<u64, Error> {
     let until = bucket_floor(now, Duration::hours(1));
     match ready_rollups(pool, timescale).await? {
         Rollups::Continuous => {
-            // From the start of time: only the hours TimescaleDB recorded as changed, and the new ones,
-            // are recomputed. It cannot run inside a transaction.
-            sqlx::query("CALL refresh_continuous_aggregate('telemetry_hourly', NULL, $1)")
+            // The first refresh starts at the beginning of time; later ones [`LATE_HOURS`] before the last.
+            // Never from the beginning again: retention drops old chunks, and a refresh over a dropped
+            // region would remove its hours from the rollup too. TimescaleDB recomputes only the hours it
+            // recorded as changed, and the new ones. It cannot run inside a transaction.
+            let watermark: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT complete_until FROM telemetry_rollup").fetch_optional(pool).await?;
+            let Some(from) = refresh_start(pool, watermark, until).await? else { return Ok(0) };
+            sqlx::query("CALL refresh_continuous_aggregate('telemetry_hourly', $1, $2)")
+                .bind(from)
                 .bind(until)
                 .execute(pool)
                 .await?;
+            sqlx::query(
+                "INSERT INTO telemetry_rollup (complete_until) VALUES ($1) \
+                 ON CONFLICT (only_row) DO UPDATE SET complete_until = EXCLUDED.complete_until",
+            )
+            .bind(until)
+            .execute(pool)
+            .await?;
             Ok(0)
         }
         Rollups::Table => {
@@ -265,7 +312,7 @@ pub async fn refresh_rollups(pool: &PgPool, timescale: &Timescale, now: DateTime
             let watermark: Option<DateTime<Utc>> =
                 sqlx::query_scalar("SELECT complete_until FROM telemetry_rollup").fetch_optional(&mut *tx).await?;
             // None: from the first reading.
-            let from = watermark.map(|w| w.min(until) - Duration::hours(LATE_HOURS));
+            let Some(from) = refresh_start(&mut *tx, watermark, until).await? else { return Ok(0) };
             sqlx::query("DELETE FROM telemetry_hourly WHERE ($1::timestamptz IS NULL OR hour >= $1) AND hour < $2")
                 .bind(from)
                 .bind(until)
