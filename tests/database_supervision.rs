@@ -273,7 +273,11 @@ async fn a_cluster_started_by_hand_on_the_data_directory_is_refused_with_what_to
     stop(&server, child).await;
 
     let dir = server.cluster_dir();
-    let socket = format!("-c listen_addresses= -c unix_socket_directories={}", dir.display());
+    let mut socket = format!("-c listen_addresses= -c unix_socket_directories={}", dir.display());
+    // Started by hand as an administrator would: with TimescaleDB preloaded where the database uses it.
+    if common::timescale_mode() == oee_core::config::TimescaleMode::Auto {
+        socket.push_str(" -c shared_preload_libraries=timescaledb");
+    }
     let out =
         pg_ctl(&dir, &["start", "-w", "-t", "60", "-o", &socket, "-l", &dir.join("by-hand.log").to_string_lossy()]);
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -38,7 +38,9 @@ async fn http_commands_need_a_device_token_for_the_devices_own_machines() {
     let own = t.add_machine("Own").await;
     let other = t.add_machine("Other").await;
     let dev = oee_core::store::device::add(&t.pool, "plc-1", &[own]).await.unwrap();
-    let change = |m: i32| json!({"machine_id": m, "activity_code_id": 3});
+    // A new machine starts Down in shift and Closed out of it (the seeded 9-5 pattern): it gets the other.
+    let code = if t.current_code(own).await == 3 { 2 } else { 3 };
+    let change = |m: i32| json!({"machine_id": m, "activity_code_id": code});
 
     // No token, a malformed header, an unknown token: 401 with a message, nothing applied.
     let (s, v) = post(&t, "/api/machine-state-change", None, change(own)).await;
@@ -48,12 +50,12 @@ async fn http_commands_need_a_device_token_for_the_devices_own_machines() {
     assert_eq!(s, 401);
     let (s, _) = post(&t, "/api/machine-state-change", Some("not-a-token"), change(own)).await;
     assert_eq!(s, 401);
-    assert_ne!(t.current_code(own).await, 3);
+    assert_ne!(t.current_code(own).await, code);
 
     // Its own machine, by id and by topic name: applied. Another machine: 403.
     let (s, v) = post(&t, "/api/machine-state-change", Some(&dev.token), change(own)).await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(t.current_code(own).await, 3);
+    assert_eq!(t.current_code(own).await, code);
     let (s, v) = post(&t, "/api/v1/machines/own/state", Some(&dev.token), json!({"activity_code_id": 2})).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(t.current_code(own).await, 2);
@@ -128,6 +130,8 @@ async fn the_cli_makes_credentials_that_the_embedded_broker_and_the_device_api_a
             .await;
     assert!(!ok, "an anonymous publisher is refused");
     assert!(err.to_lowercase().contains("not authori"), "{err}");
+    // A code the machine is not in yet (it starts Down in shift, Closed out of it).
+    let code = if t.current_code(m).await == 3 { 2 } else { 3 };
     let (ok, err) = mosquitto_pub(
         t.mqtt_port,
         &[
@@ -138,12 +142,12 @@ async fn the_cli_makes_credentials_that_the_embedded_broker_and_the_device_api_a
             "-t",
             &format!("oee/v1/machines/{m}/state"),
             "-m",
-            "{\"activity_code_id\":3}",
+            &format!("{{\"activity_code_id\":{code}}}"),
         ],
     )
     .await;
     assert!(ok, "{err}");
-    eventually("the device's MQTT change is applied", || async { t.current_code(m).await == 3 }).await;
+    eventually("the device's MQTT change is applied", || async { t.current_code(m).await == code }).await;
     let (s, v) =
         post(&t, "/api/machine-state-change", Some(&token), json!({"machine_id": m, "activity_code_id": 2})).await;
     assert_eq!(s, 200, "{v}");
@@ -201,7 +205,8 @@ async fn on_an_external_mosquitto_the_written_acl_keeps_devices_to_their_machine
     let before_other = t.current_code(other).await;
     assert!(publish(own, 3).await.0);
     eventually("the device's own machine changed through Mosquitto", || async { t.current_code(own).await == 3 }).await;
-    assert!(publish(other, 3).await.0, "Mosquitto acknowledges and drops a denied publish");
+    let denied = if before_other == 3 { 2 } else { 3 };
+    assert!(publish(other, denied).await.0, "Mosquitto acknowledges and drops a denied publish");
     // A marker on its own machine after the denied one: once it is applied, the denied one had its turn.
     assert!(publish(own, 2).await.0);
     eventually("the marker is applied", || async { t.current_code(own).await == 2 }).await;

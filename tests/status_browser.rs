@@ -19,7 +19,10 @@ async fn the_status_page_follows_a_state_change_without_reloading() {
     let lathe = t.add_machine("Lathe 2").await;
     t.set_schedule(press, true).await;
     oee_core::store::user::add_user(&t.pool, "sam", "password-1", Role::Supervisor, false).await.unwrap();
-    let planned: (i32, String) = sqlx::query_as("SELECT id, short_description FROM activity_code WHERE id = 3")
+    // A code the machine is not in: a new machine starts Down in shift and Closed out of it (seeded 9-5).
+    let target = if t.current_code(press).await == 3 { 2 } else { 3 };
+    let planned: (i32, String) = sqlx::query_as("SELECT id, short_description FROM activity_code WHERE id = $1")
+        .bind(target)
         .fetch_one(&t.pool)
         .await
         .unwrap();

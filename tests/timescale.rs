@@ -111,7 +111,7 @@ async fn telemetry_sent_over_mqtt_lands_in_the_chunk_of_its_time() {
     };
     let dimensions: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT hypertable_name::text, column_name::text, extract(epoch FROM time_interval)::bigint \
-         FROM timescaledb_information.dimensions ORDER BY 1",
+         FROM timescaledb_information.dimensions WHERE hypertable_name IN ('telemetry', 'raw_event') ORDER BY 1",
     )
     .fetch_all(&t.pool)
     .await
@@ -148,7 +148,7 @@ async fn telemetry_sent_over_mqtt_lands_in_the_chunk_of_its_time() {
     if timescale.compression() {
         let settings: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT hypertable::text, segmentby, orderby FROM timescaledb_information.hypertable_compression_settings \
-             ORDER BY 1",
+             WHERE hypertable::text IN ('telemetry', 'raw_event') ORDER BY 1",
         )
         .fetch_all(&t.pool)
         .await
