@@ -1088,9 +1088,9 @@ fn markdown(
     let _ = writeln!(s, "### The 30-day OEE group report\n");
     let _ = writeln!(
         s,
-        "Not measured here: it needs a generated plant history (activities, jobs, counts), whose generator lives \
-         in `benches/report.rs` and is being moved to `benches/shared/`; this bench will use it from there rather \
-         than keep a copy. `cargo bench --bench report` measures the report on plain tables."
+        "Not measured in two modes: the report reads activities, jobs and production counts, which are plain \
+         tables in both modes (`docs/decisions.md` says why), so TimescaleDB does not change it. `cargo bench \
+         --bench report` measures it (section \"OEE report over a year of history\")."
     );
     let _ = writeln!(s, "{SECTION_END}");
     s
