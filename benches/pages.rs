@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use calamine::{Reader, Xlsx, open_workbook_from_rs};
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
-use history::{Cluster, Size};
+use history::{Cluster, Shape};
 use host::HostInfo;
 use oee_core::access::Role;
 use oee_core::store::user;
@@ -72,34 +72,11 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 const MEMORY_CEILING_KIB: u64 = 8 * 1024 * 1024;
 const PASSWORD: &str = "pages-bench-password-1";
 
-/// The size of a run.
-#[derive(Clone, Copy)]
-struct Shape {
-    size: Size,
-    /// Warm repeats of each request.
-    repeats: usize,
-    /// The process gives up after this long.
-    watchdog: Duration,
-    quick: bool,
-}
-
-impl Shape {
-    fn from_env() -> Shape {
-        let quick = history::quick_run();
-        let size = Size::for_run(quick);
-        if quick {
-            Shape { size, repeats: 3, watchdog: Duration::from_secs(1200), quick }
-        } else {
-            Shape { size, repeats: 5, watchdog: Duration::from_secs(2 * 3600), quick }
-        }
-    }
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     server::start_logging("warn,sqlx::query=error,rumqttd=off");
     let run_started = Instant::now();
-    let shape = Shape::from_env();
+    let shape = Shape::from_env(Duration::from_secs(1200), Duration::from_secs(2 * 3600));
     server::start_watchdog("pages", shape.watchdog);
     let host = HostInfo::gather();
     let cluster = Cluster::open("pages", shape.size).await;

@@ -28,7 +28,7 @@ mod sections;
 #[path = "shared/server.rs"]
 mod server;
 
-use history::{Cluster, Dataset, Size};
+use history::{Cluster, Dataset, Shape};
 use host::HostInfo;
 use samples::median;
 use std::fmt::Write as _;
@@ -50,36 +50,13 @@ const SECTION_END: &str = "<!-- report-bench:end -->";
 /// Per-request bound.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The size of a run.
-#[derive(Clone, Copy)]
-struct Shape {
-    size: Size,
-    /// Warm repeats of each request.
-    repeats: usize,
-    /// The process gives up after this long.
-    watchdog: Duration,
-    quick: bool,
-}
-
-impl Shape {
-    fn from_env() -> Shape {
-        let quick = history::quick_run();
-        let size = Size::for_run(quick);
-        if quick {
-            Shape { size, repeats: 3, watchdog: Duration::from_secs(600), quick }
-        } else {
-            Shape { size, repeats: 5, watchdog: Duration::from_secs(3600), quick }
-        }
-    }
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     // By default: no notes about slow statements (bulk loading is slow on purpose) and no broker errors
     // about its connections going away when a server is stopped between cases.
     server::start_logging("warn,sqlx::query=error,rumqttd=off");
     let run_started = Instant::now();
-    let shape = Shape::from_env();
+    let shape = Shape::from_env(Duration::from_secs(600), Duration::from_secs(3600));
     server::start_watchdog("report", shape.watchdog);
     let host = HostInfo::gather();
     let cluster = Cluster::open("report", shape.size).await;

@@ -38,9 +38,29 @@ const SHIFT_LAST_HOUR: i32 = 21;
 /// What marks a complete dataset in a kept directory.
 const DATASET_FILE: &str = "report-bench-dataset.json";
 
-/// Whether `OEE_BENCH_QUICK` asks for a quick run (a small dataset, `BENCHMARKS.md` left alone).
-pub fn quick_run() -> bool {
-    std::env::var("OEE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+/// The size of a run of a bench that reads the history.
+#[derive(Clone, Copy)]
+pub struct Shape {
+    pub size: Size,
+    /// Warm repeats of each request.
+    pub repeats: usize,
+    /// The process gives up after this long.
+    pub watchdog: Duration,
+    /// A quick run (`OEE_BENCH_QUICK`): a small dataset, `BENCHMARKS.md` left alone.
+    pub quick: bool,
+}
+
+impl Shape {
+    /// The run `OEE_BENCH_QUICK` asks for, given up after `quick_watchdog` or `full_watchdog`.
+    pub fn from_env(quick_watchdog: Duration, full_watchdog: Duration) -> Shape {
+        let quick = std::env::var("OEE_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let size = Size::for_run(quick);
+        if quick {
+            Shape { size, repeats: 3, watchdog: quick_watchdog, quick }
+        } else {
+            Shape { size, repeats: 5, watchdog: full_watchdog, quick }
+        }
+    }
 }
 
 /// How much history: machines and days.
@@ -52,7 +72,7 @@ pub struct Size {
 
 impl Size {
     /// 10 machines × 30 days for a quick run, else 100 × 365.
-    pub fn for_run(quick: bool) -> Size {
+    fn for_run(quick: bool) -> Size {
         if quick { Size { machines: 10, days: 30 } } else { Size { machines: 100, days: 365 } }
     }
 
