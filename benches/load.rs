@@ -629,14 +629,7 @@ fn markdown(host: &HostInfo, pg_version: &str, outcomes: &[Outcome]) -> String {
         "Written by `benches/load.rs` from the numbers it measured; re-run it rather than editing this file.\n"
     );
     let _ = writeln!(s, "- Command: `cargo bench --bench load`");
-    let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-    let _ = writeln!(s, "- Source: commit {}", host.commit);
-    let _ = writeln!(
-        s,
-        "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
-        host.cpus, host.cpu_model, host.memory, host.kernel, host.loadavg
-    );
-    let _ = writeln!(s, "- Toolchain: {} (bench profile)", host.rustc);
+    s.push_str(&host.report_lines());
     let _ = writeln!(
         s,
         "- Database: {pg_version}; the embedded private cluster on local disk, `synchronous_commit = on` \

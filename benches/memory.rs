@@ -520,14 +520,7 @@ fn markdown(host: &HostInfo, shape: &Shape, figures: &[Figure], rounds: &[Round]
 "
     );
     let _ = writeln!(s, "- Command: `cargo bench --bench memory`");
-    let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-    let _ = writeln!(s, "- Source: commit {}", host.commit);
-    let _ = writeln!(
-        s,
-        "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
-        host.cpus, host.cpu_model, host.memory, host.kernel, host.loadavg
-    );
-    let _ = writeln!(s, "- Toolchain: {} (bench profile)", host.rustc);
+    s.push_str(&host.report_lines());
     let _ = writeln!(
         s,
         "- Set-up: the real `oee-server serve` as a child process with the default configuration (anonymous \

@@ -856,14 +856,7 @@ impl Results {
             self.run_s,
             self.run_s / 60.0
         );
-        let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let _ = writeln!(s, "- Source: commit {}", h.commit);
-        let _ = writeln!(
-            s,
-            "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
-            h.cpus, h.cpu_model, h.memory, h.kernel, h.loadavg
-        );
-        let _ = writeln!(s, "- Toolchain: {} (bench profile)", h.rustc);
+        s.push_str(&h.report_lines());
         let _ = writeln!(
             s,
             "- Database: {}; the embedded private cluster on local disk, `shared_buffers = 512MB`",

@@ -748,14 +748,7 @@ impl Results {
              cargo bench --bench tablet`, which leaves this file alone)",
             self.run_s
         );
-        let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-        let _ = writeln!(s, "- Source: commit {}", h.commit);
-        let _ = writeln!(
-            s,
-            "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
-            h.cpus, h.cpu_model, h.memory, h.kernel, h.loadavg
-        );
-        let _ = writeln!(s, "- Toolchain: {} (bench profile)", h.rustc);
+        s.push_str(&h.report_lines());
         let _ = writeln!(s, "- Database: {}; the embedded private cluster on local disk", self.pg_version);
         let _ = writeln!(
             s,

@@ -864,14 +864,7 @@ fn markdown(
         "- Command: `cargo bench --bench timeseries` (both modes in one run, {:.0} s)",
         total.as_secs_f64()
     );
-    let _ = writeln!(s, "- Date: {}", Utc::now().format("%Y-%m-%d %H:%M UTC"));
-    let _ = writeln!(s, "- Source: commit {}", host.commit);
-    let _ = writeln!(
-        s,
-        "- Machine: {} CPUs ({}), {} memory, {}; load average before the run: {}",
-        host.cpus, host.cpu_model, host.memory, host.kernel, host.loadavg
-    );
-    let _ = writeln!(s, "- Toolchain: {} (bench profile)", host.rustc);
+    s.push_str(&host.report_lines());
     if let Some(r) = runs.first() {
         let _ = writeln!(s, "- Database: {}", r.history.version);
     }

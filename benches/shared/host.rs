@@ -13,6 +13,23 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
+    /// The report lines every bench's section starts with: when, from which commit, on what machine, with
+    /// which compiler.
+    pub fn report_lines(&self) -> String {
+        format!(
+            "- Date: {}\n- Source: commit {}\n- Machine: {} CPUs ({}), {} memory, {}; load average before the run: \
+             {}\n- Toolchain: {} (bench profile)\n",
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            self.commit,
+            self.cpus,
+            self.cpu_model,
+            self.memory,
+            self.kernel,
+            self.loadavg,
+            self.rustc
+        )
+    }
+
     pub fn gather() -> HostInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
