@@ -236,6 +236,22 @@ async fn wrong_choices_are_refused_with_a_reason_and_strangers_sign_in_first() {
         assert!(svg.is_empty(), "{path} draws nothing");
         assert!(html.contains("<form method=\"get\" action=\"/graphs\""), "{path}: the form stays");
     }
+
+    // A timeline draws at most 3,100 machine-days: two machines over 1,600 days are refused, one is drawn,
+    // and the Pareto over the same window is not bounded by it.
+    t.add_machine("M1").await;
+    t.add_machine("M2").await;
+    let long = "from=2020-01-01T00:00:00Z&to=2024-05-19T00:00:00Z";
+    let (status, html, svg) = graph(&b, &format!("/graphs?graph=timeline&{long}")).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("at most 3100 machine-days") && html.contains("2 machines × 1600 days"), "{html}");
+    assert!(svg.is_empty());
+    let one: i32 = sqlx::query_scalar("SELECT min(id) FROM machine").fetch_one(&t.pool).await.unwrap();
+    let (status, html, svg) = graph(&b, &format!("/graphs?graph=timeline&machine={one}&{long}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(!svg.is_empty());
+    let (status, html, _) = graph(&b, &format!("/graphs?graph=pareto&{long}")).await;
+    assert_eq!(status, 200, "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,9 @@ use crate::oee_api::{ApiError, Calculator, id_param, shared_buckets, shift_bucke
 use crate::page::{Choice, Page};
 
 /// The graphs' route.
+/// Most machines × days one timeline draws (a month of 100 machines).
+const TIMELINE_MAX_MACHINE_DAYS: usize = 3_100;
+
 pub(crate) fn routes() -> Vec<Route> {
     vec![Route::get("/graphs", Access::Role(oee_core::access::Role::Viewer), page)]
 }
@@ -285,6 +288,18 @@ async fn build(state: &WebState, q: &HashMap<String, String>, body: &mut GraphsB
     let codes = code::list_codes(&state.pool).await?;
     let code_of: HashMap<i32, &code::ActivityCode> = codes.iter().map(|c| (c.id, c)).collect();
     let window = Window::new(from, to, now);
+    if graph == Graph::Timeline {
+        // Each activity of the window is read and drawn: a year of a whole plant would take minutes and
+        // gigabytes to draw bars too thin to see.
+        let days = ((to - from).num_seconds() as f64 / 86_400.0).ceil().max(1.0) as usize;
+        if machines.len() * days > TIMELINE_MAX_MACHINE_DAYS {
+            return Err(bad(format!(
+                "a timeline shows at most {TIMELINE_MAX_MACHINE_DAYS} machine-days (machines × days), and this one \
+                 would show {} machines × {days} days: pick one machine or a group, or shorten the window",
+                machines.len()
+            )));
+        }
+    }
     body.svg = Some(match graph {
         Graph::Timeline => {
             let acts = report::graph_activities(&state.pool, &machines, from, to).await?;
@@ -293,7 +308,7 @@ async fn build(state: &WebState, q: &HashMap<String, String>, body: &mut GraphsB
         Graph::Oee => trend(state, &machines, window, body.by_shift, max, now).await?,
         Graph::Pareto => {
             let sums = whole(state, &machines, window, now).await?;
-            let acts = report::graph_activities(&state.pool, &machines, from, to).await?;
+            let counts = report::activity_counts(&state.pool, &machines, from, window.end).await?;
             let mut reasons: Vec<Reason> = sums
                 .by_code_ms
                 .iter()
@@ -303,7 +318,7 @@ async fn build(state: &WebState, q: &HashMap<String, String>, body: &mut GraphsB
                         name: c.short_description.clone(),
                         colour: chart::fill(&c.graph_colour),
                         minutes: *ms as f64 / 60_000.0,
-                        count: acts.iter().filter(|a| a.code_id == *id && a.start_time < window.end).count(),
+                        count: counts.get(id).copied().unwrap_or(0) as usize,
                     })
                 })
                 .collect();
