@@ -24,26 +24,18 @@ async fn code_name(t: &TestApp, id: i32) -> String {
 /// Machine `name` on 2024-01-10: job J1 08:00–12:00 (ideal cycle 30 s, 90 good, 10 rejects); Up 08–10 (by
 /// `user`), Down 10–11, Up 11–12, Closed 12–13, Down 13–14.
 async fn history(t: &TestApp, name: &str, user: i32) -> i32 {
-    let m = t.add_machine(name).await;
+    let m = t.worked_example(name).await;
+    // The operator on the first Up hour, and the machine down again after the plant closed.
     sql(
         t,
-        &format!(
-            "WITH j AS (INSERT INTO job (machine_id, job_number, ideal_cycle_time_s, start_time, end_time, active) \
-             VALUES ({m}, 'J1', 30, '2024-01-10 08:00Z', '2024-01-10 12:00Z', false) RETURNING id) \
-             INSERT INTO production_quantity (machine_id, job_id, start_time, end_time, quantity_good, quantity_rejects) \
-             SELECT {m}, id, '2024-01-10 08:00Z', '2024-01-10 12:00Z', 90, 10 FROM j"
-        ),
+        &format!("UPDATE activity SET user_id = {user} WHERE machine_id = {m} AND start_time = '2024-01-10 08:00Z'"),
     )
     .await;
     sql(
         t,
         &format!(
-            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time, user_id) VALUES \
-             ({m}, 1, '2024-01-10 08:00Z', '2024-01-10 10:00Z', {user}), \
-             ({m}, 2, '2024-01-10 10:00Z', '2024-01-10 11:00Z', NULL), \
-             ({m}, 1, '2024-01-10 11:00Z', '2024-01-10 12:00Z', NULL), \
-             ({m}, 3, '2024-01-10 12:00Z', '2024-01-10 13:00Z', NULL), \
-             ({m}, 2, '2024-01-10 13:00Z', '2024-01-10 14:00Z', NULL)"
+            "INSERT INTO activity (machine_id, activity_code_id, start_time, end_time) \
+             VALUES ({m}, 2, '2024-01-10 13:00Z', '2024-01-10 14:00Z')"
         ),
     )
     .await;

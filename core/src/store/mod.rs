@@ -243,7 +243,7 @@ pub async fn prepare_database(pool: &PgPool, db: &DatabaseConfig) -> Result<Stor
     migrate(pool).await?;
     let mode = timescale::enable(pool, db).await?;
     // The rollups follow the tables: a continuous aggregate once telemetry is a hypertable.
-    telemetry::prepare_rollups(pool, &timescale::status(pool).await?).await?;
+    telemetry::prepare_rollups(pool, &mode.timescale()).await?;
     Ok(mode)
 }
 
